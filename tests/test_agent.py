@@ -1,0 +1,145 @@
+"""The agent end to end on small problems: errors, bookkeeping, determinism, the trust region."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+from trpo_tf import TRPO, TRPOConfig
+from trpo_tf.policies import UnsupportedSpaceError
+from trpo_tf.rollout import EnvironmentValueError, Sampler
+
+SMALL = TRPOConfig(steps_per_iteration=256, policy_hidden=(16,), value_hidden=(16,), value_epochs=2)
+TIMING = ("fps", "sampling_seconds", "advantage_seconds", "policy_step_seconds", "value_fit_seconds")
+
+
+class CountingEnv(gym.Env):
+    """Observation = [steps taken]; reward 1 per step; terminates at ``terminate_at`` steps,
+    truncates (time limit) at ``truncate_at``; optionally emits NaN at step ``nan_at``."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,))
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, terminate_at=7, truncate_at=5, nan_at=None):
+        self.terminate_at, self.truncate_at, self.nan_at = terminate_at, truncate_at, nan_at
+        self.t = 0
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        observation = np.array([np.nan if self.t == self.nan_at else self.t], np.float32)
+        return observation, 1.0, self.t >= self.terminate_at, self.t >= self.truncate_at, {}
+
+
+def without_timing(history):
+    return [{k: v for k, v in entry.items() if k not in TIMING} for entry in history]
+
+
+def test_same_seed_gives_same_history_and_different_seed_does_not():
+    runs = [TRPO("CartPole-v1", SMALL, seed=seed).learn(768).history for seed in (3, 3, 4)]
+    assert without_timing(runs[0]) == without_timing(runs[1])
+    assert without_timing(runs[0]) != without_timing(runs[2])
+
+
+def test_kl_stays_within_max_kl_and_timesteps_count_every_step():
+    config = SMALL.replace(n_envs=2, steps_per_iteration=512, max_kl=0.005)
+    agent = TRPO("Pendulum-v1", config, seed=0).learn(5 * 512)
+    assert [entry["timesteps"] for entry in agent.history] == [512 * i for i in range(1, 6)]
+    for entry in agent.history:
+        assert entry["kl"] <= 0.005 + 1e-7
+        assert entry["surrogate_gain"] > 0 if entry["step_accepted"] else entry["kl"] == 0.0
+    assert any(entry["step_accepted"] for entry in agent.history)
+
+
+def test_value_fit_moves_only_the_value_function():
+    agent = TRPO("Pendulum-v1", SMALL, seed=0)
+    agent.learn(256)
+    batch = np.random.default_rng(0).normal(size=(256, 3)).astype(np.float32)
+    policy_before = [v.numpy().copy() for v in agent.policy.weights]
+    value_before = agent.value(batch).numpy()
+    order = agent._minibatch_order(len(batch))
+    agent._fit_value(batch, np.ones(256, np.float32), order)
+    for before, variable in zip(policy_before, agent.policy.weights):
+        np.testing.assert_array_equal(before, variable.numpy())
+    assert not np.allclose(value_before, agent.value(batch).numpy())
+
+
+def test_sampler_keeps_final_observations_and_tells_termination_from_truncation():
+    env = gym.vector.SyncVectorEnv([lambda: CountingEnv(terminate_at=3, truncate_at=10),
+                                    lambda: CountingEnv(terminate_at=10, truncate_at=4)],
+                                   autoreset_mode=AutoresetMode.SAME_STEP)
+    sampler = Sampler(env, seed=0)
+    batch = sampler.collect(lambda obs: (np.zeros(2, np.int64), np.zeros(2, np.int64)), steps=8)
+    assert batch.terminated[:, 0].tolist() == [False, False, True, False, False, True, False, False]
+    assert batch.truncated[:, 1].tolist() == [False, False, False, True, False, False, False, True]
+    assert not batch.truncated[:, 0].any() and not batch.terminated[:, 1].any()
+    assert sorted(map(tuple, batch.final_index.tolist())) == [(2, 0), (3, 1), (5, 0), (7, 1)]
+    finals = {tuple(i): o[0] for i, o in zip(batch.final_index.tolist(), batch.final_observations)}
+    assert finals == {(2, 0): 3.0, (5, 0): 3.0, (3, 1): 4.0, (7, 1): 4.0}
+    # The observation the policy sees right after an episode ends is the reset one.
+    assert batch.observations[3, 0, 0] == 0.0 and batch.observations[4, 1, 0] == 0.0
+    assert sorted(batch.episode_returns) == [3.0, 3.0, 4.0, 4.0]
+    np.testing.assert_array_equal(batch.last_observations[:, 0], [2.0, 0.0])
+
+
+def test_truncated_steps_bootstrap_from_the_final_observation():
+    agent = TRPO(CountingEnv(terminate_at=100, truncate_at=4), SMALL.replace(steps_per_iteration=8), seed=0)
+    batch = agent.sampler.collect(agent._numpy_actor(), 8)
+    values, next_values = agent._values_and_next_values(batch, agent._features(batch.observations[:, :]
+                                                                                 .reshape(-1, 1)))
+    value_of = lambda x: float(agent._value_of(agent._features(np.array([[x]], np.float32))).numpy()[0])  # noqa: E731
+    assert next_values[3, 0] == pytest.approx(value_of(4.0), abs=1e-6)   # truncated: V(final obs = 4)
+    assert next_values[2, 0] == pytest.approx(values[3, 0], abs=1e-6)     # inside the episode
+    assert next_values[7, 0] == pytest.approx(value_of(4.0), abs=1e-6)
+    assert values[4, 0] == pytest.approx(value_of(0.0), abs=1e-6)         # after the reset
+
+
+def test_non_finite_observation_is_reported_with_where_and_when():
+    agent = TRPO(CountingEnv(terminate_at=100, truncate_at=100, nan_at=6), SMALL, seed=0)
+    with pytest.raises(EnvironmentValueError, match=r"environment 0 returned a non-finite observation \[nan\] "
+                                                     r"from step\(\) after 6 environment steps"):
+        agent.learn(256)
+
+
+def test_unsupported_spaces_and_bad_env_arguments_are_named():
+    class TupleEnv(CountingEnv):
+        action_space = gym.spaces.Tuple([gym.spaces.Discrete(2)])
+
+    with pytest.raises(UnsupportedSpaceError, match="unsupported action space Tuple"):
+        TRPO(TupleEnv(), SMALL)
+    with pytest.raises(ValueError, match="unknown environment id 'CartPole-v9'; did you mean CartPole-v"):
+        TRPO("CartPole-v9", SMALL)
+    next_step = gym.make_vec("CartPole-v1", num_envs=1, vectorization_mode="sync")
+    with pytest.raises(ValueError, match="SAME_STEP"):
+        TRPO(next_step, SMALL)
+
+
+def test_predict_checks_observation_shape():
+    agent = TRPO("CartPole-v1", SMALL, seed=0)
+    assert agent.predict(np.zeros((3, 4))).shape == (3,)
+    assert agent.predict(np.zeros(4)).shape == (1,)
+    with pytest.raises(ValueError, match=r"shape \(2, 5\).*expected \[batch, 4\]"):
+        agent.predict(np.zeros((2, 5)))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"max_kl": 0.0}, r"max_kl must be a number in \(0.0, inf\)"),
+    ({"gamma": 1.5}, r"gamma must be a number in \[0.0, 1.0\]"),
+    ({"cg_iters": 0}, r"cg_iters must be an integer >= 1"),
+    ({"policy_hidden": (64, -1)}, "policy_hidden must be a sequence of positive layer widths"),
+    ({"activation": "softmax"}, "activation must be one of"),
+    ({"n_envs": 3}, r"steps_per_iteration \(2048\) must be a multiple of n_envs \(3\)"),
+    ({"line_search_coef": 1.0}, r"line_search_coef must be a number in \(0.0, 1.0\)"),
+])
+def test_invalid_config_names_the_field(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TRPOConfig(**changes)
+
+
+def test_unknown_config_key_lists_valid_ones():
+    with pytest.raises(ValueError, match="unknown TRPOConfig field.*'max_kll'.*valid fields: steps_per_iteration"):
+        TRPOConfig().replace(max_kll=0.1)

@@ -1,0 +1,115 @@
+"""Distributions, NumPy forward passes and observation statistics against independent computations."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trpo_tf.normalization import ObservationNormalizer
+from trpo_tf.policies import (NumpyMLP, ObservationEncoder, Policy, UnsupportedSpaceError, action_head,
+                              kl_divergence)
+
+SPACES = {
+    "box": gym.spaces.Box(-1.0, 1.0, shape=(3,)),
+    "discrete": gym.spaces.Discrete(4),
+    "multidiscrete": gym.spaces.MultiDiscrete([3, 2, 4]),
+    "multibinary": gym.spaces.MultiBinary(3),
+}
+
+
+def random_distributions(space, rng, batch=4):
+    """Two distributions (old, new) of ``space``'s head at random network outputs."""
+    head = action_head(space)
+    outputs = [tf.constant(rng.normal(size=(batch, head.param_size)), tf.float32) for _ in range(2)]
+    log_stds = [tf.constant(rng.normal(scale=0.3, size=head.param_size), tf.float32) for _ in range(2)]
+    return head, [head.distribution(o, s if head.has_log_std else None) for o, s in zip(outputs, log_stds)]
+
+
+@pytest.mark.parametrize("kind", sorted(SPACES))
+def test_kl_matches_monte_carlo_estimate(kind):
+    """KL(old ‖ new) = E_old[log old(a) − log new(a)], estimated from 200k samples of old."""
+    _, (old, new) = random_distributions(SPACES[kind], np.random.default_rng(0))
+    old_tfp, new_tfp = getattr(old, "inner", old), getattr(new, "inner", new)
+    samples = old_tfp.sample(200_000, seed=1)  # [S, B, ...]
+    estimate = tf.reduce_mean(old_tfp.log_prob(samples) - new_tfp.log_prob(samples), axis=0)
+    exact = kl_divergence(old, new)
+    np.testing.assert_allclose(exact.numpy(), estimate.numpy(), rtol=0.05, atol=5e-3)
+    assert np.all(exact.numpy() > 0)
+
+
+@pytest.mark.parametrize("kind", sorted(SPACES))
+def test_numpy_sampling_matches_tfp_probabilities(kind):
+    """Frequencies (or moments) of the NumPy sampler agree with the TFP distribution."""
+    rng = np.random.default_rng(1)
+    head = action_head(SPACES[kind])
+    outputs = rng.normal(size=(1, head.param_size)).astype(np.float32)
+    log_std = rng.normal(scale=0.3, size=head.param_size).astype(np.float32) if head.has_log_std else None
+    samples = head.numpy_act(np.repeat(outputs, 50_000, axis=0), log_std, rng)
+    distribution = head.distribution(tf.constant(outputs), None if log_std is None else tf.constant(log_std))
+    if kind == "box":
+        np.testing.assert_allclose(samples.mean(0), outputs[0], atol=0.03)
+        np.testing.assert_allclose(samples.std(0), np.exp(log_std), rtol=0.03)
+        return
+    # Every distinct sampled action's frequency against exp(log_prob).
+    values, counts = np.unique(samples.reshape(len(samples), -1), axis=0, return_counts=True)
+    shaped = values.reshape((len(values),) + head.action_shape).astype(np.int32)
+    probabilities = np.exp(distribution.log_prob(tf.constant(shaped)).numpy() if kind != "discrete"
+                           else [distribution.log_prob(int(v)).numpy()[0] for v in shaped])
+    np.testing.assert_allclose(counts / len(samples), probabilities.reshape(-1), atol=0.01)
+    assert probabilities.sum() == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("kind", sorted(SPACES))
+def test_numpy_policy_matches_keras_policy(kind):
+    head = action_head(SPACES[kind])
+    policy = Policy(head, feature_dim=5, hidden=(8, 7), activation="tanh", init_log_std=0.0, seed=3)
+    features = np.random.default_rng(2).normal(size=(10, 5)).astype(np.float32)
+    np.testing.assert_allclose(NumpyMLP(policy.net)(features), policy(features).numpy(), rtol=1e-5, atol=1e-6)
+    deterministic = head.to_env(head.numpy_act(NumpyMLP(policy.net)(features), None, None))
+    np.testing.assert_allclose(deterministic, head.deterministic(policy(features)).numpy(), atol=1e-6)
+
+
+def test_gaussian_actions_are_clipped_for_the_environment_only():
+    head = action_head(gym.spaces.Box(-1.0, 2.0, shape=(2,)))
+    stored = np.array([[-5.0, 5.0], [0.5, 1.5]], np.float32)
+    np.testing.assert_allclose(head.to_env(stored), [[-1.0, 2.0], [0.5, 1.5]])
+    assert stored[0, 0] == -5.0
+
+
+def test_discrete_start_offsets_reach_the_environment():
+    head = action_head(gym.spaces.Discrete(3, start=-1))
+    assert head.to_env(np.array([0, 2])).tolist() == [-1, 1]
+    multi = action_head(gym.spaces.MultiDiscrete([2, 3], start=[1, 5]))
+    assert multi.to_env(np.array([[1, 2]])).tolist() == [[2, 7]]
+
+
+def test_normalizer_matches_statistics_of_all_data():
+    rng = np.random.default_rng(3)
+    data = rng.normal(loc=[1.0, -2.0, 5.0], scale=[0.5, 3.0, 10.0], size=(1000, 3)).astype(np.float32)
+    normalizer = ObservationNormalizer(3)
+    for chunk in np.array_split(data, 7):
+        normalizer.update(chunk)
+    np.testing.assert_allclose(normalizer.mean.numpy(), data.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(normalizer.var.numpy(), data.var(0), rtol=1e-4)
+    expected = np.clip((data - data.mean(0)) / np.sqrt(data.var(0) + 1e-8), -10, 10)
+    np.testing.assert_allclose(normalizer(data).numpy(), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(normalizer.numpy_normalize()(data), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_observation_encoder_flattens_boxes_and_one_hots_discrete():
+    box = ObservationEncoder(gym.spaces.Box(0, 1, shape=(2, 3)))
+    observations = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    assert box.dim == 6
+    np.testing.assert_array_equal(box.numpy(observations), observations.reshape(2, 6))
+    np.testing.assert_array_equal(box.tensorflow(tf.constant(observations)).numpy(), observations.reshape(2, 6))
+    discrete = ObservationEncoder(gym.spaces.Discrete(4, start=1))
+    np.testing.assert_array_equal(discrete.numpy(np.array([1, 4])), [[1, 0, 0, 0], [0, 0, 0, 1]])
+    with pytest.raises(ValueError, match=r"expected \[batch, 2, 3\]"):
+        box.check(np.zeros((4, 5)))
+
+
+def test_unsupported_spaces_are_named():
+    with pytest.raises(UnsupportedSpaceError, match="Tuple.*supports Box, Discrete, MultiDiscrete and MultiBinary"):
+        action_head(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
+    with pytest.raises(UnsupportedSpaceError, match="Dict.*Box .*Discrete"):
+        ObservationEncoder(gym.spaces.Dict({"a": gym.spaces.Discrete(2)}))

@@ -1,0 +1,38 @@
+"""GAE(λ) over vectorized environments, with termination and truncation told apart."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray,
+                terminated: np.ndarray, truncated: np.ndarray, gamma: float, lam: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Generalized advantage estimates and λ-returns (Schulman et al., 2016, eq. 16).
+
+    All arrays are [T, N] (time, environment). ``next_values[t]`` is V of the observation
+    that followed step t: the next step's observation inside an episode, the final
+    observation where the episode ended at t, the last observation at t = T - 1.
+
+    δ_t = r_t + γ · V(s_{t+1}) · (1 − terminated_t) − V(s_t): a terminal state is worth 0, a
+    truncated one is bootstrapped from its value.
+    A_t = δ_t + γλ · (1 − done_t) · A_{t+1}, with done = terminated or truncated: no
+    advantage flows back across the end of an episode.
+
+    Returns (advantages [T, N], returns = advantages + values [T, N]), float32.
+    """
+    terminated = np.asarray(terminated, dtype=bool)
+    ended = terminated | np.asarray(truncated, dtype=bool)
+    deltas = rewards + gamma * next_values * ~terminated - values
+    carry = gamma * lam * ~ended
+    advantages = np.zeros_like(deltas, dtype=np.float32)
+    running = np.zeros(deltas.shape[1], dtype=np.float32)
+    for t in range(len(deltas) - 1, -1, -1):
+        running = deltas[t] + carry[t] * running
+        advantages[t] = running
+    return advantages, (advantages + values).astype(np.float32)
+
+
+def normalize(advantages: np.ndarray) -> np.ndarray:
+    """(A − mean) / (std + 1e-8) over the whole batch."""
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)

@@ -1,0 +1,129 @@
+"""Every TRPO hyperparameter, its default and its validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
+
+
+@dataclasses.dataclass(frozen=True)
+class TRPOConfig:
+    """Hyperparameters of a TRPO run. Invalid values raise ``ValueError`` naming the field.
+
+    Sampling: ``steps_per_iteration`` environment steps per update, summed over all
+    ``n_envs`` parallel environments (it must divide evenly).
+    Trust region: ``max_kl`` is δ in KL(π_old ‖ π_new) ≤ δ; ``cg_iters`` and ``cg_damping``
+    set the conjugate-gradient solve of (H + damping·I) x = g; the backtracking line search
+    tries ``line_search_coef``**j for j < ``line_search_max_steps``.
+    Advantages: GAE(``gamma``, ``gae_lambda``), normalized per batch when
+    ``normalize_advantages``.
+    Value function: Adam(``value_lr``), ``value_epochs`` shuffled passes of minibatches of
+    ``value_batch_size`` over the batch's λ-returns.
+    Models: MLPs of ``policy_hidden`` / ``value_hidden`` units with ``activation``; running
+    mean/std observation normalization when ``normalize_observations``; the surrogate
+    gains ``entropy_coef`` × mean entropy.
+    """
+
+    steps_per_iteration: int = 2048
+    n_envs: int = 1
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    max_kl: float = 0.01
+    cg_iters: int = 10
+    cg_damping: float = 0.1
+    line_search_coef: float = 0.8
+    line_search_max_steps: int = 10
+    value_lr: float = 1e-3
+    value_epochs: int = 10
+    value_batch_size: int = 128
+    policy_hidden: tuple[int, ...] = (64, 64)
+    value_hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    normalize_observations: bool = True
+    normalize_advantages: bool = True
+    entropy_coef: float = 0.0
+    init_log_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("policy_hidden", "value_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, name, tuple(value))
+        self._check_int("steps_per_iteration", 1)
+        self._check_int("n_envs", 1)
+        self._check_int("cg_iters", 1)
+        self._check_int("line_search_max_steps", 1)
+        self._check_int("value_epochs", 0)
+        self._check_int("value_batch_size", 1)
+        self._check_float("gamma", 0.0, 1.0)
+        self._check_float("gae_lambda", 0.0, 1.0)
+        self._check_float("max_kl", 0.0, None, low_open=True)
+        self._check_float("cg_damping", 0.0, None)
+        self._check_float("line_search_coef", 0.0, 1.0, low_open=True, high_open=True)
+        self._check_float("value_lr", 0.0, None, low_open=True)
+        self._check_float("entropy_coef", 0.0, None)
+        self._check_float("init_log_std", -20.0, 5.0)
+        for name in ("normalize_observations", "normalize_advantages"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TRPOConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("policy_hidden", "value_hidden"):
+            sizes = getattr(self, name)
+            if not isinstance(sizes, tuple) or not all(_is_int(s) and s >= 1 for s in sizes):
+                raise ValueError(
+                    f"TRPOConfig.{name} must be a sequence of positive layer widths, got {sizes!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"TRPOConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.steps_per_iteration % self.n_envs:
+            raise ValueError(
+                f"TRPOConfig.steps_per_iteration ({self.steps_per_iteration}) must be a multiple of "
+                f"n_envs ({self.n_envs})")
+
+    @property
+    def steps_per_env(self) -> int:
+        """Rollout length T of each environment per iteration."""
+        return self.steps_per_iteration // self.n_envs
+
+    def replace(self, **changes: Any) -> "TRPOConfig":
+        """A copy with ``changes`` applied; unknown names raise ``ValueError`` listing the valid ones."""
+        unknown = sorted(set(changes) - set(field_names()))
+        if unknown:
+            raise ValueError(f"unknown TRPOConfig field(s) {unknown}; valid fields: {', '.join(field_names())}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data view (tuples become lists) for JSON/YAML."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TRPOConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        return cls().replace(**dict(values))
+
+    def _check_int(self, name: str, minimum: int) -> None:
+        value = getattr(self, name)
+        if not _is_int(value) or value < minimum:
+            raise ValueError(f"TRPOConfig.{name} must be an integer >= {minimum}, got {value!r}")
+
+    def _check_float(self, name: str, low: float, high: float | None,
+                     low_open: bool = False, high_open: bool = False) -> None:
+        value = getattr(self, name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        if ok:
+            ok = (value > low if low_open else value >= low)
+            if high is not None:
+                ok = ok and (value < high if high_open else value <= high)
+        if not ok:
+            interval = ("(" if low_open else "[") + f"{low}, " + (
+                "inf)" if high is None else f"{high}" + (")" if high_open else "]"))
+            raise ValueError(f"TRPOConfig.{name} must be a number in {interval}, got {value!r}")
+
+
+def field_names() -> list[str]:
+    """The public hyperparameter names, in declaration order."""
+    return [f.name for f in dataclasses.fields(TRPOConfig)]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,68 @@
+"""Running observation statistics kept as Keras state, so they are checkpointed and exported."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+CLIP = 10.0
+EPSILON = 1e-8
+
+
+class ObservationNormalizer(keras.layers.Layer):
+    """Maps features x [B, D] to clip((x - mean) / sqrt(var + 1e-8), -10, 10).
+
+    ``mean``, ``var`` and ``count`` are non-trainable weights: the trust-region step and the
+    value fit never move them, and they travel with every checkpoint and export. They change
+    only through :meth:`update`, once per batch, from NumPy. When ``enabled`` is False the
+    layer is the identity (the weights stay at mean 0, var 1).
+    """
+
+    def __init__(self, dim: int, enabled: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.enabled = enabled
+        self.mean = self.add_weight(shape=(dim,), initializer="zeros", trainable=False, name="mean")
+        self.var = self.add_weight(shape=(dim,), initializer="ones", trainable=False, name="var")
+        self.count = self.add_weight(shape=(), initializer="zeros", trainable=False, name="count",
+                                     dtype="float64")
+
+    def call(self, features):
+        if not self.enabled:
+            return features
+        scaled = (features - self.mean) / keras.ops.sqrt(self.var + EPSILON)
+        return keras.ops.clip(scaled, -CLIP, CLIP)
+
+    def update(self, batch: np.ndarray) -> None:
+        """Merge the statistics of ``batch`` [B, D] into the running ones (Chan et al., 1979)."""
+        if not self.enabled or len(batch) == 0:
+            return
+        batch = np.asarray(batch, dtype=np.float64).reshape(-1, self.dim)
+        n_a, n_b = float(self.count.numpy()), float(len(batch))
+        mean_a, var_a = self.mean.numpy().astype(np.float64), self.var.numpy().astype(np.float64)
+        mean_b, var_b = batch.mean(axis=0), batch.var(axis=0)
+        total = n_a + n_b
+        delta = mean_b - mean_a
+        mean = mean_a + delta * n_b / total
+        var = (var_a * n_a + var_b * n_b + delta**2 * n_a * n_b / total) / total
+        self.mean.assign(mean.astype(np.float32))
+        self.var.assign(var.astype(np.float32))
+        self.count.assign(total)
+
+    def numpy_normalize(self) -> "NumpyNormalizer":
+        """A NumPy copy of the current statistics, for acting without TensorFlow calls."""
+        return NumpyNormalizer(self.mean.numpy(), self.var.numpy(), self.enabled)
+
+
+class NumpyNormalizer:
+    """The same map as :class:`ObservationNormalizer`, frozen, in NumPy: [B, D] → [B, D]."""
+
+    def __init__(self, mean: np.ndarray, var: np.ndarray, enabled: bool):
+        self.mean = mean.astype(np.float32)
+        self.inv_std = (1.0 / np.sqrt(var.astype(np.float32) + EPSILON)).astype(np.float32)
+        self.enabled = enabled
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return features
+        return np.clip((features - self.mean) * self.inv_std, -CLIP, CLIP)

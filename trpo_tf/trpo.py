@@ -1,0 +1,350 @@
+"""The TRPO agent: collect a batch, estimate advantages, take the trust-region step, fit V.
+
+One iteration of :meth:`TRPO.learn` reads like the algorithm (Schulman et al., 2015):
+
+    batch = sampler.collect(policy)                        # rollout.py
+    advantages, returns = compute_gae(batch, V)            # advantages.py
+    g = ∇ surrogate;  x ≈ H⁻¹g by CG;  step = √(2δ/xᵀHx)·x  # trust_region.py, in _policy_step
+    θ = backtracking_line_search(θ, step)                  # trust_region.py, in _policy_step
+    fit V on the λ-returns                                 # _fit_value
+
+The policy step and the value fit are each one compiled ``tf.function`` with fixed input
+signatures; acting during rollouts uses a NumPy copy of the policy, refreshed once per
+iteration, so no TensorFlow call is made per environment step.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from typing import Any, Callable
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trpo_tf import advantages as gae
+from trpo_tf import trust_region
+from trpo_tf.config import TRPOConfig
+from trpo_tf.normalization import ObservationNormalizer
+from trpo_tf.policies import NumpyMLP, ObservationEncoder, Policy, action_head, kl_divergence, value_model
+from trpo_tf.rollout import EnvLike, Sampler, make_vector_env
+
+RETURN_WINDOW = 100  # episodes averaged into ``episode_return_mean``
+
+
+class TRPO:
+    """Trust Region Policy Optimization on a gymnasium environment.
+
+    Args:
+        env: an environment id (``"CartPole-v1"``), a gymnasium ``Env`` or a ``VectorEnv``
+            created with ``autoreset_mode=AutoresetMode.SAME_STEP``.
+        config: hyperparameters (:class:`TRPOConfig`).
+        seed: seeds the environments, the weight initialization and action sampling; the
+            same seed on the same machine gives the same history. None draws one.
+
+    Attributes:
+        history: one dict per iteration (see :meth:`learn`).
+        timesteps: environment steps taken so far, over all environments.
+    """
+
+    def __init__(self, env: EnvLike, config: TRPOConfig | None = None, seed: int | None = None):
+        self.config = config if config is not None else TRPOConfig()
+        if not isinstance(self.config, TRPOConfig):
+            raise TypeError(f"config must be a TRPOConfig, got {type(self.config).__name__}")
+        self.seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
+        self.env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
+        self.vector_env = make_vector_env(env, self.config.n_envs)
+        if self.vector_env.num_envs != self.config.n_envs:
+            raise ValueError(f"the VectorEnv has {self.vector_env.num_envs} environments but "
+                             f"config.n_envs is {self.config.n_envs}")
+        self.observation_space = self.vector_env.single_observation_space
+        self.action_space = self.vector_env.single_action_space
+        self.encoder = ObservationEncoder(self.observation_space)
+        self.head = action_head(self.action_space)
+
+        cfg = self.config
+        self.normalizer = ObservationNormalizer(self.encoder.dim, enabled=cfg.normalize_observations)
+        self.policy = Policy(self.head, self.encoder.dim, cfg.policy_hidden, cfg.activation,
+                             cfg.init_log_std, seed=self.seed * 7 + 1)
+        self.value = value_model(self.encoder.dim, cfg.value_hidden, cfg.activation, seed=self.seed * 7 + 4)
+        self.value_optimizer = keras.optimizers.Adam(cfg.value_lr)
+        self.value_optimizer.build(self.value.trainable_variables)
+        self.rng = np.random.default_rng(self.seed)
+        self.sampler = Sampler(self.vector_env, seed=self.seed)
+        self.timesteps = 0
+        self.history: list[dict[str, float]] = []
+        self.recent_returns: collections.deque[float] = collections.deque(maxlen=RETURN_WINDOW)
+        self._compile()
+
+    # ------------------------------------------------------------------ the algorithm
+
+    def learn(self, total_timesteps: int, callback: Callable[[dict[str, float]], Any] | None = None) -> "TRPO":
+        """Train until ``timesteps`` reaches ``total_timesteps`` (whole iterations).
+
+        Each iteration appends to :attr:`history` a dict with ``iteration``, ``timesteps``,
+        ``episode_return_mean`` (last 100 finished episodes), ``episodes``, ``kl`` (mean
+        KL(old ‖ new) after the accepted step), ``surrogate_gain``, ``line_search_steps``,
+        ``step_accepted``, ``entropy``, ``value_loss``, ``explained_variance``, ``fps``, and
+        the seconds spent in ``sampling_seconds``, ``advantage_seconds``,
+        ``policy_step_seconds`` and ``value_fit_seconds``. ``callback(entry)`` is called after
+        each iteration; returning False stops training.
+        """
+        if not isinstance(total_timesteps, int) or total_timesteps < 0:
+            raise ValueError(f"total_timesteps must be a non-negative integer, got {total_timesteps!r}")
+        while self.timesteps < total_timesteps:
+            entry = self.iterate()
+            if callback is not None and callback(entry) is False:
+                break
+        return self
+
+    def iterate(self) -> dict[str, float]:
+        """One TRPO iteration: rollout, GAE, trust-region step, value fit. Returns its history entry."""
+        cfg = self.config
+        start = time.perf_counter()
+        batch = self.sampler.collect(self._numpy_actor(), cfg.steps_per_env)
+        self.timesteps += batch.size
+        self.recent_returns.extend(batch.episode_returns)
+        sampled = time.perf_counter()
+
+        self.normalizer.update(self.encoder.numpy(_flatten_time(batch.observations)))
+        features = self._features(_flatten_time(batch.observations))
+        values, next_values = self._values_and_next_values(batch, features)
+        advantages, returns = gae.compute_gae(batch.rewards, values, next_values, batch.terminated,
+                                              batch.truncated, cfg.gamma, cfg.gae_lambda)
+        advantages = advantages.reshape(-1)
+        if cfg.normalize_advantages:
+            advantages = gae.normalize(advantages)
+        estimated = time.perf_counter()
+
+        step = self._policy_step(features, _flatten_time(batch.actions).astype(self.head.action_dtype.as_numpy_dtype),
+                                 advantages.astype(np.float32))
+        stepped = time.perf_counter()
+        value_loss = self._fit_value(features, returns.reshape(-1), self._minibatch_order(len(features)))
+        fitted = time.perf_counter()
+
+        entry = {
+            "iteration": len(self.history) + 1,
+            "timesteps": self.timesteps,
+            "episode_return_mean": float(np.mean(self.recent_returns)) if self.recent_returns else math.nan,
+            "episodes": len(batch.episode_returns),
+            "kl": float(step["kl"]),
+            "surrogate_gain": float(step["surrogate_gain"]),
+            "line_search_steps": int(step["line_search_steps"]),
+            "step_accepted": bool(step["accepted"]),
+            "entropy": float(step["entropy"]),
+            "value_loss": float(value_loss),
+            "explained_variance": explained_variance(values.reshape(-1), returns.reshape(-1)),
+            "fps": batch.size / (fitted - start),
+            "sampling_seconds": sampled - start,
+            "advantage_seconds": estimated - sampled,
+            "policy_step_seconds": stepped - estimated,
+            "value_fit_seconds": fitted - stepped,
+        }
+        self.history.append(entry)
+        return entry
+
+    def _compile(self) -> None:
+        """Build the compiled policy step, value fit and forward passes with fixed signatures."""
+        features = tf.TensorSpec([None, self.encoder.dim], tf.float32)
+        actions = tf.TensorSpec((None,) + self.head.action_shape, self.head.action_dtype)
+        vector = tf.TensorSpec([None], tf.float32)
+        self._policy_step = tf.function(self._policy_step_graph, input_signature=[features, actions, vector],
+                                        jit_compile=False, reduce_retracing=True)
+        self._fit_value = tf.function(self._fit_value_graph, input_signature=[
+            features, vector, tf.TensorSpec([None, None], tf.int32)])
+        self._value_of = tf.function(lambda f: self.value(f)[:, 0], input_signature=[features])
+        observations = tf.TensorSpec((None,) + self.encoder.shape, tf.float32)
+        self._deterministic_action = tf.function(self.deterministic_action_graph, input_signature=[observations])
+
+    def _policy_step_graph(self, features: tf.Tensor, actions: tf.Tensor, advantages: tf.Tensor
+                           ) -> dict[str, tf.Tensor]:
+        """The whole trust-region update of the policy, as one graph.
+
+        features [B, D], actions [B, *A], advantages [B]. The old distribution is evaluated
+        once and held constant, so KL(old ‖ new) and its Hessian are taken in θ_new only.
+        """
+        cfg = self.config
+        variables = [v.value for v in self.policy.trainable_variables]
+        old = self.head.distribution(tf.stop_gradient(self.policy(features)),
+                                     None if self.policy.log_std is None else tf.stop_gradient(
+                                         tf.identity(self.policy.log_std)))
+        old_log_prob = tf.stop_gradient(old.log_prob(actions))
+
+        def surrogate() -> tf.Tensor:
+            new = self.policy.distribution(features)
+            ratio = tf.exp(new.log_prob(actions) - old_log_prob)
+            return tf.reduce_mean(ratio * advantages) + cfg.entropy_coef * tf.reduce_mean(new.entropy())
+
+        def mean_kl() -> tf.Tensor:
+            return tf.reduce_mean(kl_divergence(old, self.policy.distribution(features)))
+
+        def damped_hvp(vector: tf.Tensor) -> tf.Tensor:
+            return trust_region.hessian_vector_product(mean_kl, variables, vector) + cfg.cg_damping * vector
+
+        old_params = trust_region.get_flat(variables)
+        old_surrogate = surrogate()
+        gradient = trust_region.flat_gradient(surrogate, variables)
+        direction = trust_region.conjugate_gradient(damped_hvp, gradient, cfg.cg_iters)
+        full_step = trust_region.scaled_step(damped_hvp, direction, cfg.max_kl)
+        accepted, steps = trust_region.backtracking_line_search(
+            variables, old_params, full_step, lambda: (surrogate(), mean_kl()), old_surrogate,
+            cfg.max_kl, cfg.line_search_coef, cfg.line_search_max_steps)
+        return {
+            "kl": mean_kl(),
+            "surrogate_gain": surrogate() - old_surrogate,
+            "line_search_steps": steps,
+            "accepted": accepted,
+            "entropy": tf.reduce_mean(self.policy.distribution(features).entropy()),
+        }
+
+    def _fit_value_graph(self, features: tf.Tensor, returns: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
+        """Adam on the squared error to the λ-returns, one minibatch per row of ``order``.
+
+        features [B, D], returns [B], order [M, b] indices into the batch. Returns the mean
+        minibatch loss.
+        """
+        variables = self.value.trainable_variables
+        total = tf.constant(0.0)
+        for rows in tf.range(tf.shape(order)[0]):
+            index = order[rows]
+            with tf.GradientTape() as tape:
+                prediction = self.value(tf.gather(features, index))[:, 0]
+                loss = tf.reduce_mean(tf.square(prediction - tf.gather(returns, index)))
+            self.value_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            total += loss
+        return total / tf.cast(tf.maximum(tf.shape(order)[0], 1), tf.float32)
+
+    def _minibatch_order(self, size: int) -> np.ndarray:
+        """[value_epochs · ⌊size / b⌋, b] shuffled indices, b = min(value_batch_size, size).
+
+        Each epoch is a fresh permutation; the size % b samples it leaves out differ per epoch.
+        """
+        batch_size = min(self.config.value_batch_size, size)
+        per_epoch = size // batch_size
+        epochs = [self.rng.permutation(size)[: per_epoch * batch_size] for _ in range(self.config.value_epochs)]
+        if not epochs:
+            return np.zeros((0, batch_size), dtype=np.int32)
+        return np.concatenate(epochs).reshape(-1, batch_size).astype(np.int32)
+
+    def _values_and_next_values(self, batch, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """V(s_t) [T, N] and V(s_{t+1}) [T, N], the latter from final observations where episodes ended.
+
+        One compiled call evaluates the batch, the final observations and the last observations.
+        """
+        steps, n_envs = batch.rewards.shape
+        extra = np.concatenate([batch.final_observations, batch.last_observations])
+        all_values = self._value_of(np.concatenate([features, self._features(extra)])).numpy()
+        values = all_values[: steps * n_envs].reshape(steps, n_envs)
+        final_values = all_values[steps * n_envs: steps * n_envs + len(batch.final_observations)]
+        next_values = np.empty_like(values)
+        next_values[:-1] = values[1:]
+        next_values[-1] = all_values[-n_envs:]
+        next_values[batch.final_index[:, 0], batch.final_index[:, 1]] = final_values
+        return values, next_values
+
+    # ------------------------------------------------------------------ acting
+
+    def _features(self, observations: np.ndarray) -> np.ndarray:
+        """Raw observations [B, *obs_shape] → normalized features [B, D] (NumPy, current statistics)."""
+        return self.normalizer.numpy_normalize()(self.encoder.numpy(observations))
+
+    def _numpy_actor(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """A frozen NumPy copy of the stochastic policy: obs [N, ...] → (env actions, stored actions)."""
+        normalize = self.normalizer.numpy_normalize()
+        net = NumpyMLP(self.policy.net)
+        log_std = None if self.policy.log_std is None else self.policy.log_std.numpy()
+        encode, head, rng = self.encoder.numpy, self.head, self.rng
+
+        def act(observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            actions = head.numpy_act(net(normalize(encode(observations))), log_std, rng)
+            return head.to_env(actions), actions
+
+        return act
+
+    def deterministic_action_graph(self, observations: tf.Tensor) -> tf.Tensor:
+        """Raw observations [B, *obs_shape] → most probable actions [B, *A] in environment units."""
+        features = self.normalizer(self.encoder.tensorflow(observations))
+        return self.head.deterministic(self.policy(features))
+
+    def predict(self, observations: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of raw observations [B, *obs_shape] (or one observation).
+
+        Deterministic actions come from the compiled TensorFlow graph (the one exported);
+        stochastic ones are sampled with the agent's random generator.
+        """
+        batch = self.encoder.check(observations)
+        if deterministic:
+            return self._deterministic_action(batch).numpy()
+        return self._numpy_actor()(batch)[0]
+
+    def evaluate(self, episodes: int = 10, env: "str | gym.Env | None" = None, seed: int | None = None,
+                 deterministic: bool = True) -> dict[str, float]:
+        """Mean and standard deviation of the undiscounted return over ``episodes`` episodes.
+
+        Runs a separate environment (``env``, or a new one made from the training env id),
+        seeded with ``seed`` (default: the agent's seed + 10_000), with deterministic actions.
+        """
+        if not isinstance(episodes, int) or episodes < 1:
+            raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+        env = env if env is not None else self.env_id
+        if env is None:
+            raise ValueError("this agent was built from an environment instance without a registered id; "
+                             "pass evaluate(env=...) an environment to evaluate on")
+        eval_env = gym.make(env) if isinstance(env, str) else env
+        actor = self._numpy_actor() if not deterministic else None
+        normalize, net = self.normalizer.numpy_normalize(), NumpyMLP(self.policy.net)
+        returns = []
+        seed = self.seed + 10_000 if seed is None else seed
+        for episode in range(episodes):
+            observation, _ = eval_env.reset(seed=seed + episode)
+            done, total = False, 0.0
+            while not done:
+                batch = np.asarray(observation, dtype=np.float32)[None]
+                if deterministic:
+                    stored = self.head.numpy_act(net(normalize(self.encoder.numpy(batch))), None, None)
+                    action = self.head.to_env(stored)[0]
+                else:
+                    action = actor(batch)[0][0]
+                observation, reward, terminated, truncated, _ = eval_env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+        if isinstance(env, str):
+            eval_env.close()
+        return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+                "episodes": episodes, "returns": returns}
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, run_dir: str) -> str:
+        """Write a resumable checkpoint under ``run_dir`` (see :mod:`trpo_tf.checkpoint`); returns its path."""
+        from trpo_tf import checkpoint
+        return checkpoint.save(self, run_dir)
+
+    @classmethod
+    def load(cls, run_dir: str, env: EnvLike | None = None) -> "TRPO":
+        """Rebuild an agent from the latest checkpoint in ``run_dir`` (on ``env``, default: the run's env id)."""
+        from trpo_tf import checkpoint
+        env_id, config, seed = checkpoint.read_run(run_dir)
+        agent = cls(env if env is not None else env_id, config, seed=seed)
+        checkpoint.restore(agent, run_dir)
+        return agent
+
+    def export(self, out_dir: str, version: int | None = None, **metadata: Any) -> str:
+        """Write the policy as a SavedModel to ``out_dir/<version>/`` (see :mod:`trpo_tf.export`); returns that path."""
+        from trpo_tf import export
+        return export.export_saved_model(self, out_dir, version=version, **metadata)
+
+
+def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
+    """1 − Var(targets − predictions) / Var(targets); NaN when the targets are constant."""
+    variance = np.var(targets)
+    return float(1.0 - np.var(targets - predictions) / variance) if variance > 0 else math.nan
+
+
+def _flatten_time(array: np.ndarray) -> np.ndarray:
+    """[T, N, ...] → [T·N, ...]."""
+    return array.reshape((-1,) + array.shape[2:])
