@@ -65,4 +65,5 @@ class NumpyNormalizer:
     def __call__(self, features: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return features
-        return np.clip((features - self.mean) * self.inv_std, -CLIP, CLIP)
+        # np.minimum/np.maximum: a third of np.clip's overhead on the one-row batches of a rollout.
+        return np.minimum(np.maximum((features - self.mean) * self.inv_std, -CLIP), CLIP)

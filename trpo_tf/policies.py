@@ -144,7 +144,7 @@ class GaussianHead(ActionHead):
         return outputs + np.exp(log_std) * rng.standard_normal(outputs.shape, dtype=np.float32)
 
     def to_env(self, actions):
-        return np.clip(actions, self.low, self.high).reshape((len(actions),) + self.action_shape)
+        return np.minimum(np.maximum(actions, self.low), self.high).reshape((len(actions),) + self.action_shape)
 
     def _shaped(self, flat):
         return tf.reshape(flat, (-1,) + self.action_shape)
