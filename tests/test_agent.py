@@ -143,3 +143,27 @@ def test_invalid_config_names_the_field(changes, message):
 def test_unknown_config_key_lists_valid_ones():
     with pytest.raises(ValueError, match="unknown TRPOConfig field.*'max_kll'.*valid fields: steps_per_iteration"):
         TRPOConfig().replace(max_kll=0.1)
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_curvature_methods_match_forward_over_backward(env_id):
+    """Gauss–Newton and double-backward H·v equal the default at θ_old (after some training)."""
+    products = {}
+    for method in ("forward_over_backward", "double_backward", "gauss_newton"):
+        agent = TRPO(env_id, SMALL.replace(hvp_method=method), seed=5).learn(512)
+        features = np.random.default_rng(0).normal(size=(64, agent.encoder.dim)).astype(np.float32)
+        size = sum(int(np.prod(v.shape)) for v in agent.policy.trainable_variables)
+        vector = np.random.default_rng(1).normal(size=size).astype(np.float32)
+        products[method] = agent.curvature_product(features)(vector).numpy()
+    reference = products["forward_over_backward"]
+    assert np.linalg.norm(reference) > 1e-3
+    for method in ("double_backward", "gauss_newton"):
+        np.testing.assert_allclose(products[method], reference, rtol=1e-4, atol=1e-5 * np.abs(reference).max())
+
+
+def test_subsampled_fisher_keeps_steps_inside_the_trust_region():
+    config = SMALL.replace(steps_per_iteration=1024, fisher_fraction=0.2, hvp_method="gauss_newton", max_kl=0.02)
+    agent = TRPO("Pendulum-v1", config, seed=1).learn(6 * 1024)
+    assert agent._fisher_stride == 5
+    assert all(entry["kl"] <= 0.02 + 1e-7 for entry in agent.history)
+    assert sum(entry["step_accepted"] for entry in agent.history) >= 4

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, Mapping
 
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
+HVP_METHODS = ("forward_over_backward", "double_backward", "gauss_newton")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +24,11 @@ class TRPOConfig:
     ``value_batch_size`` over the batch's λ-returns.
     Models: MLPs of ``policy_hidden`` / ``value_hidden`` units with ``activation``; running
     mean/std observation normalization when ``normalize_observations``; the surrogate
-    gains ``entropy_coef`` × mean entropy.
+    gains ``entropy_coef`` × mean entropy; a Gaussian policy starts at log-std ``init_log_std``.
+    Curvature: ``hvp_method`` picks how H·v of the mean KL is computed (forward-over-backward
+    autodiff, double backward, or the Gauss–Newton form Jᵀ M J v — equal at θ_old);
+    ``fisher_fraction`` < 1 computes it on every ⌈1/fraction⌉-th sample of the batch only
+    (as OpenAI Baselines does with every 5th), while the line search checks the KL on all.
     """
 
     steps_per_iteration: int = 2048
@@ -45,6 +50,8 @@ class TRPOConfig:
     normalize_advantages: bool = True
     entropy_coef: float = 0.0
     init_log_std: float = 0.0
+    hvp_method: str = "forward_over_backward"
+    fisher_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("policy_hidden", "value_hidden"):
@@ -73,6 +80,9 @@ class TRPOConfig:
             if not isinstance(sizes, tuple) or not all(_is_int(s) and s >= 1 for s in sizes):
                 raise ValueError(
                     f"TRPOConfig.{name} must be a sequence of positive layer widths, got {sizes!r}")
+        self._check_float("fisher_fraction", 0.0, 1.0, low_open=True)
+        if self.hvp_method not in HVP_METHODS:
+            raise ValueError(f"TRPOConfig.hvp_method must be one of {HVP_METHODS}, got {self.hvp_method!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"TRPOConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.steps_per_iteration % self.n_envs:

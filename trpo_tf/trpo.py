@@ -78,6 +78,7 @@ class TRPO:
         self.timesteps = 0
         self.history: list[dict[str, float]] = []
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=RETURN_WINDOW)
+        self._fisher_stride = max(1, round(1.0 / cfg.fisher_fraction))
         self._background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="value-fit")
         self._compile()
 
@@ -172,10 +173,8 @@ class TRPO:
         once and held constant, so KL(old ‖ new) and its Hessian are taken in θ_new only.
         """
         cfg = self.config
-        variables = [v.value for v in self.policy.trainable_variables]
-        old = self.head.distribution(tf.stop_gradient(self.policy(features)),
-                                     None if self.policy.log_std is None else tf.stop_gradient(
-                                         tf.identity(self.policy.log_std)))
+        variables = self._policy_variables()
+        old = self._frozen_distribution(features)
         old_log_prob = tf.stop_gradient(old.log_prob(actions))
 
         def surrogate() -> tf.Tensor:
@@ -186,14 +185,16 @@ class TRPO:
         def mean_kl() -> tf.Tensor:
             return tf.reduce_mean(kl_divergence(old, self.policy.distribution(features)))
 
-        def damped_hvp(vector: tf.Tensor) -> tf.Tensor:
-            return trust_region.hessian_vector_product(mean_kl, variables, vector) + cfg.cg_damping * vector
+        curvature = self.curvature_product(features[::self._fisher_stride])
+
+        def damped_curvature(vector: tf.Tensor) -> tf.Tensor:
+            return curvature(vector) + cfg.cg_damping * vector
 
         old_params = trust_region.get_flat(variables)
         old_surrogate = surrogate()
         gradient = trust_region.flat_gradient(surrogate, variables)
-        direction = trust_region.conjugate_gradient(damped_hvp, gradient, cfg.cg_iters)
-        full_step = trust_region.scaled_step(damped_hvp, direction, cfg.max_kl)
+        direction = trust_region.conjugate_gradient(damped_curvature, gradient, cfg.cg_iters)
+        full_step = trust_region.scaled_step(damped_curvature, direction, cfg.max_kl)
         accepted, steps = trust_region.backtracking_line_search(
             variables, old_params, full_step, lambda: (surrogate(), mean_kl()), old_surrogate,
             cfg.max_kl, cfg.line_search_coef, cfg.line_search_max_steps)
@@ -204,6 +205,38 @@ class TRPO:
             "accepted": accepted,
             "entropy": tf.reduce_mean(self.policy.distribution(features).entropy()),
         }
+
+    def curvature_product(self, features: tf.Tensor) -> Callable[[tf.Tensor], tf.Tensor]:
+        """v [P] ↦ H·v [P], H the Hessian of the mean KL(old ‖ new) over ``features`` [B, D] at the
+        current parameters, computed by ``config.hvp_method`` (all three agree there)."""
+        variables = self._policy_variables()
+        old = self._frozen_distribution(features)
+        if self.config.hvp_method == "gauss_newton":
+            def outputs() -> list[tf.Tensor]:
+                log_std = [] if self.policy.log_std is None else [tf.identity(self.policy.log_std.value)]
+                return [self.policy(features)] + log_std
+
+            def kl_of_outputs(parameters: list[tf.Tensor]) -> tf.Tensor:
+                log_std = parameters[1] if len(parameters) > 1 else None
+                return tf.reduce_mean(kl_divergence(old, self.head.distribution(parameters[0], log_std)))
+
+            return lambda vector: trust_region.gauss_newton_vector_product(outputs, kl_of_outputs, variables, vector)
+
+        def mean_kl() -> tf.Tensor:
+            return tf.reduce_mean(kl_divergence(old, self.policy.distribution(features)))
+
+        product = {"forward_over_backward": trust_region.hessian_vector_product,
+                   "double_backward": trust_region.double_backward_hessian_vector_product}[self.config.hvp_method]
+        return lambda vector: product(mean_kl, variables, vector)
+
+    def _frozen_distribution(self, features: tf.Tensor):
+        """The current policy's distribution at ``features`` [B, D], as constants (π_old)."""
+        log_std = None if self.policy.log_std is None else tf.stop_gradient(tf.identity(self.policy.log_std))
+        return self.head.distribution(tf.stop_gradient(self.policy(features)), log_std)
+
+    def _policy_variables(self) -> list[tf.Variable]:
+        """The policy's trainable tf.Variables (Keras 3 wraps them; autodiff wants the real ones)."""
+        return [v.value for v in self.policy.trainable_variables]
 
     def _fit_value_graph(self, features: tf.Tensor, returns: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
         """Adam on the squared error to the λ-returns, one minibatch per row of ``order``.

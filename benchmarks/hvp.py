@@ -1,0 +1,63 @@
+"""Time the three Hessian-vector products of the mean KL on a HalfCheetah-sized policy.
+
+    python benchmarks/hvp.py [--env HalfCheetah-v5] [--repeats 50]
+
+Prints, for 2048 and 16384 samples, the median milliseconds of one H·v by each
+``TRPOConfig.hvp_method`` and one full policy step (CG + line search) with it, and the
+largest relative difference of each H·v from forward-over-backward.
+"""
+
+import argparse
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from trpo_tf import TRPO, TRPOConfig
+from trpo_tf.config import HVP_METHODS
+
+
+def median_ms(function, repeats: int) -> float:
+    function()  # trace and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="HalfCheetah-v5")
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    print(f"{'samples':>8} {'method':>22} {'H·v ms':>8} {'step ms':>8} {'max rel diff':>13}")
+    for samples in (2048, 16384):
+        reference = None
+        for method in HVP_METHODS:
+            agent = TRPO(args.env, TRPOConfig(hvp_method=method, cg_iters=15), seed=0)
+            rng = np.random.default_rng(samples)  # the same batch for every method
+            features = tf.constant(rng.normal(size=(samples, agent.encoder.dim)).astype(np.float32))
+            actions = rng.normal(size=(samples,) + agent.head.action_shape).astype(np.float32)
+            advantages = tf.constant(rng.normal(size=samples).astype(np.float32))
+            size = int(sum(np.prod(v.shape) for v in agent.policy.trainable_variables))
+            vector = tf.constant(np.random.default_rng(1).normal(size=size).astype(np.float32))
+            product = tf.function(lambda v: agent.curvature_product(features)(v))
+            value = product(vector).numpy()
+            reference = value if reference is None else reference
+            difference = np.max(np.abs(value - reference)) / np.max(np.abs(reference))
+            hvp_ms = median_ms(lambda: product(vector).numpy(), args.repeats)
+            snapshot = [v.numpy() for v in agent.policy.trainable_variables]
+
+            def step():
+                agent._policy_step(features, actions, advantages)
+                for variable, saved in zip(agent.policy.trainable_variables, snapshot):
+                    variable.assign(saved)
+
+            step_ms = median_ms(step, max(5, args.repeats // 5))
+            print(f"{samples:>8} {method:>22} {hvp_ms:>8.2f} {step_ms:>8.1f} {difference:>13.2e}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
