@@ -177,13 +177,13 @@ class TRPO:
         old = self._frozen_distribution(features)
         old_log_prob = tf.stop_gradient(old.log_prob(actions))
 
-        def surrogate() -> tf.Tensor:
+        def surrogate_kl_entropy() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            """Surrogate advantage, mean KL(old ‖ new) and mean entropy, from one forward pass."""
             new = self.policy.distribution(features)
+            entropy = tf.reduce_mean(new.entropy())
             ratio = tf.exp(new.log_prob(actions) - old_log_prob)
-            return tf.reduce_mean(ratio * advantages) + cfg.entropy_coef * tf.reduce_mean(new.entropy())
-
-        def mean_kl() -> tf.Tensor:
-            return tf.reduce_mean(kl_divergence(old, self.policy.distribution(features)))
+            surrogate = tf.reduce_mean(ratio * advantages) + cfg.entropy_coef * entropy
+            return surrogate, tf.reduce_mean(kl_divergence(old, new)), entropy
 
         curvature = self.curvature_product(features[::self._fisher_stride])
 
@@ -191,19 +191,20 @@ class TRPO:
             return curvature(vector) + cfg.cg_damping * vector
 
         old_params = trust_region.get_flat(variables)
-        old_surrogate = surrogate()
-        gradient = trust_region.flat_gradient(surrogate, variables)
+        old_surrogate = surrogate_kl_entropy()[0]
+        gradient = trust_region.flat_gradient(lambda: surrogate_kl_entropy()[0], variables)
         direction = trust_region.conjugate_gradient(damped_curvature, gradient, cfg.cg_iters)
         full_step = trust_region.scaled_step(damped_curvature, direction, cfg.max_kl)
         accepted, steps = trust_region.backtracking_line_search(
-            variables, old_params, full_step, lambda: (surrogate(), mean_kl()), old_surrogate,
+            variables, old_params, full_step, lambda: surrogate_kl_entropy()[:2], old_surrogate,
             cfg.max_kl, cfg.line_search_coef, cfg.line_search_max_steps)
+        surrogate, kl, entropy = surrogate_kl_entropy()
         return {
-            "kl": mean_kl(),
-            "surrogate_gain": surrogate() - old_surrogate,
+            "kl": kl,
+            "surrogate_gain": surrogate - old_surrogate,
             "line_search_steps": steps,
             "accepted": accepted,
-            "entropy": tf.reduce_mean(self.policy.distribution(features).entropy()),
+            "entropy": entropy,
         }
 
     def curvature_product(self, features: tf.Tensor) -> Callable[[tf.Tensor], tf.Tensor]:
