@@ -26,6 +26,7 @@ class ObservationNormalizer(keras.layers.Layer):
         self.var = self.add_weight(shape=(dim,), initializer="ones", trainable=False, name="var")
         self.count = self.add_weight(shape=(), initializer="zeros", trainable=False, name="count",
                                      dtype="float64")
+        self.built = True  # the weights exist: Keras export need not call the layer first
 
     def call(self, features):
         if not self.enabled:

@@ -66,6 +66,10 @@ class ObservationEncoder:
         if array.shape[1:] != self.shape:
             raise ValueError(f"observations of shape {array.shape} do not fit the observation space: "
                              f"expected [batch, {', '.join(map(str, self.shape))}]".replace(", ]", "]"))
+        if self.one_hot and not np.all((array == np.round(array)) & (array >= self.start)
+                                       & (array < self.start + self.dim)):
+            raise ValueError(f"Discrete observations must be whole numbers in [{self.start}, "
+                             f"{self.start + self.dim}), got {array.tolist()}")
         return array
 
     def numpy(self, observations: np.ndarray) -> np.ndarray:
@@ -231,6 +235,7 @@ class BernoulliHead(ActionHead):
         return tf.reshape(tf.cast(outputs > 0.0, tf.int32), (-1,) + self.action_shape)
 
     def sample(self, outputs, log_std):
+        """A stochastic action [B, *A]: each bit is 1 with probability sigmoid(logit)."""
         uniform = tf.random.uniform(tf.shape(outputs))
         return tf.reshape(tf.cast(uniform < tf.sigmoid(outputs), tf.int32), (-1,) + self.action_shape)
 

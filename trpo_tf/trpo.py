@@ -372,10 +372,15 @@ class TRPO:
         checkpoint.restore(agent, run_dir)
         return agent
 
-    def export(self, out_dir: str, version: int | None = None, **metadata: Any) -> str:
-        """Write the policy as a SavedModel to ``out_dir/<version>/`` (see :mod:`trpo_tf.export`); returns that path."""
+    def export(self, out_dir: str, version: int | None = None, evaluation: dict[str, Any] | None = None,
+               command: str | None = None) -> str:
+        """Write the policy as a SavedModel to ``out_dir/<version>/`` (see :mod:`trpo_tf.export`); returns that path.
+
+        ``version`` defaults to the next integer; ``evaluation`` (a dict from :meth:`evaluate`)
+        defaults to a fresh 10-episode evaluation; ``command`` is recorded in the metadata.
+        """
         from trpo_tf import export
-        return export.export_saved_model(self, out_dir, version=version, **metadata)
+        return export.export_saved_model(self, out_dir, version=version, evaluation=evaluation, command=command)
 
 
 def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:

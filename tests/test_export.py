@@ -1,0 +1,523 @@
+"""Exports answer what the agent answers, with TensorFlow alone, through the CLI, REST and LiteRT.
+
+Four tiny agents cover every action head (Box, Discrete, MultiDiscrete, MultiBinary) and both
+observation encoders (Box of any shape, Discrete). Each trains for two iterations, so its
+normalizer statistics are far from (0, 1), and is exported once for the module. The exports
+are checked against independent computations: the agent's NumPy forward pass, a Python
+process in which trpo_tf and TensorFlow Probability cannot be imported, saved_model_cli,
+Monte-Carlo frequencies of the sampling signature, and the LiteRT interpreter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+
+import gymnasium as gym
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from ai_edge_litert.interpreter import Interpreter
+
+import trpo_tf
+from trpo_tf import TRPO, TRPOConfig, export
+from trpo_tf.policies import NumpyMLP
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = TRPOConfig(steps_per_iteration=256, policy_hidden=(16,), value_hidden=(16,))
+BATCH = 7
+ISOLATED_MODULES = ("trpo_tf", "tensorflow_probability", "keras", "tf_keras", "gymnasium")
+
+
+class ToyEnv(gym.Env):
+    """Random observations from ``observation_space``; reward = sum of the action; 16-step episodes."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+        self.observation_space, self.action_space = observation_space, action_space
+        self.steps = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.steps = 0
+        return self._observe(), {}
+
+    def step(self, action):
+        self.steps += 1
+        return self._observe(), float(np.sum(action)), False, self.steps >= 16, {}
+
+    def _observe(self):
+        space = self.observation_space
+        if isinstance(space, gym.spaces.Discrete):
+            return int(self.np_random.integers(space.start, space.start + space.n))
+        return (2.0 + 3.0 * self.np_random.standard_normal(space.shape)).astype(np.float32)
+
+
+def make_env(name: str):
+    """An env id or a ToyEnv for each case."""
+    if name == "multidiscrete":
+        return ToyEnv(gym.spaces.Discrete(5, start=2), gym.spaces.MultiDiscrete([3, 4], start=[1, -1]))
+    if name == "multibinary":
+        return ToyEnv(gym.spaces.Box(-np.inf, np.inf, (2, 3), np.float32), gym.spaces.MultiBinary([2, 2]))
+    return {"pendulum": "Pendulum-v1", "cartpole": "CartPole-v1"}[name]
+
+
+CASES = ("pendulum", "cartpole", "multidiscrete", "multibinary")
+
+
+@dataclasses.dataclass
+class Exported:
+    agent: TRPO
+    out_dir: str  # the model folder; the export is its version 1
+    path: str
+    observations: np.ndarray  # [BATCH, *obs_shape] random raw observations
+
+
+def random_observations(space: gym.Space, count: int, seed: int) -> np.ndarray:
+    """float32 [count, *obs_shape]: wide Gaussians for Box (past the normalizer's clip), any value for Discrete."""
+    rng = np.random.default_rng(seed)
+    if isinstance(space, gym.spaces.Discrete):
+        return rng.integers(space.start, space.start + space.n, size=count).astype(np.float32)
+    return (rng.standard_normal((count,) + space.shape) * 4.0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> dict[str, Exported]:
+    """Each case trained for 512 steps and exported as version 1 of its own model folder."""
+    made = {}
+    for i, name in enumerate(CASES):
+        agent = TRPO(make_env(name), TINY, seed=i).learn(512)
+        out_dir = str(tmp_path_factory.mktemp("exports") / name)
+        path = agent.export(out_dir, command=f"test_export {name}")
+        made[name] = Exported(agent, out_dir, path, random_observations(agent.observation_space, BATCH, seed=i))
+    return made
+
+
+@pytest.fixture(scope="module")
+def loaded(exports) -> dict[str, tf.Module]:
+    return {name: tf.saved_model.load(item.path) for name, item in exports.items()}
+
+
+@pytest.fixture(scope="module")
+def tflite_files(exports, tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("tflite")
+    return {name: export.to_tflite(item.out_dir, str(folder / f"{name}.tflite")) for name, item in exports.items()}
+
+
+# --------------------------------------------------------------------------- independent references
+
+def numpy_outputs(agent: TRPO, observations: np.ndarray) -> np.ndarray:
+    """Policy outputs [B, P] through the agent's NumPy copies of the normalizer and the MLP."""
+    features = agent.normalizer.numpy_normalize()(agent.encoder.numpy(observations))
+    return NumpyMLP(agent.policy.net)(features)
+
+
+def reference_parameters(agent: TRPO, observations: np.ndarray) -> dict[str, np.ndarray]:
+    """The distribution's parameters, written out per space from the NumPy outputs."""
+    outputs, space, batch = numpy_outputs(agent, observations), agent.action_space, len(observations)
+    if isinstance(space, gym.spaces.Box):
+        log_std = agent.policy.log_std.numpy()
+        return {"mean": outputs.reshape((batch,) + space.shape),
+                "log_std": np.broadcast_to(log_std, outputs.shape).reshape((batch,) + space.shape)}
+    if isinstance(space, gym.spaces.Discrete):
+        return {"logits": outputs}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        nvec = space.nvec.reshape(-1)
+        logits = outputs.reshape(batch, len(nvec), nvec.max())
+        return {"logits": np.where(np.arange(nvec.max()) < nvec[:, None], logits, logits - 1e9)}
+    return {"logits": outputs.reshape((batch,) + space.shape)}
+
+
+def reference_action(space: gym.Space, parameters: dict[str, np.ndarray]) -> np.ndarray:
+    """The most probable action in environment units, from the distribution's parameters."""
+    if isinstance(space, gym.spaces.Box):
+        return np.clip(parameters["mean"], space.low, space.high)
+    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+        return parameters["logits"].argmax(-1) + space.start
+    return (parameters["logits"] > 0).astype(np.int32)
+
+
+def reference_value(agent: TRPO, observations: np.ndarray) -> np.ndarray:
+    """V [B] from the Keras value model on NumPy-normalized features."""
+    features = agent.normalizer.numpy_normalize()(agent.encoder.numpy(observations))
+    return agent.value(features).numpy()[:, 0]
+
+
+def call(model: tf.Module, signature: str, observations: np.ndarray) -> dict[str, np.ndarray]:
+    outputs = model.signatures[signature](observation=tf.constant(observations))
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+def isolated_python(*args: str, blocked=ISOLATED_MODULES, cwd: str, timeout: float = 120.0) -> str:
+    """Run ``python -I -c PRELUDE SCRIPT ARGS`` with ``blocked`` unimportable; returns stdout.
+
+    -I keeps PYTHONPATH, the user site and the working directory off sys.path; the prelude
+    makes the blocked packages raise ImportError, then runs SCRIPT as __main__.
+    """
+    prelude = ("import runpy, sys\n"
+               f"for name in {tuple(blocked)!r}: sys.modules[name] = None\n"
+               "sys.argv = sys.argv[1:]\n"
+               "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-I", "-c", prelude, *args], cwd=cwd, capture_output=True,
+                            text=True, timeout=timeout, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def reference_returns(agent: TRPO, env_id: str, episodes: int, seed: int) -> list[float]:
+    """Returns of episodes reset with seed + i, acting with agent.predict (deterministic)."""
+    env, returns = gym.make(env_id), []
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            observation, reward, terminated, truncated, _ = env.step(agent.predict(observation)[0])
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    return returns
+
+
+# --------------------------------------------------------------------------- SavedModel
+
+@pytest.mark.parametrize("name", CASES)
+def test_signatures_answer_what_the_agent_computes(name, exports, loaded):
+    item, model = exports[name], loaded[name]
+    agent, obs = item.agent, item.observations
+    assert set(model.signatures) == set(export.SIGNATURES)
+
+    parameters = call(model, "distribution", obs)
+    expected = reference_parameters(agent, obs)
+    assert parameters.keys() == expected.keys()
+    for key in expected:
+        np.testing.assert_allclose(parameters[key], expected[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+    action = call(model, "serving_default", obs)["action"]
+    assert action.shape == (BATCH,) + agent.action_space.shape
+    assert action.dtype == (np.float32 if isinstance(agent.action_space, gym.spaces.Box) else np.int32)
+    np.testing.assert_allclose(action, agent.predict(obs, deterministic=True), atol=1e-5)
+    np.testing.assert_allclose(action, reference_action(agent.action_space, expected), atol=1e-5)
+    assert all(agent.action_space.contains(a) for a in action.astype(agent.action_space.dtype))
+
+    value = call(model, "value", obs)["value"]
+    np.testing.assert_allclose(value, reference_value(agent, obs), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_sample_signature_draws_from_the_policy(name, exports, loaded):
+    """Monte-Carlo frequencies of 4000 draws at one observation match the distribution's parameters."""
+    item, model = exports[name], loaded[name]
+    space, draws = item.agent.action_space, 4000
+    one = item.observations[:1]
+    actions = call(model, "sample", np.repeat(one, draws, axis=0))["action"]
+    assert actions.shape == (draws,) + space.shape
+    assert all(space.contains(a) for a in actions[:200].astype(space.dtype))
+    parameters = {k: v[0] for k, v in reference_parameters(item.agent, one).items()}
+    tolerance = 4.5 * 0.5 / np.sqrt(draws)  # 4.5 standard errors of a frequency
+
+    if isinstance(space, gym.spaces.Box):
+        mean, std = parameters["mean"][0], np.exp(parameters["log_std"][0])
+        assert space.low[0] < mean - std and mean + std < space.high[0], "clipping would bias the check"
+        for z, probability in ((-1.0, 0.1587), (0.0, 0.5), (1.0, 0.8413)):
+            assert abs(np.mean(actions[:, 0] <= mean + z * std) - probability) < tolerance
+    elif isinstance(space, gym.spaces.MultiBinary):
+        probabilities = 1.0 / (1.0 + np.exp(-parameters["logits"]))
+        assert np.max(np.abs(actions.mean(axis=0) - probabilities)) < tolerance
+    else:
+        logits = parameters["logits"].reshape(-1, parameters["logits"].shape[-1])  # [K, n]
+        probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+        probabilities /= probabilities.sum(-1, keepdims=True)
+        starts = np.asarray(space.start).reshape(-1)
+        chosen = actions.reshape(draws, -1) - starts  # [draws, K], zero-based
+        for k in range(len(starts)):
+            frequencies = np.bincount(chosen[:, k], minlength=logits.shape[-1]) / draws
+            assert np.max(np.abs(frequencies - probabilities[k])) < tolerance
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_observations_are_refused_by_every_signature(name, exports, loaded):
+    item, model = exports[name], loaded[name]
+    shape = item.agent.encoder.shape
+    if shape:  # wrong last size, no batch dimension, an extra dimension, flattened
+        wrong_shapes = [(3,) + shape[:-1] + (shape[-1] + 1,), shape, (1, 1) + shape, (3 * int(np.prod(shape)),)]
+    else:  # Discrete observations are [B]
+        wrong_shapes = [(3, 1), (), (2, 3)]
+    for signature in export.SIGNATURES:
+        function = model.signatures[signature]
+        for bad_shape in wrong_shapes:
+            with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+                function(observation=tf.zeros(bad_shape, tf.float32))
+        for dtype in (tf.float64, tf.int32):
+            with pytest.raises((tf.errors.InvalidArgumentError, TypeError, ValueError)):
+                function(observation=tf.zeros((2,) + shape, dtype))
+
+
+LOAD_SCRIPT = f"""
+import json, sys
+try:
+    import trpo_tf
+except ImportError:
+    pass
+else:
+    raise SystemExit("trpo_tf is importable: the isolation failed")
+import numpy as np
+import tensorflow as tf
+
+for job in json.loads(sys.argv[1]):
+    policy = tf.saved_model.load(job["model"]).signatures["serving_default"]
+    observations = tf.constant(np.load(job["observations"]))
+    np.save(job["actions"], policy(observation=observations)["action"].numpy())
+print(sorted(m for m in sys.modules if m.split(".")[0] in {ISOLATED_MODULES!r} and sys.modules[m]))
+"""
+
+
+def test_runs_with_tensorflow_alone_in_another_process(exports, tmp_path):
+    """serving_default in a process where trpo_tf, TFP, Keras and gymnasium cannot be imported."""
+    jobs = []
+    for name, item in exports.items():
+        np.save(tmp_path / f"{name}_obs.npy", item.observations)
+        jobs.append({"model": item.path, "observations": str(tmp_path / f"{name}_obs.npy"),
+                     "actions": str(tmp_path / f"{name}_actions.npy")})
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_SCRIPT)
+    stdout = isolated_python(str(script), json.dumps(jobs), cwd=str(tmp_path))
+    assert stdout.strip().splitlines()[-1] == "[]"
+    for name, item in exports.items():
+        actions = np.load(tmp_path / f"{name}_actions.npy")
+        np.testing.assert_allclose(actions, item.agent.predict(item.observations, deterministic=True), atol=1e-5)
+
+
+def test_saved_model_cli_runs_serving_default(exports, tmp_path):
+    item = exports["pendulum"]
+    literal = json.dumps(item.observations.tolist())  # finite floats: also a Python literal
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run([cli, "run", "--dir", item.path, "--tag_set", "serve", "--signature_def",
+                             "serving_default", "--input_exprs", f"observation={literal}",
+                             "--outdir", str(tmp_path), "--overwrite"],
+                            capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "action.npy"), item.agent.predict(item.observations), atol=1e-5)
+
+
+def test_export_layout_versions_and_refusals(tmp_path):
+    agent = TRPO(make_env("multibinary"), TINY, seed=5)  # no env id: no evaluation is run
+    out = tmp_path / "model"
+    os.makedirs(out / "notes")
+    assert export.export_saved_model(agent, str(out)) == str(out / "1")
+    evaluation = {"mean_return": 1.5, "std_return": 0.5, "episodes": 2, "returns": [1.0, 2.0]}
+    assert agent.export(str(out), evaluation=evaluation, command="trpo-tf export run out") == str(out / "2")
+    assert agent.export(str(out), version=7) == str(out / "7")
+    assert agent.export(str(out)) == str(out / "8")
+    assert sorted(os.listdir(out)) == ["1", "2", "7", "8", "notes"]  # no staging folder left behind
+    assert os.stat(out / "1").st_mode & 0o777 == 0o755  # readable by a server running as another user
+    for version in ("1", "2", "7", "8"):
+        assert tf.saved_model.contains_saved_model(str(out / version))
+        assert os.path.isfile(out / version / "assets" / "metadata.json")
+    with pytest.raises(FileExistsError, match="already exists"):
+        agent.export(str(out), version=2)
+    for bad in (-1, "3", True, 1.0):
+        with pytest.raises(ValueError, match="non-negative integer"):
+            agent.export(str(out), version=bad)
+    metadata = export.read_metadata(str(out / "2"))
+    assert metadata["evaluation"] == dict(evaluation, deterministic=True)
+    assert metadata["command"] == "trpo-tf export run out"
+    assert export.read_metadata(str(out))["command"] is None  # the model folder resolves to version 8
+    with pytest.raises(ValueError, match="evaluation lacks"):
+        agent.export(str(out), evaluation={"mean": 1.0})
+    bias = agent.policy.net.layers[-1].bias
+    bias.assign(np.full(bias.shape, np.nan, np.float32))
+    with pytest.raises(ValueError, match="non-finite"):
+        agent.export(str(out))
+    assert sorted(os.listdir(out)) == ["1", "2", "7", "8", "notes"]
+    with pytest.raises(FileNotFoundError, match="no SavedModel"):
+        export.read_metadata(str(tmp_path))
+
+
+# --------------------------------------------------------------------------- metadata
+
+def strict_json(path: str) -> dict:
+    """Parse JSON refusing NaN and Infinity, which are not JSON."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    with open(path, encoding="utf-8") as file:
+        return json.load(file, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_metadata_records_spaces_training_and_versions(name, exports):
+    item = exports[name]
+    agent = item.agent
+    metadata = export.read_metadata(item.out_dir)
+    assert metadata == strict_json(os.path.join(item.path, "assets", "metadata.json"))
+    assert metadata["env_id"] == agent.env_id
+    assert export.space_from_metadata(metadata["observation_space"]) == agent.observation_space
+    assert export.space_from_metadata(metadata["action_space"]) == agent.action_space
+    assert metadata["timesteps"] == agent.timesteps == 512
+    assert TRPOConfig.from_dict(metadata["config"]) == agent.config
+    assert metadata["command"] == f"test_export {name}"
+    assert metadata["versions"]["tensorflow"] == tf.__version__
+    assert metadata["versions"]["tensorflow_probability"] == tfp.__version__
+    assert metadata["versions"]["keras"] == keras.__version__
+    assert metadata["versions"]["gymnasium"] == gym.__version__
+    assert metadata["versions"]["trpo_tf"] == trpo_tf.__version__
+    action = metadata["signatures"]["serving_default"]["outputs"]["action"]
+    assert action == {"dtype": "float32" if name == "pendulum" else "int32",
+                      "shape": [None] + list(agent.action_space.shape)}
+    assert metadata["signatures"]["value"]["inputs"]["observation"]["shape"] == [None] + list(agent.encoder.shape)
+    if agent.env_id is None:
+        assert metadata["evaluation"] is None
+    else:
+        evaluation = metadata["evaluation"]
+        assert evaluation["episodes"] == 10 and evaluation["deterministic"] is True
+        assert evaluation["mean_return"] == pytest.approx(np.mean(evaluation["returns"]))
+        assert evaluation["std_return"] == pytest.approx(np.std(evaluation["returns"]))
+        assert evaluation["returns"] == agent.evaluate(episodes=10)["returns"]
+
+
+@pytest.mark.parametrize("space", [
+    gym.spaces.Box(np.array([-4.8, -np.inf], np.float32), np.array([4.8, np.inf], np.float32), dtype=np.float32),
+    gym.spaces.Box(-1.0, 1.0, (2, 3), np.float64),
+    gym.spaces.Box(0, 255, (4, 4, 3), np.uint8),
+    gym.spaces.Discrete(5, start=-2),
+    gym.spaces.MultiDiscrete([[2, 3], [4, 5]], start=[[0, 1], [-1, 2]]),
+    gym.spaces.MultiBinary(4),
+    gym.spaces.MultiBinary([2, 3]),
+], ids=lambda space: type(space).__name__)
+def test_space_metadata_round_trip(space):
+    description = json.loads(json.dumps(export.space_to_metadata(space), allow_nan=False))
+    rebuilt = export.space_from_metadata(description)
+    assert rebuilt == space and rebuilt.dtype == space.dtype and rebuilt.shape == space.shape
+
+
+def test_space_metadata_errors():
+    with pytest.raises(ValueError, match="unknown space type"):
+        export.space_from_metadata({"type": "Tuple"})
+    with pytest.raises(ValueError, match="cannot describe"):
+        export.space_to_metadata(gym.spaces.Text(5))
+
+
+# --------------------------------------------------------------------------- TF Serving REST
+
+def rest(path: str, body: dict) -> dict:
+    return json.loads(export.rest_predict(path, json.dumps(body)))
+
+
+def test_rest_predict_follows_the_tf_serving_contract(exports):
+    pendulum, cartpole = exports["pendulum"], exports["cartpole"]
+    instances = pendulum.observations.tolist()
+    response = rest(pendulum.path, {"signature_name": "serving_default", "instances": instances})
+    assert list(response) == ["predictions"]
+    np.testing.assert_allclose(response["predictions"], pendulum.agent.predict(pendulum.observations), atol=1e-5)
+
+    # Several outputs: one object per instance; named inputs in rows.
+    response = rest(pendulum.out_dir, {"signature_name": "distribution",
+                                       "instances": [{"observation": row} for row in instances]})
+    expected = reference_parameters(pendulum.agent, pendulum.observations)
+    assert len(response["predictions"]) == BATCH and set(response["predictions"][0]) == {"mean", "log_std"}
+    np.testing.assert_allclose([p["mean"] for p in response["predictions"]], expected["mean"], atol=1e-5)
+    np.testing.assert_allclose([p["log_std"] for p in response["predictions"]], expected["log_std"], atol=1e-5)
+
+    # Columnar format, integer actions, the value signature.
+    response = rest(cartpole.path, {"inputs": {"observation": cartpole.observations.tolist()}})
+    assert response == {"outputs": cartpole.agent.predict(cartpole.observations).tolist()}
+    response = rest(cartpole.path, {"signature_name": "value", "instances": cartpole.observations.tolist()})
+    np.testing.assert_allclose(response["predictions"], reference_value(cartpole.agent, cartpole.observations),
+                               atol=1e-5)
+
+    errors = [
+        ({"instances": [[0.1, 0.2]]}, "Shape of tensor observation \\[1,2\\]"),
+        ({"instances": instances[0]}, "Shape of tensor observation \\[3\\]"),
+        ({"signature_name": "act", "instances": instances}, "unknown signature_name 'act'"),
+        ({"instances": instances, "inputs": instances}, "exactly one of"),
+        ({"instances": [["a", 1.0, 2.0]]}, "could not convert"),
+    ]
+    for body, message in errors:
+        response = rest(pendulum.path, body)
+        assert list(response) == ["error"] and re.search(message, response["error"]), response
+    assert "error" in json.loads(export.rest_predict(pendulum.path, "{not json"))
+
+
+# --------------------------------------------------------------------------- TFLite / LiteRT
+
+def tflite_operators(path: str) -> set[str]:
+    """Builtin operator names used in any subgraph of a .tflite file."""
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        tf.lite.experimental.Analyzer.analyze(model_path=path)
+    return set(re.findall(r"Op#\d+ (\w+)", text.getvalue()))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_tflite_matches_the_saved_model(name, exports, loaded, tflite_files):
+    item, model = exports[name], loaded[name]
+    interpreter = Interpreter(model_path=tflite_files[name])
+    assert set(interpreter.get_signature_list()) == set(export.SIGNATURES)
+    operators = tflite_operators(tflite_files[name])
+    assert "FULLY_CONNECTED" in operators  # the listing works
+    assert not operators & {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"}, operators
+    for batch in (item.observations, item.observations[:1]):  # the runner resizes the batch dimension
+        for signature in export.DETERMINISTIC_SIGNATURES:
+            lite = interpreter.get_signature_runner(signature)(observation=batch)
+            reference = call(model, signature, batch)
+            assert lite.keys() == reference.keys()
+            for key in reference:
+                assert lite[key].dtype == reference[key].dtype
+                np.testing.assert_allclose(lite[key], reference[key], rtol=1e-5, atol=1e-5, err_msg=signature)
+    space = item.agent.action_space
+    sampled = interpreter.get_signature_runner("sample")(observation=np.repeat(item.observations, 20, axis=0))
+    actions = sampled["action"]
+    assert actions.shape == (20 * BATCH,) + space.shape and np.all(np.isfinite(actions))
+    assert all(space.contains(a) for a in actions.astype(space.dtype))
+    assert len(np.unique(actions.reshape(len(actions), -1), axis=0)) > 1  # it does sample
+
+
+@pytest.mark.parametrize("name", ["pendulum", "multidiscrete", "multibinary"])
+def test_litert_runner_checks_what_litert_does_not(name, exports, loaded, tflite_files):
+    """The bare LiteRT runner reshapes a wrong observation silently; litert_runner refuses it."""
+    item = exports[name]
+    run = export.litert_runner(tflite_files[name], "value")
+    expected = call(loaded[name], "value", item.observations)["value"]
+    np.testing.assert_allclose(run(item.observations)["value"], expected, rtol=1e-5, atol=1e-5)
+    flattened = item.observations.reshape(1, -1)  # the same numbers in the wrong shape
+    for bad in (flattened, item.observations[0], item.observations.astype(np.float64)):
+        with pytest.raises(ValueError, match="does not fit"):
+            run(bad)
+    with pytest.raises(ValueError, match="unknown signature"):
+        export.litert_runner(tflite_files[name], "act")
+
+
+def test_to_tflite_signature_selection(exports, tmp_path):
+    path = export.to_tflite(exports["cartpole"].path, str(tmp_path / "sub" / "act.tflite"),
+                            signatures=["serving_default"])
+    assert list(Interpreter(model_path=path).get_signature_list()) == ["serving_default"]
+    with pytest.raises(ValueError, match="unknown signature"):
+        export.to_tflite(exports["cartpole"].path, str(tmp_path / "x.tflite"), signatures=["act"])
+
+
+# --------------------------------------------------------------------------- examples
+
+def episode_returns(stdout: str) -> list[float]:
+    return [float(value) for value in re.findall(r"^episode \d+: return (\S+)$", stdout, flags=re.M)]
+
+
+def test_serve_example_drives_the_environment_with_tensorflow_alone(exports, tmp_path):
+    item = exports["cartpole"]
+    script = os.path.join(REPO, "examples", "serve_savedmodel.py")
+    stdout = isolated_python(script, item.out_dir, "--env", "CartPole-v1", "--episodes", "2", "--seed", "3",
+                             blocked=("trpo_tf", "tensorflow_probability", "keras"), cwd=str(tmp_path))
+    assert episode_returns(stdout) == reference_returns(item.agent, "CartPole-v1", 2, seed=3)
+
+
+def test_tflite_example_drives_the_environment_with_litert_alone(exports, tflite_files, tmp_path):
+    item = exports["cartpole"]
+    script = os.path.join(REPO, "examples", "run_tflite.py")
+    stdout = isolated_python(script, tflite_files["cartpole"], "--env", "CartPole-v1", "--episodes", "2",
+                             "--seed", "3", blocked=("trpo_tf", "tensorflow", "tensorflow_probability", "keras"),
+                             cwd=str(tmp_path))
+    assert episode_returns(stdout) == reference_returns(item.agent, "CartPole-v1", 2, seed=3)
