@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trpo_tf.normalization import ObservationNormalizer
+from trpo_tf.normalization import ObservationNormalizer, RewardScaler
 from trpo_tf.policies import (NumpyMLP, ObservationEncoder, Policy, UnsupportedSpaceError, action_head,
                               kl_divergence)
 
@@ -113,3 +113,21 @@ def test_unsupported_spaces_are_named():
         action_head(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
     with pytest.raises(UnsupportedSpaceError, match="Dict.*Box .*Discrete"):
         ObservationEncoder(gym.spaces.Dict({"a": gym.spaces.Discrete(2)}))
+
+
+def test_reward_scaler_divides_by_std_of_discounted_returns_across_batches():
+    rng = np.random.default_rng(4)
+    rewards = rng.normal(2.0, 3.0, size=(60, 3)).astype(np.float32)
+    ended = rng.random((60, 3)) < 0.1
+    scaler = RewardScaler(n_envs=3, gamma=0.9)
+    first, second = scaler.scale(rewards[:25], ended[:25]), scaler.scale(rewards[25:], ended[25:])
+    # Reference: discounted returns per environment, one step at a time, over the whole stream.
+    returns = np.zeros((60, 3))
+    for n in range(3):
+        running = 0.0
+        for t in range(60):
+            running = 0.9 * running + rewards[t, n]
+            returns[t, n] = running
+            running = 0.0 if ended[t, n] else running
+    np.testing.assert_allclose(second, rewards[25:] / np.sqrt(returns.var() + 1e-8), rtol=1e-4)
+    np.testing.assert_allclose(first, rewards[:25] / np.sqrt(returns[:25].var() + 1e-8), rtol=1e-4)

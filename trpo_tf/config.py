@@ -23,7 +23,8 @@ class TRPOConfig:
     Value function: Adam(``value_lr``), ``value_epochs`` shuffled passes of minibatches of
     ``value_batch_size`` over the batch's λ-returns.
     Models: MLPs of ``policy_hidden`` / ``value_hidden`` units with ``activation``; running
-    mean/std observation normalization when ``normalize_observations``; the surrogate
+    mean/std observation normalization when ``normalize_observations``; rewards divided by the
+    running std of the discounted return when ``normalize_rewards``; the surrogate
     gains ``entropy_coef`` × mean entropy; a Gaussian policy starts at log-std ``init_log_std``.
     Curvature: ``hvp_method`` picks how H·v of the mean KL is computed (forward-over-backward
     autodiff, double backward, or the Gauss–Newton form Jᵀ M J v — equal at θ_old);
@@ -48,6 +49,7 @@ class TRPOConfig:
     activation: str = "tanh"
     normalize_observations: bool = True
     normalize_advantages: bool = True
+    normalize_rewards: bool = False
     entropy_coef: float = 0.0
     init_log_std: float = 0.0
     hvp_method: str = "forward_over_backward"
@@ -72,7 +74,7 @@ class TRPOConfig:
         self._check_float("value_lr", 0.0, None, low_open=True)
         self._check_float("entropy_coef", 0.0, None)
         self._check_float("init_log_std", -20.0, 5.0)
-        for name in ("normalize_observations", "normalize_advantages"):
+        for name in ("normalize_observations", "normalize_advantages", "normalize_rewards"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TRPOConfig.{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("policy_hidden", "value_hidden"):

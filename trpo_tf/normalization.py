@@ -68,3 +68,32 @@ class NumpyNormalizer:
             return features
         # np.minimum/np.maximum: a third of np.clip's overhead on the one-row batches of a rollout.
         return np.minimum(np.maximum((features - self.mean) * self.inv_std, -CLIP), CLIP)
+
+
+class RewardScaler(keras.layers.Layer):
+    """Divides rewards by the running standard deviation of the discounted return.
+
+    The scale that ``VecNormalize(norm_reward=True)`` applies in Stable-Baselines3: per
+    environment, R ← γ·R + r (R reset to 0 when an episode ends), and rewards are divided by
+    sqrt(Var[R] + 1e-8). Keeps value targets of order one whatever the reward's units. State
+    (the running R [N] and the statistics of R) is Keras weights, so it is checkpointed.
+    """
+
+    def __init__(self, n_envs: int, gamma: float, **kwargs):
+        super().__init__(**kwargs)
+        self.gamma = gamma
+        self.return_stats = ObservationNormalizer(1, name="return_stats")
+        self.returns = self.add_weight(shape=(n_envs,), initializer="zeros", trainable=False, name="returns")
+        self.built = True
+
+    def scale(self, rewards: np.ndarray, ended: np.ndarray) -> np.ndarray:
+        """rewards, ended [T, N] → scaled rewards [T, N], after updating the statistics with this batch."""
+        running = self.returns.numpy().astype(np.float64)
+        discounted = np.empty(rewards.shape, dtype=np.float64)
+        for t in range(len(rewards)):
+            running = running * self.gamma + rewards[t]
+            discounted[t] = running
+            running[ended[t]] = 0.0
+        self.returns.assign(running.astype(np.float32))
+        self.return_stats.update(discounted.reshape(-1, 1))
+        return (rewards / np.sqrt(self.return_stats.var.numpy()[0] + EPSILON)).astype(np.float32)

@@ -29,7 +29,7 @@ import tensorflow as tf
 from trpo_tf import advantages as gae
 from trpo_tf import trust_region
 from trpo_tf.config import TRPOConfig
-from trpo_tf.normalization import ObservationNormalizer
+from trpo_tf.normalization import ObservationNormalizer, RewardScaler
 from trpo_tf.policies import NumpyMLP, ObservationEncoder, Policy, action_head, kl_divergence, value_model
 from trpo_tf.rollout import EnvLike, Sampler, make_vector_env
 
@@ -68,6 +68,7 @@ class TRPO:
 
         cfg = self.config
         self.normalizer = ObservationNormalizer(self.encoder.dim, enabled=cfg.normalize_observations)
+        self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma)
         self.policy = Policy(self.head, self.encoder.dim, cfg.policy_hidden, cfg.activation,
                              cfg.init_log_std, seed=self.seed * 7 + 1)
         self.value = value_model(self.encoder.dim, cfg.value_hidden, cfg.activation, seed=self.seed * 7 + 4)
@@ -115,7 +116,9 @@ class TRPO:
         self.normalizer.update(self.encoder.numpy(_flatten_time(batch.observations)))
         features = self._features(_flatten_time(batch.observations))
         values, next_values = self._values_and_next_values(batch, features)
-        advantages, returns = gae.compute_gae(batch.rewards, values, next_values, batch.terminated,
+        rewards = (self.reward_scaler.scale(batch.rewards, batch.terminated | batch.truncated)
+                   if cfg.normalize_rewards else batch.rewards)
+        advantages, returns = gae.compute_gae(rewards, values, next_values, batch.terminated,
                                               batch.truncated, cfg.gamma, cfg.gae_lambda)
         advantages = advantages.reshape(-1)
         if cfg.normalize_advantages:
