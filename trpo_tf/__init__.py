@@ -1,7 +1,18 @@
 """Trust Region Policy Optimization on TensorFlow 2, with policies exported as SavedModels."""
 
-from trpo_tf.config import TRPOConfig
-from trpo_tf.trpo import TRPO
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["TRPO", "TRPOConfig", "__version__"]
+
+_LAZY = {"TRPO": "trpo_tf.trpo", "TRPOConfig": "trpo_tf.config"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``TRPO`` (and TensorFlow) on first use, so ``trpo-tf --help`` answers at once."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'trpo_tf' has no attribute {name!r}")

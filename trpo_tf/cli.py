@@ -1,0 +1,563 @@
+"""The ``trpo-tf`` command: train, evaluate, export and plot.
+
+    trpo-tf train CartPole-v1 --timesteps 100000
+    trpo-tf evaluate exported/CartPole-v1 --env CartPole-v1 --json
+    trpo-tf export runs/CartPole-v1-seed0 exported/CartPole-v1 --tflite
+    trpo-tf plot runs/CartPole-v1-seed0 runs/CartPole-v1-seed1 -o cartpole.png
+
+Bad input (unknown environment, unknown hyperparameter, missing or corrupted run) is
+reported as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shlex
+import sys
+import time
+import warnings
+from typing import Any, Sequence
+
+PROG = "trpo-tf"
+DEFAULT_SEED = 0
+DEFAULT_TIMESTEPS = 1_000_000
+DEFAULT_CHECKPOINT_EVERY = 10
+DEFAULT_EVAL_EPISODES = 10
+DEFAULT_EVAL_SEED = 10_000
+PROGRESS_FILE = "progress.csv"
+
+
+class CLIError(Exception):
+    """Bad input: printed as one line on stderr, exit code 2."""
+
+
+# --------------------------------------------------------------------------- argument parsing
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line that points to --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to options that have a default and do not state it themselves."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, formatter_class=_Formatter,
+                     description="Trust Region Policy Optimization on TensorFlow 2.")
+    from trpo_tf import __version__
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    train = commands.add_parser(
+        "train", formatter_class=_Formatter, help="train a policy on a gymnasium environment",
+        description="Train TRPO on ENV_ID. Hyperparameters: TRPOConfig defaults, then the preset for ENV_ID "
+                    "(trpo_tf/presets/<ENV_ID>.yaml) if there is one, then --config, --n-envs and --set. "
+                    "The run directory gets run.json (env, seed, command), config.yaml (the final config), "
+                    "progress.csv, TensorBoard events and checkpoints/.")
+    train.add_argument("env_id", metavar="ENV_ID", help="gymnasium environment id, e.g. CartPole-v1")
+    train.add_argument("--timesteps", type=_positive_int, default=None, metavar="N",
+                       help=f"environment steps to train for in total (default: the preset's or --config's "
+                            f"'timesteps', else {DEFAULT_TIMESTEPS:,}; with --resume: the run's)")
+    train.add_argument("--seed", type=_non_negative_int, default=None, metavar="S",
+                       help=f"seed of environments, weights and sampling (default: {DEFAULT_SEED}; "
+                            "with --resume: the run's)")
+    train.add_argument("--n-envs", type=_positive_int, default=None, metavar="K",
+                       help="parallel environments, same as --set n_envs=K (default: the preset's, else 1)")
+    train.add_argument("--config", default=None, metavar="FILE.yaml",
+                       help="YAML mapping of TRPOConfig fields (and optionally 'timesteps'); "
+                            "a run's config.yaml works")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one TRPOConfig field; VALUE is YAML, e.g. --set max_kl=0.02 "
+                            "--set policy_hidden=[32,32] (repeatable)")
+    train.add_argument("--no-preset", action="store_true", help="ignore the preset for ENV_ID")
+    train.add_argument("--logdir", default=None, metavar="DIR",
+                       help="run directory (default: runs/<ENV_ID>-seed<S>)")
+    train.add_argument("--checkpoint-every", type=_non_negative_int, default=DEFAULT_CHECKPOINT_EVERY,
+                       metavar="N", help="checkpoint every N iterations (0: only at the end)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in the run directory from its last checkpoint, with its "
+                            "recorded config (--set/--config/--n-envs may be repeated, not changed)")
+    train.add_argument("--export", default=None, metavar="DIR",
+                       help="export the final policy as a SavedModel to DIR/<version>/")
+    train.add_argument("--eval-episodes", type=_positive_int, default=DEFAULT_EVAL_EPISODES, metavar="N",
+                       help="episodes of the evaluation recorded with --export")
+    train.add_argument("--quiet", action="store_true",
+                       help="no progress bar; print only errors and the final summary line")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", formatter_class=_Formatter, help="evaluate a SavedModel export or a training run",
+        description="Run deterministic episodes with a policy. PATH is a SavedModel export (a version "
+                    "folder, or the folder above: its highest version is used), run through its "
+                    "serving_default signature with TensorFlow alone, or a training run directory "
+                    "(its last checkpoint).")
+    evaluate.add_argument("path", metavar="PATH", help="SavedModel export or training run directory")
+    evaluate.add_argument("--env", default=None, metavar="ENV_ID",
+                          help="environment to evaluate on (default: the one recorded with the policy)")
+    evaluate.add_argument("--episodes", type=_positive_int, default=DEFAULT_EVAL_EPISODES, metavar="N",
+                          help="number of episodes")
+    evaluate.add_argument("--seed", type=_non_negative_int, default=DEFAULT_EVAL_SEED, metavar="S",
+                          help="episode i starts from reset(seed=S+i)")
+    evaluate.add_argument("--json", action="store_true",
+                          help='print {"mean_return", "std_return", "episodes"} as JSON')
+    evaluate.add_argument("--render-video", default=None, metavar="DIR",
+                          help="record every episode as a video in DIR (needs the moviepy package)")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    export = commands.add_parser(
+        "export", formatter_class=_Formatter, help="export a training run's policy as a SavedModel",
+        description="Export the policy of RUN_DIR's last checkpoint to OUT_DIR/<version>/ (TF Serving "
+                    "layout, with assets/metadata.json), and with --tflite also to "
+                    "OUT_DIR/<version>/model.tflite.")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="training run directory")
+    export.add_argument("out_dir", metavar="OUT_DIR", help="export directory (versions go below it)")
+    export.add_argument("--tflite", action="store_true", help="also convert to TFLite (LiteRT)")
+    export.add_argument("--version", type=_non_negative_int, default=None, metavar="N",
+                        help="version folder (default: one more than the highest in OUT_DIR)")
+    export.add_argument("--eval-episodes", type=_positive_int, default=DEFAULT_EVAL_EPISODES, metavar="N",
+                        help="episodes of the evaluation recorded in the metadata")
+    export.set_defaults(handler=cmd_export)
+
+    plot = commands.add_parser(
+        "plot", formatter_class=_Formatter, help="plot learning curves from progress.csv files",
+        description="Plot episode_return_mean against timesteps. Each LOGDIR is a run directory or a "
+                    "directory of runs; runs whose names differ only by '-seed<N>' are drawn as one "
+                    "curve: their mean and spread on a common timestep grid.")
+    plot.add_argument("logdirs", nargs="+", metavar="LOGDIR", help="run directory or directory of runs")
+    plot.add_argument("-o", "--output", default="learning_curves.png", metavar="FILE.png", help="image to write")
+    plot.add_argument("--band", choices=("minmax", "std"), default="minmax",
+                      help="spread over runs: min–max or ±1 standard deviation")
+    plot.add_argument("--key", default="episode_return_mean", help="progress.csv column to plot")
+    plot.add_argument("--title", default=None, help="plot title")
+    plot.set_defaults(handler=cmd_plot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``trpo-tf``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.command_line = " ".join([PROG, shlex.join(argv)])
+    with warnings.catch_warnings():
+        if getattr(args, "quiet", False):
+            from trpo_tf.checkpoint import CheckpointWarning
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("default", CheckpointWarning)
+        formatwarning, warnings.formatwarning = warnings.formatwarning, _format_warning
+        try:
+            return args.handler(args)
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as error:  # noqa: BLE001 - only bad input is shown as one line
+            if not _is_input_error(error):
+                raise
+            print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
+            return 2
+        finally:
+            warnings.formatwarning = formatwarning
+
+
+# --------------------------------------------------------------------------- train
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from trpo_tf import TRPO, checkpoint, monitor
+    from trpo_tf.rollout import check_env_id
+
+    check_env_id(args.env_id)
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    run_dir = args.logdir or os.path.join("runs", f"{_safe_name(args.env_id)}-seed{seed}")
+    say = _printer(args.quiet)
+
+    if args.resume:
+        agent, total = _resume(args, run_dir)
+        say(f"resuming {run_dir} from iteration {len(agent.history)} at {agent.timesteps:,} timesteps "
+            f"(training to {total:,})")
+    else:
+        config, total, sources = _resolve_config(args)
+        _check_new_run_dir(run_dir)
+        agent = TRPO(args.env_id, config, seed=seed)
+        checkpoint.write_run(run_dir, agent, command=args.command_line, total_timesteps=total)
+        say(f"training {args.env_id} for {total:,} timesteps in {run_dir} (config: {sources})")
+
+    callbacks = monitor.Callbacks([
+        monitor.CSVLogger(os.path.join(run_dir, PROGRESS_FILE), agent.history),
+        monitor.TensorBoardLogger(run_dir),
+        checkpoint.CheckpointCallback(agent, run_dir, args.checkpoint_every),
+        monitor.ProgressBar(total, initial=agent.timesteps, disable=args.quiet, description=args.env_id),
+    ])
+    start = time.perf_counter()
+    try:
+        agent.learn(total, callback=callbacks)
+    except KeyboardInterrupt:  # mid-iteration: the agent may be half-updated, so do not save it
+        last = checkpoint.latest(run_dir)
+        where = f"the last checkpoint is {last}" if last else "no checkpoint was written"
+        print(f"{PROG}: interrupted; {where}; continue with: {_resume_command(run_dir, args.env_id)}",
+              file=sys.stderr)
+        return 130
+    finally:
+        callbacks.close()
+    checkpoint.save(agent, run_dir)
+    elapsed = time.perf_counter() - start
+
+    summary = (f"{args.env_id}: {agent.timesteps:,} timesteps, {len(agent.history)} iterations, "
+               f"episode_return_mean {_last_return(agent):.2f} ({elapsed:.1f}s); run: {run_dir}")
+    if args.export:
+        evaluation = agent.evaluate(episodes=args.eval_episodes)
+        path = agent.export(args.export, evaluation=evaluation, command=args.command_line)
+        summary += (f"; export: {path} (evaluation {evaluation['mean_return']:.2f} ± "
+                    f"{evaluation['std_return']:.2f} over {_episodes(evaluation['episodes'])})")
+    print(summary)
+    return 0
+
+
+def _resolve_config(args: argparse.Namespace):
+    """(TRPOConfig, total timesteps, description of the sources) for a new run."""
+    from trpo_tf import TRPOConfig, presets
+    from trpo_tf.config import field_names
+
+    fields: dict[str, Any] = {}
+    timesteps = None
+    sources = []
+    preset = None if args.no_preset else presets.load(args.env_id)
+    if preset is not None:
+        preset_fields, timesteps = preset
+        fields.update(preset_fields)
+        sources.append(f"preset {args.env_id}")
+    if args.config:
+        file_fields, file_timesteps = presets.read_file(args.config)
+        _check_fields(file_fields, args.config, field_names())
+        fields.update(file_fields)
+        timesteps = file_timesteps or timesteps
+        sources.append(args.config)
+    if args.n_envs is not None:
+        fields["n_envs"] = args.n_envs
+        sources.append(f"--n-envs {args.n_envs}")
+    for item in args.set:
+        key, separator, text = item.partition("=")
+        key = key.strip()
+        if not separator or not key:
+            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+        _check_fields({key: None}, f"--set {item}", field_names())
+        fields[key] = presets.parse_yaml(text, f"--set {item}")
+        sources.append(f"--set {key}={text}")
+    try:
+        config = TRPOConfig.from_dict(fields)
+    except TypeError as error:
+        raise CLIError(str(error)) from None
+    total = args.timesteps or timesteps or DEFAULT_TIMESTEPS
+    return config, total, ", ".join(sources) or "defaults"
+
+
+def _check_fields(fields: dict[str, Any], source: str, valid: list[str]) -> None:
+    unknown = sorted(set(fields) - set(valid))
+    if unknown:
+        raise CLIError(f"{source}: unknown TRPOConfig field(s) {', '.join(unknown)}; "
+                       f"valid fields: {', '.join(valid)}")
+
+
+def _check_new_run_dir(run_dir: str) -> None:
+    """Refuse to start a new run over one that has checkpoints."""
+    from trpo_tf import checkpoint
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise CLIError(f"{run_dir} exists and is not a directory")
+    try:
+        last = checkpoint.latest(run_dir)
+    except checkpoint.RunDirError:
+        last = "a checkpoint"
+    if last:
+        raise CLIError(f"{run_dir} already holds a run with checkpoints ({os.path.basename(last)}); "
+                       f"continue it with --resume, or pass --logdir to start a new run elsewhere")
+
+
+def _resume(args: argparse.Namespace, run_dir: str):
+    """(restored agent, total timesteps) of the run in ``run_dir``; changes nothing on disk."""
+    from trpo_tf import TRPO, checkpoint
+
+    info = checkpoint.read_run_info(run_dir)
+    if info["env_id"] != args.env_id:
+        raise CLIError(f"{run_dir} is a run of {info['env_id']}, not {args.env_id}")
+    if args.seed is not None and int(info["seed"]) != args.seed:
+        raise CLIError(f"{run_dir} is a run with seed {info['seed']}, not {args.seed}")
+    given = [flag for flag, value in (("--config", args.config), ("--set", args.set),
+                                      ("--n-envs", args.n_envs is not None), ("--no-preset", args.no_preset))
+             if value]
+    if given:  # allowed when they describe the recorded config, as when a command is re-run with --resume
+        requested, _, _ = _resolve_config(args)
+        recorded = checkpoint.read_config(run_dir)
+        changed = [f"{key} {value!r} (recorded: {recorded.to_dict()[key]!r})"
+                   for key, value in requested.to_dict().items() if recorded.to_dict()[key] != value]
+        if changed:
+            raise CLIError(f"{', '.join(given)} would change the config of the run being resumed: "
+                           f"{'; '.join(changed)}; a run continues with its recorded config "
+                           f"(edit {os.path.join(run_dir, checkpoint.CONFIG_FILE)} to change it)")
+    if checkpoint.latest(run_dir) is None:
+        raise CLIError(f"{run_dir} has no checkpoint to resume from (it stopped before its first "
+                       f"checkpoint); start it again without --resume")
+    agent = TRPO.load(run_dir)
+    total = args.timesteps or info.get("total_timesteps") or DEFAULT_TIMESTEPS
+    checkpoint.update_run(run_dir, total_timesteps=total,
+                          resumed=list(info.get("resumed") or []) + [args.command_line])
+    return agent, total
+
+
+def _resume_command(run_dir: str, env_id: str) -> str:
+    return shlex.join([PROG, "train", env_id, "--resume", "--logdir", run_dir])
+
+
+def _last_return(agent) -> float:
+    return agent.history[-1]["episode_return_mean"] if agent.history else float("nan")
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from trpo_tf import checkpoint
+    from trpo_tf import export as exporting
+
+    if args.render_video and importlib.util.find_spec("moviepy") is None:
+        raise CLIError("--render-video needs the 'moviepy' package, which is not installed "
+                       "(pip install moviepy); trpo_tf does not depend on it")
+    path = args.path
+    if not os.path.exists(path):
+        raise CLIError(f"no such file or directory: {path}")
+    if os.path.isfile(os.path.join(path, checkpoint.RUN_FILE)):
+        result, env_id, what = _evaluate_run(args, path)
+    else:
+        try:
+            model_dir = exporting.resolve_saved_model_dir(path)
+        except FileNotFoundError:
+            raise CLIError(f"{path} is neither a SavedModel export (saved_model.pb in it or in a numeric "
+                           f"version folder) nor a training run directory ({checkpoint.RUN_FILE})") from None
+        result, env_id, what = _evaluate_saved_model(args, model_dir)
+    if args.json:
+        print(json.dumps({key: result[key] for key in ("mean_return", "std_return", "episodes")}))
+    else:
+        print(f"{env_id}: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f} over "
+              f"{_episodes(result['episodes'])} ({what})"
+              + (f"; videos: {args.render_video}" if args.render_video else ""))
+    return 0
+
+
+def _evaluate_run(args: argparse.Namespace, run_dir: str):
+    """Evaluate the last checkpoint of a training run with the agent's own deterministic policy."""
+    from trpo_tf import TRPO
+    from trpo_tf.export import space_to_metadata
+
+    agent = TRPO.load(run_dir)
+    env_id = args.env or agent.env_id
+    if env_id is None:
+        raise CLIError(f"{run_dir} does not record an environment id; pass --env")
+    env = _make_env(env_id, args.render_video)
+    try:
+        _check_spaces({"env_id": agent.env_id, "observation_space": space_to_metadata(agent.observation_space),
+                       "action_space": space_to_metadata(agent.action_space)}, env, env_id, run_dir)
+        result = agent.evaluate(episodes=args.episodes, env=env, seed=args.seed)
+    finally:
+        env.close()
+    return result, env_id, f"run {run_dir} at {agent.timesteps:,} timesteps"
+
+
+def _evaluate_saved_model(args: argparse.Namespace, model_dir: str):
+    """Evaluate an export through its ``serving_default`` signature, with TensorFlow alone."""
+    import numpy as np
+    import tensorflow as tf
+    from trpo_tf import export as exporting
+
+    try:
+        metadata = exporting.read_metadata(model_dir)
+    except FileNotFoundError:
+        metadata = {}
+    env_id = args.env or metadata.get("env_id")
+    if env_id is None:
+        raise CLIError(f"{model_dir} does not record an environment id; pass --env")
+    serve = tf.saved_model.load(model_dir).signatures.get("serving_default")
+    if serve is None:
+        raise CLIError(f"{model_dir} has no serving_default signature")
+    inputs = serve.structured_input_signature[1]
+    if len(inputs) != 1:
+        raise CLIError(f"{model_dir}: serving_default takes {sorted(inputs)}; expected one observation input")
+    input_name, input_spec = next(iter(inputs.items()))
+    output_name = "action" if "action" in serve.structured_outputs else next(iter(serve.structured_outputs))
+
+    env = _make_env(env_id, args.render_video)
+    try:
+        _check_spaces(metadata, env, env_id, model_dir, input_spec)
+        returns = []
+        for episode in range(args.episodes):
+            observation, _ = env.reset(seed=args.seed + episode)
+            done, total = False, 0.0
+            while not done:
+                batch = tf.constant(np.asarray(observation)[None], dtype=input_spec.dtype)
+                action = serve(**{input_name: batch})[output_name].numpy()[0]
+                observation, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    result = {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+              "episodes": args.episodes}
+    return result, env_id, f"SavedModel {model_dir}"
+
+
+def _make_env(env_id: str, video_dir: str | None):
+    """``gym.make(env_id)``, recording every episode to ``video_dir`` when given."""
+    import gymnasium as gym
+    from trpo_tf.rollout import check_env_id
+
+    check_env_id(env_id)
+    if not video_dir:
+        return gym.make(env_id)
+    env = gym.make(env_id, render_mode="rgb_array")
+    try:
+        return gym.wrappers.RecordVideo(env, video_folder=video_dir, episode_trigger=lambda episode: True,
+                                        name_prefix=_safe_name(env_id), disable_logger=True)
+    except gym.error.DependencyNotInstalled as error:
+        env.close()
+        raise CLIError(f"--render-video: {_one_line(error)}") from None
+
+
+def _check_spaces(metadata: dict[str, Any], env, env_id: str, source: str, input_spec=None) -> None:
+    """CLIError when ``env``'s spaces differ from those the policy was trained on."""
+    from trpo_tf.export import space_to_metadata
+
+    trained_on = metadata.get("env_id") or "its training environment"
+    problems = []
+    for kind in ("observation", "action"):
+        expected = metadata.get(f"{kind}_space")
+        space = getattr(env, f"{kind}_space")
+        try:
+            actual = space_to_metadata(space)
+        except ValueError:
+            actual = {"type": type(space).__name__, "repr": repr(space)}
+        if expected is not None and _json_normal(expected) != _json_normal(actual):
+            problems.append(f"{kind} space {_describe_space(actual)} (the policy's: {_describe_space(expected)}"
+                            f"{'' if _describe_space(actual) != _describe_space(expected) else ', other bounds'})")
+    if not metadata.get("observation_space") and input_spec is not None:
+        expected_shape = tuple(input_spec.shape[1:])
+        actual_shape = tuple(getattr(env.observation_space, "shape", ()) or ())
+        if None not in expected_shape and expected_shape != actual_shape:
+            problems.append(f"observations of shape {actual_shape} (the policy takes {expected_shape})")
+    if problems:
+        raise CLIError(f"{env_id} does not match the policy in {source}, trained on {trained_on}: "
+                       f"{env_id} has {'; '.join(problems)}")
+
+
+def _describe_space(description: dict[str, Any]) -> str:
+    kind = description.get("type", "?")
+    if "shape" in description:
+        return f"{kind}{tuple(description['shape'])}"
+    for key in ("n", "nvec"):
+        if key in description:
+            return f"{kind}({description[key]})"
+    return str(kind)
+
+
+def _json_normal(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+# --------------------------------------------------------------------------- export and plot
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from trpo_tf import TRPO
+    from trpo_tf import export as exporting
+
+    agent = TRPO.load(args.run_dir)
+    evaluation = agent.evaluate(episodes=args.eval_episodes) if agent.env_id else None
+    path = exporting.export_saved_model(agent, args.out_dir, version=args.version, evaluation=evaluation,
+                                        command=args.command_line)
+    line = f"exported {args.run_dir} ({agent.timesteps:,} timesteps) to {path}"
+    if evaluation is not None:
+        line += f" (evaluation {evaluation['mean_return']:.2f} ± {evaluation['std_return']:.2f})"
+    if args.tflite:
+        line += f"; TFLite: {exporting.to_tflite(path, os.path.join(path, 'model.tflite'))}"
+    print(line)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from trpo_tf import plotting
+
+    out = plotting.plot(args.logdirs, args.output, key=args.key, band=args.band, title=args.title)
+    print(f"wrote {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    """An integer, also written as 1e6 or 1_000_000."""
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(value)
+
+
+def _episodes(count: int) -> str:
+    return f"{count} episode{'' if count == 1 else 's'}"
+
+
+def _safe_name(env_id: str) -> str:
+    return env_id.replace("/", "_").replace(":", "_")
+
+
+def _printer(quiet: bool):
+    def say(message: str) -> None:
+        if not quiet:
+            print(message, flush=True)
+    return say
+
+
+def _is_input_error(error: BaseException) -> bool:
+    import gymnasium as gym
+    return isinstance(error, (CLIError, ValueError, OSError, gym.error.Error))
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        text = str(error.args[0])
+    return " ".join(text.split())
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"{PROG}: warning: {' '.join(str(message).split())}\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

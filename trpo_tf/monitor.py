@@ -1,0 +1,136 @@
+"""Training progress as :meth:`TRPO.learn` callbacks: a progress bar, progress.csv, TensorBoard.
+
+Each callback takes one history entry (a dict, see :meth:`TRPO.learn`) per iteration::
+
+    callbacks = Callbacks([CSVLogger("run/progress.csv"), TensorBoardLogger("run"),
+                           ProgressBar(total=100_000)])
+    try:
+        agent.learn(100_000, callback=callbacks)
+    finally:
+        callbacks.close()
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from typing import Any, Callable, Iterable, Sequence
+
+import tensorflow as tf
+import tqdm
+
+Entry = dict[str, Any]
+
+
+class Callbacks:
+    """Calls each callback in order; returns False (stop training) when any of them does."""
+
+    def __init__(self, callbacks: Iterable[Callable[[Entry], Any]]):
+        self.callbacks = list(callbacks)
+
+    def __call__(self, entry: Entry) -> bool:
+        keep_going = True
+        for callback in self.callbacks:
+            if callback(entry) is False:
+                keep_going = False
+        return keep_going
+
+    def close(self) -> None:
+        for callback in self.callbacks:
+            close = getattr(callback, "close", None)
+            if close is not None:
+                close()
+
+
+class ProgressBar:
+    """A tqdm bar over timesteps showing steps/s, the mean episode return and the iteration."""
+
+    def __init__(self, total: int, initial: int = 0, disable: bool = False, description: str | None = None):
+        self.bar = tqdm.tqdm(total=total, initial=min(initial, total), unit="step", unit_scale=True,
+                             dynamic_ncols=True, disable=disable, desc=description, smoothing=0.1)
+
+    def __call__(self, entry: Entry) -> None:
+        self.bar.update(max(0, min(entry["timesteps"], self.bar.total) - self.bar.n))
+        episode_return = entry.get("episode_return_mean", math.nan)
+        self.bar.set_postfix_str(f"return {episode_return:.1f}, iteration {entry['iteration']}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class CSVLogger:
+    """``progress.csv``: one row per iteration, the history keys as header.
+
+    ``history`` (the entries already trained, e.g. when resuming) is written first, replacing
+    whatever the file held — rows of iterations after the last checkpoint included — through a
+    temporary file and ``os.replace``. Rows are flushed as they come.
+    """
+
+    def __init__(self, path: str, history: Sequence[Entry] = ()):
+        self.path = path
+        self.fields: list[str] | None = None
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            if history:
+                self.fields = list(history[0])
+                writer = self._writer(handle)
+                writer.writeheader()
+                writer.writerows(history)
+        os.replace(temporary, path)
+        self.handle = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def __call__(self, entry: Entry) -> None:
+        if self.fields is None:
+            self.fields = list(entry)
+            self._writer(self.handle).writeheader()
+        self._writer(self.handle).writerow(entry)
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def _writer(self, handle) -> csv.DictWriter:
+        return csv.DictWriter(handle, fieldnames=self.fields, restval="", extrasaction="ignore")
+
+
+class TensorBoardLogger:
+    """TensorBoard scalars, one per numeric key of each entry, at step = ``timesteps``.
+
+    Written with ``tf.summary.write`` and the scalar plugin's metadata, which is what
+    ``tf.summary.scalar`` does, so TensorBoard shows them; this works without the
+    ``tensorboard`` package installed.
+    """
+
+    def __init__(self, logdir: str, prefix: str = "trpo/"):
+        self.writer = tf.summary.create_file_writer(logdir)
+        self.prefix = prefix
+        self.metadata = tf.compat.v1.SummaryMetadata(
+            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+    def __call__(self, entry: Entry) -> None:
+        step = int(entry["timesteps"])
+        with self.writer.as_default():
+            for key, value in entry.items():
+                if isinstance(value, (bool, int, float)):
+                    tf.summary.write(self.prefix + key, tf.constant(float(value), tf.float32), step=step,
+                                     metadata=self.metadata)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of every event file in ``logdir``: tag → [(step, value), ...] in file order."""
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    files = sorted(name for name in os.listdir(logdir) if name.startswith("events.out.tfevents"))
+    for name in files:
+        for record in tf.data.TFRecordDataset(os.path.join(logdir, name)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                number = tf.make_ndarray(value.tensor) if value.HasField("tensor") else value.simple_value
+                scalars.setdefault(value.tag, []).append((int(event.step), float(number)))
+    return scalars
