@@ -318,6 +318,8 @@ def _evaluation_metadata(agent: TRPO, evaluation: dict[str, Any] | None) -> dict
                 "deterministic": bool(evaluation.get("deterministic", True))}
     if "returns" in evaluation:
         recorded["returns"] = [float(r) for r in evaluation["returns"]]
+    if "seed" in evaluation:
+        recorded["seed"] = int(evaluation["seed"])  # episode i was reset with seed + i
     return recorded
 
 

@@ -326,8 +326,10 @@ class TRPO:
                  deterministic: bool = True) -> dict[str, float]:
         """Mean and standard deviation of the undiscounted return over ``episodes`` episodes.
 
-        Runs a separate environment (``env``, or a new one made from the training env id),
-        seeded with ``seed`` (default: the agent's seed + 10_000), with deterministic actions.
+        Runs a separate environment (``env``, or a new one made from the training env id);
+        episode i is reset with ``seed + i`` (default seed: the agent's seed + 10_000).
+        Returns ``mean_return``, ``std_return``, ``episodes``, ``returns`` (per episode),
+        ``seed`` and ``deterministic``.
         """
         if not isinstance(episodes, int) or episodes < 1:
             raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
@@ -357,7 +359,7 @@ class TRPO:
         if isinstance(env, str):
             eval_env.close()
         return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-                "episodes": episodes, "returns": returns}
+                "episodes": episodes, "returns": returns, "seed": seed, "deterministic": deterministic}
 
     # ------------------------------------------------------------------ persistence
 
