@@ -113,8 +113,9 @@ class TRPO:
         self.recent_returns.extend(batch.episode_returns)
         sampled = time.perf_counter()
 
-        self.normalizer.update(self.encoder.numpy(_flatten_time(batch.observations)))
-        features = self._features(_flatten_time(batch.observations))
+        encoded = self.encoder.numpy(_flatten_time(batch.observations))
+        self.normalizer.update(encoded)
+        features = self.normalizer.numpy_normalize()(encoded)
         values, next_values = self._values_and_next_values(batch, features)
         rewards = (self.reward_scaler.scale(batch.rewards, batch.terminated | batch.truncated)
                    if cfg.normalize_rewards else batch.rewards)
