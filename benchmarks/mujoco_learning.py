@@ -1,7 +1,10 @@
 """MuJoCo learning benchmark: each environment's preset, several seeds, 1M steps each.
 
-    python benchmarks/mujoco.py                 # the full benchmark (5 envs × 3 seeds × 1M)
-    python benchmarks/mujoco.py --quick         # smoke run: 2 envs × 1 seed × 20k steps
+(Not named ``mujoco.py``: run as a script, that file would shadow the ``mujoco`` package for
+every script in this folder.)
+
+    python benchmarks/mujoco_learning.py                 # the full benchmark (5 envs × 3 seeds × 1M)
+    python benchmarks/mujoco_learning.py --quick         # smoke run: 2 envs × 1 seed × 20k steps
 
 Each run is ``trpo-tf train ENV --seed S --timesteps N --export ...`` in its own process
 (``--jobs`` at a time), so the command that reproduces any single run is the one printed.
@@ -125,7 +128,7 @@ def main() -> None:
     wall = time.perf_counter() - start
     with open(os.path.join(args.out, "summary.md"), "w") as handle:
         handle.write(f"{table}\n\nWall time: {wall / 60:.1f} min with --jobs {args.jobs}; command: "
-                     f"python benchmarks/mujoco.py {' '.join(sys.argv[1:])}\n")
+                     f"python benchmarks/mujoco_learning.py {' '.join(sys.argv[1:])}\n")
     print(table)
     print(f"wall time {wall / 60:.1f} min; results in {args.out}")
     print(json.dumps(rows))
