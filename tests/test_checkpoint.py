@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 import warnings
 
 import gymnasium as gym
@@ -18,6 +16,8 @@ import numpy as np
 import pytest
 
 from trpo_tf import TRPO, TRPOConfig, checkpoint
+
+from killing import kill_9_after_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING_KEYS = {"fps"}
@@ -148,20 +148,7 @@ def test_kill_9_while_checkpointing_every_iteration(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     process = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        while (checkpoint.latest(run) is None or checkpoint.iteration_of(checkpoint.latest(run)) < 3):
-            assert process.poll() is None, process.stderr.read().decode()
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.02)
-        time.sleep(0.137)  # land somewhere inside an iteration or a save
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == -signal.SIGKILL
+    kill_9_after_checkpoint(process, run, iteration=3, delay=0.137)
 
     last = checkpoint.latest(run)
     iteration = checkpoint.iteration_of(last)

@@ -8,15 +8,15 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from trpo_tf import TRPOConfig, checkpoint, cli, presets
 from trpo_tf.rollout import check_env_id
+
+from killing import kill_9_after_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -143,20 +143,7 @@ def test_kill_9_then_resume_continues_from_the_checkpoint(workdir):
     process = subprocess.Popen(_command() + args + ["--timesteps", str(300 * steps), "--quiet"], cwd=workdir,
                                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     run = str(workdir / "killed")
-    try:
-        deadline = time.monotonic() + 90
-        while checkpoint.latest(run) is None or checkpoint.iteration_of(checkpoint.latest(run)) < 5:
-            assert process.poll() is None, process.stderr.read().decode()
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.02)
-        time.sleep(0.12)  # a few iterations past the checkpoint (CSV rows to discard), or inside a save
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == -signal.SIGKILL
+    kill_9_after_checkpoint(process, run, iteration=5, delay=0.12)
     before = [row for row in _read_csv(os.path.join(run, "progress.csv")) if None not in row.values()]
     resumed_from = checkpoint.iteration_of(checkpoint.latest(run))
     assert len(before) >= resumed_from
