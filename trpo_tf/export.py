@@ -129,7 +129,7 @@ def signature_graphs(agent: TRPO) -> dict[str, Callable[[tf.Tensor], dict[str, t
 
     def outputs(observation: tf.Tensor) -> tf.Tensor:
         """Raw observations → policy outputs [B, P]."""
-        return agent.policy(_features(agent, checked(observation)))
+        return agent.policy(agent.features_graph(checked(observation)))
 
     def serving_default(observation):
         return {"action": agent.deterministic_action_graph(checked(observation))}
@@ -141,7 +141,7 @@ def signature_graphs(agent: TRPO) -> dict[str, Callable[[tf.Tensor], dict[str, t
         return agent.head.parameters(outputs(observation), _log_std(agent))
 
     def value(observation):
-        return {"value": agent.value(_features(agent, checked(observation)))[:, 0]}
+        return {"value": agent.value(agent.features_graph(checked(observation)))[:, 0]}
 
     return {"serving_default": serving_default, "sample": sample, "distribution": distribution,
             "value": value}
@@ -180,11 +180,6 @@ def resolve_saved_model_dir(path: str) -> str:
         raise FileNotFoundError(f"no SavedModel at {path!r}: expected saved_model.pb in it or in a "
                                 f"numeric version folder (OUT_DIR/<version>/saved_model.pb)")
     return os.path.join(path, str(max(versions)))
-
-
-def _features(agent: TRPO, observation: tf.Tensor) -> tf.Tensor:
-    """Raw observations [B, *obs_shape] → normalized features [B, D]."""
-    return agent.normalizer(agent.encoder.tensorflow(observation))
 
 
 def _log_std(agent: TRPO) -> tf.Variable | None:

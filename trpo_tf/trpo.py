@@ -310,10 +310,13 @@ class TRPO:
 
         return act
 
+    def features_graph(self, observations: tf.Tensor) -> tf.Tensor:
+        """Raw observations [B, *obs_shape] → normalized features [B, D], in the TensorFlow graph."""
+        return self.normalizer(self.encoder.tensorflow(observations))
+
     def deterministic_action_graph(self, observations: tf.Tensor) -> tf.Tensor:
         """Raw observations [B, *obs_shape] → most probable actions [B, *A] in environment units."""
-        features = self.normalizer(self.encoder.tensorflow(observations))
-        return self.head.deterministic(self.policy(features))
+        return self.head.deterministic(self.policy(self.features_graph(observations)))
 
     def predict(self, observations: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of raw observations [B, *obs_shape] (or one observation).
