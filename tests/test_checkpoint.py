@@ -206,3 +206,26 @@ def test_read_run_and_checkpoint_state(tmp_path):
         warnings.simplefilter("error")  # CartPole pickles: no warning
         agent.learn(384)
         agent.save(run)
+
+
+def test_loading_a_run_of_an_unregistered_environment_asks_for_it(tmp_path):
+    import gymnasium as gym
+
+    class Unregistered(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, shape=(2,))
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, seed=None, options=None):
+            super().reset(seed=seed)
+            return np.zeros(2, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(2, np.float32), 1.0, False, True, {}
+
+    agent = TRPO(Unregistered(), TRPOConfig(steps_per_iteration=64, value_epochs=1), seed=0).learn(64)
+    with pytest.warns(checkpoint.CheckpointWarning, match="cannot be pickled"):  # a class local to this test
+        agent.save(str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="pass TRPO.load\\(run_dir, env=...\\)"):
+        TRPO.load(str(tmp_path / "run"))
+    with pytest.warns(checkpoint.CheckpointWarning, match="freshly reset"):
+        assert TRPO.load(str(tmp_path / "run"), env=Unregistered()).timesteps == 64

@@ -380,6 +380,9 @@ class TRPO:
         """Rebuild an agent from the latest checkpoint in ``run_dir`` (on ``env``, default: the run's env id)."""
         from trpo_tf import checkpoint
         env_id, config, seed = checkpoint.read_run(run_dir)
+        if env is None and env_id is None:
+            raise ValueError(f"{run_dir} was trained on an environment instance without a registered id; "
+                             "pass TRPO.load(run_dir, env=...) the environment to continue on")
         agent = cls(env if env is not None else env_id, config, seed=seed)
         checkpoint.restore(agent, run_dir)
         return agent
