@@ -89,8 +89,8 @@ def test_sampler_keeps_final_observations_and_tells_termination_from_truncation(
 def test_truncated_steps_bootstrap_from_the_final_observation():
     agent = TRPO(CountingEnv(terminate_at=100, truncate_at=4), SMALL.replace(steps_per_iteration=8), seed=0)
     batch = agent.sampler.collect(agent._numpy_actor(), 8)
-    values, next_values = agent._values_and_next_values(batch, agent._features(batch.observations[:, :]
-                                                                                 .reshape(-1, 1)))
+    features = agent._features(batch.observations.reshape(-1, 1))
+    values, next_values = agent._values_and_next_values(batch, features)
     value_of = lambda x: float(agent._value_of(agent._features(np.array([[x]], np.float32))).numpy()[0])  # noqa: E731
     assert next_values[3, 0] == pytest.approx(value_of(4.0), abs=1e-6)   # truncated: V(final obs = 4)
     assert next_values[2, 0] == pytest.approx(values[3, 0], abs=1e-6)     # inside the episode

@@ -297,12 +297,16 @@ class TRPO:
         """Raw observations [B, *obs_shape] → normalized features [B, D] (NumPy, current statistics)."""
         return self.normalizer.numpy_normalize()(self.encoder.numpy(observations))
 
-    def _numpy_actor(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-        """A frozen NumPy copy of the stochastic policy: obs [N, ...] → (env actions, stored actions)."""
+    def _numpy_actor(self, deterministic: bool = False) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """A frozen NumPy copy of the policy: obs [N, ...] → (env actions, stored actions).
+
+        Stochastic actions are drawn with the agent's generator; deterministic ones are the
+        most probable actions.
+        """
         normalize = self.normalizer.numpy_normalize()
         net = NumpyMLP(self.policy.net)
         log_std = None if self.policy.log_std is None else self.policy.log_std.numpy()
-        encode, head, rng = self.encoder.numpy, self.head, self.rng
+        encode, head, rng = self.encoder.numpy, self.head, None if deterministic else self.rng
 
         def act(observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             actions = head.numpy_act(net(normalize(encode(observations))), log_std, rng)
@@ -345,20 +349,14 @@ class TRPO:
             raise ValueError("this agent was built from an environment instance without a registered id; "
                              "pass evaluate(env=...) an environment to evaluate on")
         eval_env = gym.make(env) if isinstance(env, str) else env
-        actor = self._numpy_actor() if not deterministic else None
-        normalize, net = self.normalizer.numpy_normalize(), NumpyMLP(self.policy.net)
+        actor = self._numpy_actor(deterministic)
         returns = []
         seed = self.seed + 10_000 if seed is None else seed
         for episode in range(episodes):
             observation, _ = eval_env.reset(seed=seed + episode)
             done, total = False, 0.0
             while not done:
-                batch = np.asarray(observation, dtype=np.float32)[None]
-                if deterministic:
-                    stored = self.head.numpy_act(net(normalize(self.encoder.numpy(batch))), None, None)
-                    action = self.head.to_env(stored)[0]
-                else:
-                    action = actor(batch)[0][0]
+                action = actor(np.asarray(observation, dtype=np.float32)[None])[0][0]
                 observation, reward, terminated, truncated, _ = eval_env.step(action)
                 total += float(reward)
                 done = terminated or truncated
