@@ -86,6 +86,19 @@ def test_sampler_keeps_final_observations_and_tells_termination_from_truncation(
     np.testing.assert_array_equal(batch.last_observations[:, 0], [2.0, 0.0])
 
 
+def test_episode_returns_and_lengths_carry_across_batches():
+    env = gym.vector.SyncVectorEnv([lambda: CountingEnv(terminate_at=3, truncate_at=10),
+                                    lambda: CountingEnv(terminate_at=10, truncate_at=7)],
+                                   autoreset_mode=AutoresetMode.SAME_STEP)
+    sampler = Sampler(env, seed=0)
+    act = lambda obs: (np.zeros(2, np.int64), np.zeros(2, np.int64))  # noqa: E731
+    ended = [sampler.collect(act, steps) for steps in (2, 5, 1, 9)]
+    # Environment 0 ends episodes of 3 steps at steps 3, 6, 9, 12, 15; environment 1 of 7 at 7, 14.
+    assert [b.episode_lengths for b in ended] == [[], [3, 3, 7], [], [3, 3, 7, 3]]
+    assert [b.episode_returns for b in ended] == [[], [3.0, 3.0, 7.0], [], [3.0, 3.0, 7.0, 3.0]]
+    assert sampler.running_lengths.tolist() == [2, 3] and sampler.running_returns.tolist() == [2.0, 3.0]
+
+
 def test_truncated_steps_bootstrap_from_the_final_observation():
     agent = TRPO(CountingEnv(terminate_at=100, truncate_at=4), SMALL.replace(steps_per_iteration=8), seed=0)
     batch = agent.sampler.collect(agent._numpy_actor(), 8)

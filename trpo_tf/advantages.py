@@ -25,11 +25,15 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray
     ended = terminated | np.asarray(truncated, dtype=bool)
     deltas = rewards + gamma * next_values * ~terminated - values
     carry = gamma * lam * ~ended
-    advantages = np.zeros_like(deltas, dtype=np.float32)
-    running = np.zeros(deltas.shape[1], dtype=np.float32)
-    for t in range(len(deltas) - 1, -1, -1):
-        running = deltas[t] + carry[t] * running
-        advantages[t] = running
+    advantages = np.zeros(deltas.shape, dtype=np.float32)
+    # The backward recursion runs on Python floats, one environment at a time: per step that
+    # is a tenth of the cost of a NumPy operation on an [N] row.
+    for n in range(deltas.shape[1]):
+        running, column = 0.0, []
+        for delta, keep in zip(deltas[::-1, n].tolist(), carry[::-1, n].tolist()):
+            running = delta + keep * running
+            column.append(running)
+        advantages[::-1, n] = column
     return advantages, (advantages + values).astype(np.float32)
 
 

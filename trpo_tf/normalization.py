@@ -88,12 +88,16 @@ class RewardScaler(keras.layers.Layer):
 
     def scale(self, rewards: np.ndarray, ended: np.ndarray) -> np.ndarray:
         """rewards, ended [T, N] → scaled rewards [T, N], after updating the statistics with this batch."""
-        running = self.returns.numpy().astype(np.float64)
+        running = self.returns.numpy().tolist()
         discounted = np.empty(rewards.shape, dtype=np.float64)
-        for t in range(len(rewards)):
-            running = running * self.gamma + rewards[t]
-            discounted[t] = running
-            running[ended[t]] = 0.0
-        self.returns.assign(running.astype(np.float32))
+        for n in range(rewards.shape[1]):  # Python floats: cheaper than NumPy on [N] rows
+            column = []
+            for reward, done in zip(rewards[:, n].tolist(), ended[:, n].tolist()):
+                running[n] = running[n] * self.gamma + reward
+                column.append(running[n])
+                if done:
+                    running[n] = 0.0
+            discounted[:, n] = column
+        self.returns.assign(np.asarray(running, dtype=np.float32))
         self.return_stats.update(discounted.reshape(-1, 1))
         return (rewards / np.sqrt(self.return_stats.var.numpy()[0] + EPSILON)).astype(np.float32)

@@ -149,59 +149,95 @@ class Sampler:
         self.total_steps = 0
 
     def collect(self, act: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], steps: int) -> Batch:
-        """Run ``steps`` vectorized steps. ``act(obs [N, ...])`` returns (env actions, stored actions)."""
+        """Run ``steps`` vectorized steps. ``act(obs [N, ...])`` returns (env actions, stored actions).
+
+        The loop only steps and records; episode bookkeeping and the finiteness checks run on
+        the whole batch afterwards, which keeps the per-step cost near the environment's own.
+        """
         if self.observations is None:
             self.observations, _ = self.env.reset(seed=self.seed)
-            self._check_finite(self.observations, "observation", "reset")
-        observations, actions, rewards, terminated, truncated = [], [], [], [], []
-        final_observations, final_index, episode_returns, episode_lengths = [], [], [], []
+            self._check_finite(self.observations[None], "observation", "reset", self.total_steps)
+        observations, actions, rewards, terminated, truncated, infos = [], [], [], [], [], {}
+        step, obs = self.env.step, self.observations
         for t in range(steps):
-            env_actions, stored_actions = act(self.observations)
-            observations.append(self.observations)
+            env_actions, stored_actions = act(obs)
+            observations.append(obs)
             actions.append(stored_actions)
-            next_obs, reward, term, trunc, info = self.env.step(env_actions)
-            self.total_steps += self.n_envs
-            self._check_finite(next_obs, "observation", "step")
-            self._check_finite(reward, "reward", "step")
+            obs, reward, term, trunc, info = step(env_actions)
             rewards.append(reward)
             terminated.append(term)
             truncated.append(trunc)
-            self.running_returns += reward
-            self.running_lengths += 1
-            ended = term | trunc
-            if ended.any():
-                for n in np.flatnonzero(ended):
-                    final = np.asarray(info["final_obs"][n])
-                    self._check_finite(final, "final observation", "step", env_index=n)
-                    final_observations.append(final)
-                    final_index.append((t, n))
-                    episode_returns.append(float(self.running_returns[n]))
-                    episode_lengths.append(int(self.running_lengths[n]))
-                self.running_returns[ended] = 0.0
-                self.running_lengths[ended] = 0
-            self.observations = next_obs
-        obs_shape = self.observations.shape[1:]
+            if info:
+                infos[t] = info
+        self.observations = obs
+        steps_before, self.total_steps = self.total_steps, self.total_steps + steps * self.n_envs
+        seen = np.asarray(observations + [obs])  # [T + 1, N, ...]: seen[t + 1] came from step t
+        rewards = np.asarray(rewards, dtype=np.float64)
+        self._check_finite(seen[1:], "observation", "step", steps_before)
+        self._check_finite(rewards, "reward", "step", steps_before)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        final_index = np.argwhere(terminated | truncated)  # [M, 2] (t, n), in time order
+        final_observations = [self._final_observation(infos, t, n, steps_before) for t, n in final_index]
+        episode_returns, episode_lengths = self._finish_episodes(rewards, final_index)
+        obs_shape = obs.shape[1:]
         return Batch(
-            observations=np.asarray(observations, dtype=np.float32),
+            observations=seen[:-1].astype(np.float32),
             actions=np.asarray(actions),
-            rewards=np.asarray(rewards, dtype=np.float32),
-            terminated=np.asarray(terminated, dtype=bool),
-            truncated=np.asarray(truncated, dtype=bool),
+            rewards=rewards.astype(np.float32),
+            terminated=terminated,
+            truncated=truncated,
             final_observations=np.asarray(final_observations, dtype=np.float32).reshape((-1,) + obs_shape),
-            final_index=np.asarray(final_index, dtype=np.int64).reshape(-1, 2),
-            last_observations=np.asarray(self.observations, dtype=np.float32),
+            final_index=final_index.astype(np.int64).reshape(-1, 2),
+            last_observations=np.asarray(obs, dtype=np.float32),
             episode_returns=episode_returns,
             episode_lengths=episode_lengths,
         )
 
-    def _check_finite(self, values, what: str, call: str, env_index: int | None = None) -> None:
-        """Raise :class:`EnvironmentValueError` naming the environment, the value and the step."""
+    def _final_observation(self, infos: dict[int, dict], t: int, n: int, steps_before: int) -> np.ndarray:
+        """The last observation of the episode that ended at step t in environment n."""
+        info = infos.get(t, {})
+        if "final_obs" not in info:
+            raise ValueError(f"environment {n} ended an episode at step {t} without a 'final_obs' in the "
+                             "vector environment's info: trpo_tf needs AutoresetMode.SAME_STEP")
+        final = np.asarray(info["final_obs"][n])
+        self._check_finite(final[None, None], "final observation", "step", steps_before + t * self.n_envs, n)
+        return final
+
+    def _finish_episodes(self, rewards: np.ndarray, final_index: np.ndarray) -> tuple[list[float], list[int]]:
+        """Returns and lengths of the episodes that ended in this batch (rewards [T, N], final_index
+        [M, 2] in time order); what the unfinished episodes gathered carries over to the next batch."""
+        cumulative = np.cumsum(rewards, axis=0)  # [T, N]
+
+        def gathered(n: int, first: int, last: int) -> float:
+            """Sum of rewards[first..last, n]."""
+            return cumulative[last, n] - (cumulative[first - 1, n] if first > 0 else 0.0)
+
+        first_step = np.zeros(self.n_envs, dtype=np.int64)  # where the running episode began in this batch
+        episode_returns, episode_lengths = [], []
+        for t, n in final_index:
+            episode_returns.append(float(self.running_returns[n] + gathered(n, first_step[n], t)))
+            episode_lengths.append(int(self.running_lengths[n] + t + 1 - first_step[n]))
+            self.running_returns[n], self.running_lengths[n] = 0.0, 0
+            first_step[n] = t + 1
+        for n in range(self.n_envs):
+            self.running_returns[n] += gathered(n, first_step[n], len(rewards) - 1)
+            self.running_lengths[n] += len(rewards) - first_step[n]
+        return episode_returns, episode_lengths
+
+    def _check_finite(self, values: np.ndarray, what: str, call: str, steps_before: int,
+                      env_index: int | None = None) -> None:
+        """Raise :class:`EnvironmentValueError` naming the environment, the value and the step.
+
+        ``values`` is [T, N, ...] from consecutive vectorized steps that began after
+        ``steps_before`` environment steps (or [1, 1, ...] for one environment's value).
+        """
         if np.isfinite(values).all():
             return
-        array = np.asarray(values, dtype=np.float64)
-        if env_index is None:
-            env_index = int(np.argwhere(~np.isfinite(array.reshape(self.n_envs, -1)))[0, 0])
-            array = array.reshape(self.n_envs, -1)[env_index]
+        flat = np.asarray(values, dtype=np.float64).reshape(values.shape[0], values.shape[1], -1)
+        t, n = np.argwhere(~np.isfinite(flat).all(axis=2))[0]
+        env = n if env_index is None else env_index
+        steps = steps_before + (t + 1) * self.n_envs if call == "step" else steps_before
         raise EnvironmentValueError(
-            f"environment {env_index} returned a non-finite {what} {array.tolist()} from {call}() "
-            f"after {self.total_steps} environment steps")
+            f"environment {env} returned a non-finite {what} {flat[t, n].tolist()} from {call}() "
+            f"after {steps} environment steps")
