@@ -99,6 +99,16 @@ def test_episode_returns_and_lengths_carry_across_batches():
     assert sampler.running_lengths.tolist() == [2, 3] and sampler.running_returns.tolist() == [2.0, 3.0]
 
 
+def test_a_vector_env_that_drops_final_observations_is_named():
+    class Forgetful(gym.vector.SyncVectorEnv):
+        def step(self, actions):
+            return super().step(actions)[:4] + ({},)
+
+    env = Forgetful([lambda: CountingEnv(terminate_at=3)], autoreset_mode=AutoresetMode.SAME_STEP)
+    with pytest.raises(ValueError, match=r"environment 0 ended an episode at step 2 without a 'final_obs'"):
+        Sampler(env, seed=0).collect(lambda obs: (np.zeros(1, np.int64), np.zeros(1, np.int64)), steps=4)
+
+
 def test_truncated_steps_bootstrap_from_the_final_observation():
     agent = TRPO(CountingEnv(terminate_at=100, truncate_at=4), SMALL.replace(steps_per_iteration=8), seed=0)
     batch = agent.sampler.collect(agent._numpy_actor(), 8)
