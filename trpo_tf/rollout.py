@@ -199,7 +199,8 @@ class Sampler:
         info = infos.get(t, {})
         if "final_obs" not in info:
             raise ValueError(f"environment {n} ended an episode at step {t} without a 'final_obs' in the "
-                             "vector environment's info: trpo_tf needs AutoresetMode.SAME_STEP")
+                             "vector environment's info: trpo_tf needs the final observation of every episode, "
+                             "as gymnasium's vector environments report it in AutoresetMode.SAME_STEP")
         final = np.asarray(info["final_obs"][n])
         self._check_finite(final[None, None], "final observation", "step", steps_before + t * self.n_envs, n)
         return final
