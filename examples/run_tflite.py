@@ -22,16 +22,16 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 
-def tflite_file(path: str) -> tuple[str, str | None]:
-    """(path of a .tflite file, env id recorded in the export or None); a SavedModel is converted."""
+def tflite_file(path: str) -> tuple[str, tuple[str | None, dict]]:
+    """(path of a .tflite file, (env id, env kwargs) recorded in the export); a SavedModel is converted."""
     if os.path.isfile(path):
-        return path, None
+        return path, (None, {})
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         versions = [int(name) for name in os.listdir(path) if name.isdigit()]
         if not versions:
             raise SystemExit(f"no .tflite file or SavedModel at {path}")
         path = os.path.join(path, str(max(versions)))
-    return convert(path), recorded_env_id(path)
+    return convert(path), recorded_env(path)
 
 
 def convert(model_dir: str) -> str:
@@ -47,13 +47,15 @@ def convert(model_dir: str) -> str:
     return out_path
 
 
-def recorded_env_id(model_dir: str) -> str | None:
-    """The environment id written in the export's assets/metadata.json, if any."""
+def recorded_env(model_dir: str) -> tuple[str | None, dict]:
+    """(environment id, gymnasium.make keyword arguments) written in the export's
+    assets/metadata.json; (None, {}) when it records none."""
     path = os.path.join(model_dir, "assets", "metadata.json")
     if not os.path.isfile(path):
-        return None
+        return None, {}
     with open(path, encoding="utf-8") as file:
-        return json.load(file).get("env_id")
+        metadata = json.load(file)
+    return metadata.get("env_id"), metadata.get("config", {}).get("env_kwargs", {})
 
 
 def run_episode(act: Callable[[np.ndarray], np.ndarray], env: gym.Env, seed: int) -> float:
@@ -76,8 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
     args = parser.parse_args(argv)
 
-    model_path, recorded_env = tflite_file(args.path)
-    env_id = args.env or recorded_env
+    model_path, (recorded_id, recorded_kwargs) = tflite_file(args.path)
+    env_id = args.env or recorded_id
     if env_id is None:
         parser.error("--env is required with a .tflite file")
     runner = Interpreter(model_path=model_path).get_signature_runner("serving_default")
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     def act(observations: np.ndarray) -> np.ndarray:
         return runner(observation=observations)["action"]
 
-    env = gym.make(env_id)
+    env = gym.make(env_id, **(recorded_kwargs if env_id == recorded_id else {}))
     returns = []
     for episode in range(args.episodes):
         returns.append(run_episode(act, env, args.seed + episode))

@@ -31,13 +31,15 @@ def saved_model_dir(path: str) -> str:
     return os.path.join(path, str(max(versions)))
 
 
-def recorded_env_id(model_dir: str) -> str | None:
-    """The environment id written in the export's assets/metadata.json, if any."""
+def recorded_env(model_dir: str) -> tuple[str | None, dict]:
+    """(environment id, gymnasium.make keyword arguments) written in the export's
+    assets/metadata.json; (None, {}) when it records none."""
     path = os.path.join(model_dir, "assets", "metadata.json")
     if not os.path.isfile(path):
-        return None
+        return None, {}
     with open(path, encoding="utf-8") as file:
-        return json.load(file).get("env_id")
+        metadata = json.load(file)
+    return metadata.get("env_id"), metadata.get("config", {}).get("env_kwargs", {})
 
 
 def run_episode(act: Callable[[np.ndarray], np.ndarray], env: gym.Env, seed: int) -> float:
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     model_dir = saved_model_dir(args.path)
-    env_id = args.env or recorded_env_id(model_dir)
+    recorded_id, recorded_kwargs = recorded_env(model_dir)
+    env_id = args.env or recorded_id
     if env_id is None:
         parser.error("--env is required: the export records no environment id")
     policy = tf.saved_model.load(model_dir).signatures["serving_default"]
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     def act(observations: np.ndarray) -> np.ndarray:
         return policy(observation=tf.constant(observations))["action"].numpy()
 
-    env = gym.make(env_id)
+    env = gym.make(env_id, **(recorded_kwargs if env_id == recorded_id else {}))
     returns = []
     for episode in range(args.episodes):
         returns.append(run_episode(act, env, args.seed + episode))

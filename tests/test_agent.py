@@ -163,6 +163,30 @@ def test_invalid_config_names_the_field(changes, message):
         TRPOConfig(**changes)
 
 
+def test_env_kwargs_build_the_training_and_evaluation_environments(tmp_path):
+    """CartPole with Sutton & Barto's reward pays 0 per step and -1 on failure: an evaluation
+    that returns <= 0 ran the env built with the kwargs (the default env pays +1 per step)."""
+    config = SMALL.replace(env_kwargs={"sutton_barto_reward": True})
+    agent = TRPO("CartPole-v1", config, seed=0).learn(256)
+    assert all(env.unwrapped._sutton_barto_reward for env in agent.vector_env.envs)
+    assert -1.0 <= agent.evaluate(episodes=2)["mean_return"] <= 0.0
+    assert agent.evaluate(episodes=2, env="CartPole-v1")["mean_return"] <= 0.0  # its id: its kwargs
+    assert agent.evaluate(episodes=2, env=gym.make("CartPole-v1"))["mean_return"] >= 8.0
+    agent.save(str(tmp_path))
+    restored = TRPO.load(str(tmp_path))
+    assert restored.config.env_kwargs == {"sutton_barto_reward": True}
+    assert restored.vector_env.envs[0].unwrapped._sutton_barto_reward
+
+
+def test_env_kwargs_errors_name_the_problem():
+    with pytest.raises(ValueError, match="env_kwargs must be a mapping"):
+        TRPOConfig(env_kwargs=["sutton_barto_reward"])
+    with pytest.raises(ValueError, match="CartPole-v1 does not accept env_kwargs.*'no_such_option'"):
+        TRPO("CartPole-v1", SMALL.replace(env_kwargs={"no_such_option": 1}))
+    with pytest.raises(ValueError, match="apply to environment ids only"):
+        TRPO(gym.make("CartPole-v1"), SMALL.replace(env_kwargs={"sutton_barto_reward": True}))
+
+
 def test_unknown_config_key_lists_valid_ones():
     with pytest.raises(ValueError, match="unknown TRPOConfig field.*'max_kll'.*valid fields: steps_per_iteration"):
         TRPOConfig().replace(max_kll=0.1)

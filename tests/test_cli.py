@@ -113,6 +113,22 @@ def test_evaluate_refuses_an_environment_with_other_spaces(trained):
     assert "Box(4,)" in line and "Traceback" not in process.stderr
 
 
+def test_env_kwargs_are_recorded_and_used_by_evaluate(tmp_path):
+    """HalfCheetah with its x position observed has 18 observations instead of 17: evaluating
+    the run and the export without --env works only if both rebuild it with the kwargs."""
+    process = trpo_tf("train", "HalfCheetah-v5", "--timesteps", "512", "--quiet", "--export", "exported",
+                      "--set", "steps_per_iteration=512", "--set",
+                      "env_kwargs={exclude_current_positions_from_observation: false}", cwd=tmp_path)
+    assert process.returncode == 0, process.stderr
+    metadata = json.loads((tmp_path / "exported" / "1" / "assets" / "metadata.json").read_text())
+    assert metadata["config"]["env_kwargs"] == {"exclude_current_positions_from_observation": False}
+    assert metadata["observation_space"]["shape"] == [18]
+    for path in ("runs/HalfCheetah-v5-seed0", "exported"):
+        process = trpo_tf("evaluate", path, "--episodes", "1", "--json", cwd=tmp_path)
+        assert process.returncode == 0, process.stderr
+        assert json.loads(process.stdout)["episodes"] == 1
+
+
 def test_plot_writes_a_png(trained):
     workdir, _ = trained
     run = workdir / "runs" / "CartPole-v1-seed0"

@@ -360,7 +360,7 @@ def _evaluate_run(args: argparse.Namespace, run_dir: str):
     env_id = args.env or agent.env_id
     if env_id is None:
         raise CLIError(f"{run_dir} does not record an environment id; pass --env")
-    env = _make_env(env_id, args.render_video)
+    env = _make_env(env_id, args.render_video, agent.config.env_kwargs if env_id == agent.env_id else None)
     try:
         _check_spaces({"env_id": agent.env_id, "observation_space": space_to_metadata(agent.observation_space),
                        "action_space": space_to_metadata(agent.action_space)}, env, env_id, run_dir)
@@ -392,7 +392,8 @@ def _evaluate_saved_model(args: argparse.Namespace, model_dir: str):
     input_name, input_spec = next(iter(inputs.items()))
     output_name = "action" if "action" in serve.structured_outputs else next(iter(serve.structured_outputs))
 
-    env = _make_env(env_id, args.render_video)
+    recorded_kwargs = metadata.get("config", {}).get("env_kwargs") if env_id == metadata.get("env_id") else None
+    env = _make_env(env_id, args.render_video, recorded_kwargs)
     try:
         _check_spaces(metadata, env, env_id, model_dir, input_spec)
         returns = []
@@ -413,15 +414,14 @@ def _evaluate_saved_model(args: argparse.Namespace, model_dir: str):
     return result, env_id, f"SavedModel {model_dir}"
 
 
-def _make_env(env_id: str, video_dir: str | None):
-    """``gym.make(env_id)``, recording every episode to ``video_dir`` when given."""
+def _make_env(env_id: str, video_dir: str | None, env_kwargs: dict | None = None):
+    """``gym.make(env_id, **env_kwargs)``, recording every episode to ``video_dir`` when given."""
     import gymnasium as gym
-    from trpo_tf.rollout import check_env_id
+    from trpo_tf.rollout import make_env
 
-    check_env_id(env_id)
     if not video_dir:
-        return gym.make(env_id)
-    env = gym.make(env_id, render_mode="rgb_array")
+        return make_env(env_id, env_kwargs)
+    env = make_env(env_id, env_kwargs, render_mode="rgb_array")
     try:
         return gym.wrappers.RecordVideo(env, video_folder=video_dir, episode_trigger=lambda episode: True,
                                         name_prefix=_safe_name(env_id), disable_logger=True)

@@ -30,6 +30,8 @@ class TRPOConfig:
     autodiff, double backward, or the Gauss–Newton form Jᵀ M J v — equal at θ_old);
     ``fisher_fraction`` < 1 computes it on every ⌈1/fraction⌉-th sample of the batch only
     (as OpenAI Baselines does with every 5th), while the line search checks the KL on all.
+    Environment: ``env_kwargs`` go to ``gymnasium.make`` for every environment built from the
+    agent's env id (training, evaluation); checkpoints and exports record them with the rest.
     """
 
     steps_per_iteration: int = 2048
@@ -54,6 +56,7 @@ class TRPOConfig:
     init_log_std: float = 0.0
     hvp_method: str = "forward_over_backward"
     fisher_fraction: float = 1.0
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("policy_hidden", "value_hidden"):
@@ -87,6 +90,10 @@ class TRPOConfig:
             raise ValueError(f"TRPOConfig.hvp_method must be one of {HVP_METHODS}, got {self.hvp_method!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"TRPOConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if not isinstance(self.env_kwargs, Mapping) or not all(isinstance(k, str) for k in self.env_kwargs):
+            raise ValueError("TRPOConfig.env_kwargs must be a mapping of gymnasium.make keyword arguments, "
+                             f"got {self.env_kwargs!r}")
+        object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
         if self.steps_per_iteration % self.n_envs:
             raise ValueError(
                 f"TRPOConfig.steps_per_iteration ({self.steps_per_iteration}) must be a multiple of "
@@ -107,6 +114,9 @@ class TRPOConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view (tuples become lists) for JSON/YAML."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def __hash__(self) -> int:
+        return hash(repr(self.to_dict()))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TRPOConfig":

@@ -102,11 +102,28 @@ class SerialVectorEnv(gym.vector.VectorEnv):
             env.close()
 
 
-def make_vector_env(env: EnvLike, n_envs: int) -> gym.vector.VectorEnv:
-    """A vector environment in ``SAME_STEP`` autoreset mode from an id, an Env or a VectorEnv."""
+def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **extra: Any) -> gym.Env:
+    """``gymnasium.make(env_id, **env_kwargs, **extra)``; an unknown id or keyword raises ValueError."""
+    check_env_id(env_id)
+    try:
+        return gym.make(env_id, **(env_kwargs or {}), **extra)
+    except TypeError as error:
+        if not env_kwargs:
+            raise
+        raise ValueError(f"{env_id} does not accept env_kwargs {env_kwargs}: {error}") from None
+
+
+def make_vector_env(env: EnvLike, n_envs: int, env_kwargs: dict[str, Any] | None = None
+                    ) -> gym.vector.VectorEnv:
+    """A vector environment in ``SAME_STEP`` autoreset mode from an id, an Env or a VectorEnv.
+
+    ``env_kwargs`` are passed to ``gymnasium.make`` and apply to an id only.
+    """
     if isinstance(env, str):
-        check_env_id(env)
-        return SerialVectorEnv([functools.partial(gym.make, env)] * n_envs)
+        return SerialVectorEnv([functools.partial(make_env, env, env_kwargs)] * n_envs)
+    if env_kwargs:
+        raise ValueError(f"env_kwargs {env_kwargs} apply to environment ids only; got an environment "
+                         f"instance {env!r}: build it with those arguments yourself")
     if isinstance(env, gym.vector.VectorEnv):
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode != AutoresetMode.SAME_STEP:

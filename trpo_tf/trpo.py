@@ -31,7 +31,7 @@ from trpo_tf import trust_region
 from trpo_tf.config import TRPOConfig
 from trpo_tf.normalization import ObservationNormalizer, RewardScaler
 from trpo_tf.policies import NumpyMLP, ObservationEncoder, Policy, action_head, kl_divergence, value_model
-from trpo_tf.rollout import EnvLike, Sampler, make_vector_env
+from trpo_tf.rollout import EnvLike, Sampler, make_env, make_vector_env
 
 RETURN_WINDOW = 100  # episodes averaged into ``episode_return_mean``
 
@@ -57,7 +57,7 @@ class TRPO:
             raise TypeError(f"config must be a TRPOConfig, got {type(self.config).__name__}")
         self.seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
         self.env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
-        self.vector_env = make_vector_env(env, self.config.n_envs)
+        self.vector_env = make_vector_env(env, self.config.n_envs, self.config.env_kwargs)
         if self.vector_env.num_envs != self.config.n_envs:
             raise ValueError(f"the VectorEnv has {self.vector_env.num_envs} environments but "
                              f"config.n_envs is {self.config.n_envs}")
@@ -337,8 +337,8 @@ class TRPO:
                  deterministic: bool = True) -> dict[str, float]:
         """Mean and standard deviation of the undiscounted return over ``episodes`` episodes.
 
-        Runs a separate environment (``env``, or a new one made from the training env id);
-        episode i is reset with ``seed + i`` (default seed: the agent's seed + 10_000).
+        Runs a separate environment (``env``, or a new one made from the training env id with
+        ``config.env_kwargs``); episode i is reset with ``seed + i`` (default seed: the agent's seed + 10_000).
         Returns ``mean_return``, ``std_return``, ``episodes``, ``returns`` (per episode),
         ``seed`` and ``deterministic``.
         """
@@ -348,7 +348,9 @@ class TRPO:
         if env is None:
             raise ValueError("this agent was built from an environment instance without a registered id; "
                              "pass evaluate(env=...) an environment to evaluate on")
-        eval_env = gym.make(env) if isinstance(env, str) else env
+        eval_env = env
+        if isinstance(env, str):  # the training env id is built with the training env_kwargs
+            eval_env = make_env(env, self.config.env_kwargs if env == self.env_id else None)
         actor = self._numpy_actor(deterministic)
         returns = []
         seed = self.seed + 10_000 if seed is None else seed
