@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from trpo_tf import TRPOConfig, checkpoint, cli, presets
-from trpo_tf.rollout import check_env_id
+from trpo_tf.rollout import check_env_id, make_env
 
 from killing import kill_9_after_checkpoint
 
@@ -302,8 +302,10 @@ def test_every_preset_is_a_valid_config_for_a_registered_environment():
     for name in names:
         check_env_id(name)
         fields, timesteps = presets.load(name)
-        TRPOConfig.from_dict(fields)
+        config = TRPOConfig.from_dict(fields)
         assert isinstance(timesteps, int) and timesteps > 0
+        if config.env_kwargs:  # the environment accepts them
+            make_env(name, config.env_kwargs).close()
     assert presets.load("NoSuchEnv-v0") is None
 
 

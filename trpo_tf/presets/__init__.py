@@ -1,8 +1,8 @@
 """Tuned hyperparameters per environment, as YAML files next to this module.
 
-A preset file ``<EnvId>.yaml`` (and any ``--config`` file) is a flat mapping of
-:class:`~trpo_tf.TRPOConfig` fields plus an optional ``timesteps`` key: the default length
-of a training run. Comments in each file say what was measured and what is a starting point.
+A preset file ``<EnvId>.yaml`` (and any ``--config`` file) is a mapping of
+:class:`~trpo_tf.TRPOConfig` fields (``env_kwargs`` is itself a mapping) plus an optional
+``timesteps`` key: the default length of a training run. Comments in each file say what was measured and what is a starting point.
 """
 
 from __future__ import annotations
