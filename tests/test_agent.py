@@ -178,6 +178,13 @@ def test_env_kwargs_build_the_training_and_evaluation_environments(tmp_path):
     assert restored.vector_env.envs[0].unwrapped._sutton_barto_reward
 
 
+def test_evaluate_refuses_an_environment_with_other_observations():
+    agent = TRPO("HalfCheetah-v5", SMALL, seed=0)
+    other = gym.make("HalfCheetah-v5", exclude_current_positions_from_observation=False)
+    with pytest.raises(ValueError, match=r"observations have shape \(18,\) but the policy takes \(17,\)"):
+        agent.evaluate(episodes=1, env=other)
+
+
 def test_env_kwargs_errors_name_the_problem():
     with pytest.raises(ValueError, match="env_kwargs must be a mapping"):
         TRPOConfig(env_kwargs=["sutton_barto_reward"])

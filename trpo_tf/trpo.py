@@ -351,6 +351,10 @@ class TRPO:
         eval_env = env
         if isinstance(env, str):  # the training env id is built with the training env_kwargs
             eval_env = make_env(env, self.config.env_kwargs if env == self.env_id else None)
+        if eval_env.observation_space.shape != self.observation_space.shape:
+            raise ValueError(f"the evaluation environment's observations have shape "
+                             f"{eval_env.observation_space.shape} but the policy takes "
+                             f"{self.observation_space.shape}: was it built with other gymnasium.make arguments?")
         actor = self._numpy_actor(deterministic)
         returns = []
         seed = self.seed + 10_000 if seed is None else seed
