@@ -112,9 +112,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.envs, args.seeds, args.timesteps, args.eval_episodes = ENVS[:2], [0], 20_000, 2
+    jobs = [(env_id, seed) for seed in args.seeds for env_id in args.envs]
+    earlier = [f"{env_id}-seed{seed}" for env_id, seed in jobs
+               if os.path.exists(os.path.join(args.out, "runs", f"{env_id}-seed{seed}"))]
+    if earlier:
+        parser.error(f"{args.out}/runs already holds {', '.join(earlier)} from an earlier benchmark: "
+                     f"remove {args.out}/runs and {args.out}/exports, or pass another --out")
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
-    jobs = [(env_id, seed) for seed in args.seeds for env_id in args.envs]
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(lambda job: train(*job, args.timesteps, args.out, args.eval_episodes), jobs))
     rows.sort(key=lambda row: (args.envs.index(row["env"]), row["seed"]))
