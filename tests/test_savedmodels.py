@@ -34,7 +34,7 @@ def test_shipped_policy_replays_its_recorded_evaluation(name):
     assert metadata["env_id"] == name and evaluation["deterministic"] and evaluation["episodes"] >= 10
     assert metadata["command"].startswith("trpo-tf train")
     policy = tf.saved_model.load(path).signatures["serving_default"]
-    env = gym.make(name)
+    env = gym.make(name, **metadata["config"].get("env_kwargs", {}))  # as it was trained (Ant: no contact forces)
     replayed = []
     for episode in range(EPISODES):
         observation, _ = env.reset(seed=evaluation["seed"] + episode)
