@@ -188,6 +188,8 @@ def test_evaluate_refuses_an_environment_with_other_observations():
 def test_env_kwargs_errors_name_the_problem():
     with pytest.raises(ValueError, match="env_kwargs must be a mapping"):
         TRPOConfig(env_kwargs=["sutton_barto_reward"])
+    with pytest.raises(ValueError, match="env_kwargs must hold plain values"):
+        TRPOConfig(env_kwargs={"render_mode": object()})
     with pytest.raises(ValueError, match="CartPole-v1 does not accept env_kwargs.*'no_such_option'"):
         TRPO("CartPole-v1", SMALL.replace(env_kwargs={"no_such_option": 1}))
     with pytest.raises(ValueError, match="apply to environment ids only"):

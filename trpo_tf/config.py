@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Mapping
 
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
@@ -93,7 +94,11 @@ class TRPOConfig:
         if not isinstance(self.env_kwargs, Mapping) or not all(isinstance(k, str) for k in self.env_kwargs):
             raise ValueError("TRPOConfig.env_kwargs must be a mapping of gymnasium.make keyword arguments, "
                              f"got {self.env_kwargs!r}")
-        object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
+        try:  # as checkpoints and exports record them (tuples become lists), so a restored run equals this one
+            object.__setattr__(self, "env_kwargs", json.loads(json.dumps(dict(self.env_kwargs))))
+        except (TypeError, ValueError):
+            raise ValueError("TRPOConfig.env_kwargs must hold plain values (numbers, strings, booleans, lists, "
+                             f"mappings), as checkpoints and exports record them; got {self.env_kwargs!r}") from None
         if self.steps_per_iteration % self.n_envs:
             raise ValueError(
                 f"TRPOConfig.steps_per_iteration ({self.steps_per_iteration}) must be a multiple of "
