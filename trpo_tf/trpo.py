@@ -352,6 +352,8 @@ class TRPO:
         if isinstance(env, str):  # the training env id is built with the training env_kwargs
             eval_env = make_env(env, self.config.env_kwargs if env == self.env_id else None)
         if eval_env.observation_space.shape != self.observation_space.shape:
+            if eval_env is not env:
+                eval_env.close()
             raise ValueError(f"the evaluation environment's observations have shape "
                              f"{eval_env.observation_space.shape} but the policy takes "
                              f"{self.observation_space.shape}: was it built with other gymnasium.make arguments?")
