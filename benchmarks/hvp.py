@@ -15,8 +15,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from trpo_tf import TRPO, TRPOConfig
+import gymnasium as gym
+
+from trpo_tf import TRPOConfig
 from trpo_tf.config import HVP_METHODS
+from trpo_tf.policies import make_policy
+from trpo_tf.update import PolicyUpdate
 
 
 def busy_one_core(seconds: float) -> None:
@@ -42,27 +46,31 @@ def main() -> None:
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
+    env = gym.make(args.env)
     print(f"{'samples':>8} {'method':>22} {'H·v ms':>8} {'step ms':>8} {'after 0.1 s':>12} {'max rel diff':>13}")
     for samples in (2048, 16384):
         reference = None
         for method in HVP_METHODS:
-            agent = TRPO(args.env, TRPOConfig(hvp_method=method, cg_iters=15), seed=0)
+            config = TRPOConfig(hvp_method=method, cg_iters=15)
+            policy = make_policy(env.observation_space, env.action_space, config.policy_hidden, config.activation,
+                                 config.init_log_std, config.normalize_observations, seed=1)
+            update = PolicyUpdate(policy, config)
             rng = np.random.default_rng(samples)  # the same batch for every method
-            features = tf.constant(rng.normal(size=(samples, agent.encoder.dim)).astype(np.float32))
-            actions = rng.normal(size=(samples,) + agent.head.action_shape).astype(np.float32)
+            features = tf.constant(rng.normal(size=(samples, policy.encoder.dim)).astype(np.float32))
+            actions = rng.normal(size=(samples,) + policy.head.action_shape).astype(np.float32)
             advantages = tf.constant(rng.normal(size=samples).astype(np.float32))
-            size = int(sum(np.prod(v.shape) for v in agent.policy.trainable_variables))
+            size = int(sum(np.prod(v.shape) for v in policy.trainable_parameters()))
             vector = tf.constant(np.random.default_rng(1).normal(size=size).astype(np.float32))
-            product = tf.function(lambda v: agent.curvature_product(features)(v))
+            product = tf.function(lambda v: update.curvature_product(features)(v))
             value = product(vector).numpy()
             reference = value if reference is None else reference
             difference = np.max(np.abs(value - reference)) / np.max(np.abs(reference))
             hvp_ms = median_ms(lambda: product(vector).numpy(), args.repeats)
-            snapshot = [v.numpy() for v in agent.policy.trainable_variables]
+            snapshot = [v.numpy() for v in policy.trainable_parameters()]
 
             def step():
-                agent._policy_step(features, actions, advantages)
-                for variable, saved in zip(agent.policy.trainable_variables, snapshot):
+                update(features, actions, advantages)
+                for variable, saved in zip(policy.trainable_parameters(), snapshot):
                     variable.assign(saved)
 
             step_ms = median_ms(step, max(5, args.repeats // 5))

@@ -6,8 +6,9 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 from trpo_tf import TRPO, TRPOConfig
-from trpo_tf.policies import UnsupportedSpaceError
-from trpo_tf.rollout import EnvironmentValueError, Sampler
+from trpo_tf.errors import EnvironmentValueError, UnsupportedSpaceError
+from trpo_tf.sampling import Sampler
+from trpo_tf.update import PolicyUpdate
 
 SMALL = TRPOConfig(steps_per_iteration=256, policy_hidden=(16,), value_hidden=(16,), value_epochs=2)
 TIMING = ("fps", "sampling_seconds", "advantage_seconds", "policy_step_seconds", "value_fit_seconds")
@@ -33,6 +34,16 @@ class CountingEnv(gym.Env):
         self.t += 1
         observation = np.array([np.nan if self.t == self.nan_at else self.t], np.float32)
         return observation, 1.0, self.t >= self.terminate_at, self.t >= self.truncate_at, {}
+
+
+class ZeroActor:
+    """Always action 0 in each of ``n`` environments (what the sampler acts with: ``act(obs, rng)``)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def act(self, observations, rng):
+        return np.zeros(self.n, np.int64), np.zeros(self.n, np.int64)
 
 
 def without_timing(history):
@@ -61,8 +72,8 @@ def test_value_fit_moves_only_the_value_function():
     batch = np.random.default_rng(0).normal(size=(256, 3)).astype(np.float32)
     policy_before = [v.numpy().copy() for v in agent.policy.weights]
     value_before = agent.value(batch).numpy()
-    order = agent._minibatch_order(len(batch))
-    agent._fit_value(batch, np.ones(256, np.float32), order)
+    order = agent.value_fit.minibatch_order(len(batch), np.random.default_rng(0))
+    agent.value_fit(batch, np.ones(256, np.float32), order)
     for before, variable in zip(policy_before, agent.policy.weights):
         np.testing.assert_array_equal(before, variable.numpy())
     assert not np.allclose(value_before, agent.value(batch).numpy())
@@ -72,8 +83,8 @@ def test_sampler_keeps_final_observations_and_tells_termination_from_truncation(
     env = gym.vector.SyncVectorEnv([lambda: CountingEnv(terminate_at=3, truncate_at=10),
                                     lambda: CountingEnv(terminate_at=10, truncate_at=4)],
                                    autoreset_mode=AutoresetMode.SAME_STEP)
-    sampler = Sampler(env, seed=0)
-    batch = sampler.collect(lambda obs: (np.zeros(2, np.int64), np.zeros(2, np.int64)), steps=8)
+    sampler = Sampler(env, seed=0, rng=np.random.default_rng(0))
+    batch = sampler.collect(ZeroActor(2), steps=8)
     assert batch.terminated[:, 0].tolist() == [False, False, True, False, False, True, False, False]
     assert batch.truncated[:, 1].tolist() == [False, False, False, True, False, False, False, True]
     assert not batch.truncated[:, 0].any() and not batch.terminated[:, 1].any()
@@ -90,9 +101,8 @@ def test_episode_returns_and_lengths_carry_across_batches():
     env = gym.vector.SyncVectorEnv([lambda: CountingEnv(terminate_at=3, truncate_at=10),
                                     lambda: CountingEnv(terminate_at=10, truncate_at=7)],
                                    autoreset_mode=AutoresetMode.SAME_STEP)
-    sampler = Sampler(env, seed=0)
-    act = lambda obs: (np.zeros(2, np.int64), np.zeros(2, np.int64))  # noqa: E731
-    ended = [sampler.collect(act, steps) for steps in (2, 5, 1, 9)]
+    sampler = Sampler(env, seed=0, rng=np.random.default_rng(0))
+    ended = [sampler.collect(ZeroActor(2), steps) for steps in (2, 5, 1, 9)]
     # Environment 0 ends episodes of 3 steps at steps 3, 6, 9, 12, 15; environment 1 of 7 at 7, 14.
     assert [b.episode_lengths for b in ended] == [[], [3, 3, 7], [], [3, 3, 7, 3]]
     assert [b.episode_returns for b in ended] == [[], [3.0, 3.0, 7.0], [], [3.0, 3.0, 7.0, 3.0]]
@@ -106,15 +116,16 @@ def test_a_vector_env_that_drops_final_observations_is_named():
 
     env = Forgetful([lambda: CountingEnv(terminate_at=3)], autoreset_mode=AutoresetMode.SAME_STEP)
     with pytest.raises(ValueError, match=r"environment 0 ended an episode at step 2 without a 'final_obs'"):
-        Sampler(env, seed=0).collect(lambda obs: (np.zeros(1, np.int64), np.zeros(1, np.int64)), steps=4)
+        Sampler(env, seed=0, rng=np.random.default_rng(0)).collect(ZeroActor(1), steps=4)
 
 
 def test_truncated_steps_bootstrap_from_the_final_observation():
     agent = TRPO(CountingEnv(terminate_at=100, truncate_at=4), SMALL.replace(steps_per_iteration=8), seed=0)
-    batch = agent.sampler.collect(agent._numpy_actor(), 8)
-    features = agent._features(batch.observations.reshape(-1, 1))
+    snapshot = agent.policy.snapshot()
+    batch = agent.sampler.collect(snapshot, 8)
+    features = snapshot.features(batch.observations.reshape(-1, 1))
     values, next_values = agent._values_and_next_values(batch, features)
-    value_of = lambda x: float(agent._value_of(agent._features(np.array([[x]], np.float32))).numpy()[0])  # noqa: E731
+    value_of = lambda x: float(agent.value(snapshot.features(np.array([[x]], np.float32))).numpy()[0, 0])  # noqa: E731
     assert next_values[3, 0] == pytest.approx(value_of(4.0), abs=1e-6)   # truncated: V(final obs = 4)
     assert next_values[2, 0] == pytest.approx(values[3, 0], abs=1e-6)     # inside the episode
     assert next_values[7, 0] == pytest.approx(value_of(4.0), abs=1e-6)
@@ -203,14 +214,13 @@ def test_unknown_config_key_lists_valid_ones():
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
 def test_curvature_methods_match_forward_over_backward(env_id):
-    """Gauss–Newton and double-backward H·v equal the default at θ_old (after some training)."""
-    products = {}
-    for method in ("forward_over_backward", "double_backward", "gauss_newton"):
-        agent = TRPO(env_id, SMALL.replace(hvp_method=method), seed=5).learn(512)
-        features = np.random.default_rng(0).normal(size=(64, agent.encoder.dim)).astype(np.float32)
-        size = sum(int(np.prod(v.shape)) for v in agent.policy.trainable_variables)
-        vector = np.random.default_rng(1).normal(size=size).astype(np.float32)
-        products[method] = agent.curvature_product(features)(vector).numpy()
+    """Gauss–Newton and double-backward H·v equal the default at θ_old, on one policy after some training."""
+    agent = TRPO(env_id, SMALL, seed=5).learn(512)
+    features = np.random.default_rng(0).normal(size=(64, agent.policy.encoder.dim)).astype(np.float32)
+    size = sum(int(np.prod(v.shape)) for v in agent.policy.trainable_parameters())
+    vector = np.random.default_rng(1).normal(size=size).astype(np.float32)
+    products = {method: PolicyUpdate(agent.policy, SMALL.replace(hvp_method=method)).curvature_product(
+        features)(vector).numpy() for method in ("forward_over_backward", "double_backward", "gauss_newton")}
     reference = products["forward_over_backward"]
     assert np.linalg.norm(reference) > 1e-3
     for method in ("double_backward", "gauss_newton"):
@@ -220,6 +230,6 @@ def test_curvature_methods_match_forward_over_backward(env_id):
 def test_subsampled_fisher_keeps_steps_inside_the_trust_region():
     config = SMALL.replace(steps_per_iteration=1024, fisher_fraction=0.2, hvp_method="gauss_newton", max_kl=0.02)
     agent = TRPO("Pendulum-v1", config, seed=1).learn(6 * 1024)
-    assert agent._fisher_stride == 5
+    assert agent.policy_update.fisher_stride == 5
     assert all(entry["kl"] <= 0.02 + 1e-7 for entry in agent.history)
     assert sum(entry["step_accepted"] for entry in agent.history) >= 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -40,8 +41,8 @@ def _assert_same_history(expected, actual):
 
 
 def _weights(agent):
-    return [v.numpy() for v in agent.policy.weights + agent.value.weights + agent.normalizer.weights
-            + agent.reward_scaler.weights + agent.value_optimizer.variables]
+    return [v.numpy() for v in agent.policy.weights + agent.value.weights
+            + agent.reward_scaler.weights + agent.value_fit.optimizer.variables]
 
 
 @pytest.mark.parametrize("env_id, normalize_rewards", [("CartPole-v1", False), ("Pendulum-v1", True)])
@@ -55,7 +56,7 @@ def test_resume_equivalence(tmp_path, env_id, normalize_rewards):
     first = TRPO(env_id, config, seed=11).learn(n * 256)
     first.save(str(tmp_path / "run"))
     del first
-    resumed = TRPO.load(str(tmp_path / "run"))
+    resumed = TRPO.load(str(tmp_path / "run"), resume=True)
     assert resumed.timesteps == n * 256 and len(resumed.history) == n
     resumed.learn((n + m) * 256)
 
@@ -70,9 +71,9 @@ def test_environment_state_survives_a_checkpoint(tmp_path, monkeypatch, env_id):
     """Simulator state, time-limit counters and np_random come back: both copies step alike."""
     monkeypatch.chdir(tmp_path)  # MuJoCo writes its MUJOCO_LOG.TXT into the working directory
     agent = TRPO(env_id, TRPOConfig(steps_per_iteration=64, n_envs=2), seed=5)
-    agent.sampler.collect(agent._numpy_actor(), 37)
+    agent.sampler.collect(agent.policy.snapshot(), 37)
     agent.save(str(tmp_path / "run"))
-    restored = TRPO.load(str(tmp_path / "run"))
+    restored = TRPO.load(str(tmp_path / "run"), resume=True)
 
     np.testing.assert_array_equal(agent.sampler.observations, restored.sampler.observations)
     np.testing.assert_array_equal(agent.sampler.running_returns, restored.sampler.running_returns)
@@ -105,7 +106,7 @@ def test_unpicklable_environment_warns_and_resumes_with_fresh_episodes(tmp_path)
     with pytest.warns(checkpoint.CheckpointWarning, match="cannot be pickled"):
         agent.save(str(tmp_path / "run"))
     with pytest.warns(checkpoint.CheckpointWarning, match="freshly reset"):
-        restored = TRPO.load(str(tmp_path / "run"), env=make())
+        restored = TRPO.load(str(tmp_path / "run"), env=make(), resume=True)
     assert restored.sampler.observations is None
     assert restored.timesteps == 256
     restored.learn(512)
@@ -228,4 +229,20 @@ def test_loading_a_run_of_an_unregistered_environment_asks_for_it(tmp_path):
     with pytest.raises(ValueError, match="pass TRPO.load\\(run_dir, env=...\\)"):
         TRPO.load(str(tmp_path / "run"))
     with pytest.warns(checkpoint.CheckpointWarning, match="freshly reset"):
-        assert TRPO.load(str(tmp_path / "run"), env=Unregistered()).timesteps == 64
+        assert TRPO.load(str(tmp_path / "run"), env=Unregistered(), resume=True).timesteps == 64
+
+
+def test_loading_without_resume_never_unpickles_the_environment_state(tmp_path, monkeypatch):
+    """A crafted environment pickle runs code when unpickled; TRPO.load without resume does not touch it."""
+    run = str(tmp_path / "run")
+    TRPO("CartPole-v1", TRPOConfig(steps_per_iteration=64, value_epochs=1), seed=0).learn(64).save(run)
+    calls = []
+    monkeypatch.setattr(pickle, "loads", lambda *args, **kwargs: calls.append(args) or {})
+    monkeypatch.setattr(pickle, "load", lambda *args, **kwargs: calls.append(args) or {})
+    agent = TRPO.load(run)
+    assert agent.timesteps == 64 and agent.sampler.observations is None and calls == []
+    agent.evaluate(episodes=1)
+    assert calls == []
+    with pytest.warns(checkpoint.CheckpointWarning):
+        TRPO.load(run, resume=True)  # resuming does unpickle (here through the stub, which gives no state)
+    assert len(calls) == 1

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from trpo_tf import TRPOConfig, checkpoint, cli, presets
-from trpo_tf.rollout import check_env_id, make_env
+from trpo_tf.sampling import check_env_id, make_env
 
 from killing import kill_9_after_checkpoint
 

@@ -29,7 +29,6 @@ from ai_edge_litert.interpreter import Interpreter
 
 import trpo_tf
 from trpo_tf import TRPO, TRPOConfig, export
-from trpo_tf.policies import NumpyMLP
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = TRPOConfig(steps_per_iteration=256, policy_hidden=(16,), value_hidden=(16,))
@@ -114,16 +113,29 @@ def tflite_files(exports, tmp_path_factory) -> dict[str, str]:
 # --------------------------------------------------------------------------- independent references
 
 def numpy_outputs(agent: TRPO, observations: np.ndarray) -> np.ndarray:
-    """Policy outputs [B, P] through the agent's NumPy copies of the normalizer and the MLP."""
-    features = agent.normalizer.numpy_normalize()(agent.encoder.numpy(observations))
-    return NumpyMLP(agent.policy.net)(features)
+    """Policy outputs [B, P]: the Keras network's weights applied by hand to normalized observations."""
+    x = reference_features(agent, observations)
+    for layer in agent.policy.network.layers:
+        x = x @ layer.kernel.numpy() + layer.bias.numpy()
+        x = np.tanh(x) if layer.name != "output" else x
+    return x
+
+
+def reference_features(agent: TRPO, observations: np.ndarray) -> np.ndarray:
+    """(x − mean) / sqrt(var + 1e-8) clipped to ±10, from the normalizer's statistics; Discrete one-hot."""
+    normalizer, space = agent.policy.normalizer, agent.observation_space
+    if isinstance(space, gym.spaces.Discrete):
+        x = np.eye(space.n, dtype=np.float32)[np.asarray(observations, np.int64) - space.start]
+    else:
+        x = np.asarray(observations, np.float32).reshape(len(observations), -1)
+    return np.clip((x - normalizer.mean.numpy()) / np.sqrt(normalizer.var.numpy() + 1e-8), -10, 10)
 
 
 def reference_parameters(agent: TRPO, observations: np.ndarray) -> dict[str, np.ndarray]:
     """The distribution's parameters, written out per space from the NumPy outputs."""
     outputs, space, batch = numpy_outputs(agent, observations), agent.action_space, len(observations)
     if isinstance(space, gym.spaces.Box):
-        log_std = agent.policy.log_std.numpy()
+        log_std = agent.policy.head.log_std.numpy()
         return {"mean": outputs.reshape((batch,) + space.shape),
                 "log_std": np.broadcast_to(log_std, outputs.shape).reshape((batch,) + space.shape)}
     if isinstance(space, gym.spaces.Discrete):
@@ -146,8 +158,7 @@ def reference_action(space: gym.Space, parameters: dict[str, np.ndarray]) -> np.
 
 def reference_value(agent: TRPO, observations: np.ndarray) -> np.ndarray:
     """V [B] from the Keras value model on NumPy-normalized features."""
-    features = agent.normalizer.numpy_normalize()(agent.encoder.numpy(observations))
-    return agent.value(features).numpy()[:, 0]
+    return agent.value(reference_features(agent, observations)).numpy()[:, 0]
 
 
 def call(model: tf.Module, signature: str, observations: np.ndarray) -> dict[str, np.ndarray]:
@@ -243,7 +254,7 @@ def test_sample_signature_draws_from_the_policy(name, exports, loaded):
 @pytest.mark.parametrize("name", CASES)
 def test_bad_observations_are_refused_by_every_signature(name, exports, loaded):
     item, model = exports[name], loaded[name]
-    shape = item.agent.encoder.shape
+    shape = item.agent.policy.encoder.shape
     if shape:  # wrong last size, no batch dimension, an extra dimension, flattened
         wrong_shapes = [(3,) + shape[:-1] + (shape[-1] + 1,), shape, (1, 1) + shape, (3 * int(np.prod(shape)),)]
     else:  # Discrete observations are [B]
@@ -309,7 +320,7 @@ def test_export_layout_versions_and_refusals(tmp_path):
     agent = TRPO(make_env("multibinary"), TINY, seed=5)  # no env id: no evaluation is run
     out = tmp_path / "model"
     os.makedirs(out / "notes")
-    assert export.export_saved_model(agent, str(out)) == str(out / "1")
+    assert agent.export(str(out)) == str(out / "1")
     evaluation = {"mean_return": 1.5, "std_return": 0.5, "episodes": 2, "returns": [1.0, 2.0]}
     assert agent.export(str(out), evaluation=evaluation, command="trpo-tf export run out") == str(out / "2")
     assert agent.export(str(out), version=7) == str(out / "7")
@@ -330,7 +341,7 @@ def test_export_layout_versions_and_refusals(tmp_path):
     assert export.read_metadata(str(out))["command"] is None  # the model folder resolves to version 8
     with pytest.raises(ValueError, match="evaluation lacks"):
         agent.export(str(out), evaluation={"mean": 1.0})
-    bias = agent.policy.net.layers[-1].bias
+    bias = agent.policy.network.layers[-1].bias
     bias.assign(np.full(bias.shape, np.nan, np.float32))
     with pytest.raises(ValueError, match="non-finite"):
         agent.export(str(out))
@@ -369,7 +380,7 @@ def test_metadata_records_spaces_training_and_versions(name, exports):
     action = metadata["signatures"]["serving_default"]["outputs"]["action"]
     assert action == {"dtype": "float32" if name == "pendulum" else "int32",
                       "shape": [None] + list(agent.action_space.shape)}
-    assert metadata["signatures"]["value"]["inputs"]["observation"]["shape"] == [None] + list(agent.encoder.shape)
+    assert metadata["signatures"]["value"]["inputs"]["observation"]["shape"] == [None] + list(agent.policy.encoder.shape)
     if agent.env_id is None:
         assert metadata["evaluation"] is None
     else:

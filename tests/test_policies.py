@@ -1,13 +1,15 @@
 """Distributions, NumPy forward passes and observation statistics against independent computations."""
 
+import pickle
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from trpo_tf.normalization import ObservationNormalizer, RewardScaler
-from trpo_tf.policies import (NumpyMLP, ObservationEncoder, Policy, UnsupportedSpaceError, action_head,
-                              kl_divergence)
+from trpo_tf.policies import (ObservationEncoder, UnsupportedSpaceError, action_head, kl_divergence, make_policy,
+                              numpy_forward)
 
 SPACES = {
     "box": gym.spaces.Box(-1.0, 1.0, shape=(3,)),
@@ -17,12 +19,17 @@ SPACES = {
 }
 
 
+def random_parameters(head, rng, batch):
+    """Random distribution parameters η for ``head``: outputs [B, param_size] (and a log-std for a Gaussian)."""
+    outputs = tf.constant(rng.normal(size=(batch, head.param_size)), tf.float32)
+    own = [tf.constant(rng.normal(scale=0.3, size=head.param_size), tf.float32)] if head.trainable_weights else []
+    return [outputs] + own
+
+
 def random_distributions(space, rng, batch=4):
-    """Two distributions (old, new) of ``space``'s head at random network outputs."""
+    """Two distributions (old, new) of ``space``'s head at random parameters."""
     head = action_head(space)
-    outputs = [tf.constant(rng.normal(size=(batch, head.param_size)), tf.float32) for _ in range(2)]
-    log_stds = [tf.constant(rng.normal(scale=0.3, size=head.param_size), tf.float32) for _ in range(2)]
-    return head, [head.distribution(o, s if head.has_log_std else None) for o, s in zip(outputs, log_stds)]
+    return head, [head.distribution(random_parameters(head, rng, batch)) for _ in range(2)]
 
 
 @pytest.mark.parametrize("kind", sorted(SPACES))
@@ -41,11 +48,11 @@ def test_kl_matches_monte_carlo_estimate(kind):
 def test_numpy_sampling_matches_tfp_probabilities(kind):
     """Frequencies (or moments) of the NumPy sampler agree with the TFP distribution."""
     rng = np.random.default_rng(1)
-    head = action_head(SPACES[kind])
+    head = action_head(SPACES[kind], init_log_std=-0.4)
     outputs = rng.normal(size=(1, head.param_size)).astype(np.float32)
-    log_std = rng.normal(scale=0.3, size=head.param_size).astype(np.float32) if head.has_log_std else None
-    samples = head.numpy_act(np.repeat(outputs, 50_000, axis=0), log_std, rng)
-    distribution = head.distribution(tf.constant(outputs), None if log_std is None else tf.constant(log_std))
+    samples = head.numpy_act(head.numpy_arrays(), np.repeat(outputs, 50_000, axis=0), rng)
+    distribution = head.distribution(head.distribution_parameters(tf.constant(outputs)))
+    log_std = np.full(head.param_size, -0.4, np.float32)
     if kind == "box":
         np.testing.assert_allclose(samples.mean(0), outputs[0], atol=0.03)
         np.testing.assert_allclose(samples.std(0), np.exp(log_std), rtol=0.03)
@@ -60,27 +67,48 @@ def test_numpy_sampling_matches_tfp_probabilities(kind):
 
 
 @pytest.mark.parametrize("kind", sorted(SPACES))
-def test_numpy_policy_matches_keras_policy(kind):
-    head = action_head(SPACES[kind])
-    policy = Policy(head, feature_dim=5, hidden=(8, 7), activation="tanh", init_log_std=0.0, seed=3)
-    features = np.random.default_rng(2).normal(size=(10, 5)).astype(np.float32)
-    np.testing.assert_allclose(NumpyMLP(policy.net)(features), policy(features).numpy(), rtol=1e-5, atol=1e-6)
-    deterministic = head.to_env(head.numpy_act(NumpyMLP(policy.net)(features), None, None))
-    np.testing.assert_allclose(deterministic, head.deterministic(policy(features)).numpy(), atol=1e-6)
+def test_numpy_snapshot_matches_keras_policy_and_survives_pickling(kind):
+    observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(5,))
+    policy = make_policy(observation_space, SPACES[kind], (8, 7), "tanh", init_log_std=0.0,
+                         normalize_observations=True, seed=3)
+    rng = np.random.default_rng(2)
+    policy.observe(rng.normal(loc=2.0, scale=3.0, size=(50, 5)))
+    observations = rng.normal(size=(10, 5)).astype(np.float32)
+    snapshot = pickle.loads(pickle.dumps(policy.snapshot()))
+    features = policy.features(tf.constant(observations))
+    # The network by hand: tanh(x W1 + b1), tanh(· W2 + b2), · W3 + b3 from the Keras weights.
+    x = features.numpy()
+    for layer in policy.network.layers:
+        x = x @ layer.kernel.numpy() + layer.bias.numpy()
+        x = np.tanh(x) if layer.name != "output" else x
+    np.testing.assert_allclose(numpy_forward(snapshot.layers, snapshot.features(observations)), x,
+                               rtol=1e-5, atol=1e-6)
+    deterministic, _ = snapshot.act(observations, None)
+    np.testing.assert_allclose(deterministic, policy.deterministic_action(tf.constant(observations)).numpy(),
+                               atol=1e-6)
 
 
 def test_gaussian_actions_are_clipped_for_the_environment_only():
     head = action_head(gym.spaces.Box(-1.0, 2.0, shape=(2,)))
     stored = np.array([[-5.0, 5.0], [0.5, 1.5]], np.float32)
-    np.testing.assert_allclose(head.to_env(stored), [[-1.0, 2.0], [0.5, 1.5]])
+    np.testing.assert_allclose(head.numpy_to_env(head.numpy_arrays(), stored), [[-1.0, 2.0], [0.5, 1.5]])
     assert stored[0, 0] == -5.0
 
 
 def test_discrete_start_offsets_reach_the_environment():
     head = action_head(gym.spaces.Discrete(3, start=-1))
-    assert head.to_env(np.array([0, 2])).tolist() == [-1, 1]
+    assert head.numpy_to_env(head.numpy_arrays(), np.array([0, 2])).tolist() == [-1, 1]
     multi = action_head(gym.spaces.MultiDiscrete([2, 3], start=[1, 5]))
-    assert multi.to_env(np.array([[1, 2]])).tolist() == [[2, 7]]
+    assert multi.numpy_to_env(multi.numpy_arrays(), np.array([[1, 2]])).tolist() == [[2, 7]]
+
+
+def test_the_gaussian_head_owns_its_log_std_and_the_policy_steps_it():
+    policy = make_policy(gym.spaces.Box(-1, 1, shape=(3,)), gym.spaces.Box(-1, 1, shape=(2,)), (4,), "tanh",
+                         init_log_std=-0.5, normalize_observations=True, seed=0)
+    log_std = policy.head.log_std
+    np.testing.assert_array_equal(log_std.numpy(), [-0.5, -0.5])
+    assert any(v is log_std.value for v in policy.trainable_parameters())
+    assert sum(int(np.prod(v.shape)) for v in policy.trainable_parameters()) == 3 * 4 + 4 + 4 * 2 + 2 + 2
 
 
 def test_normalizer_matches_statistics_of_all_data():

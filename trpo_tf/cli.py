@@ -5,8 +5,10 @@
     trpo-tf export runs/CartPole-v1-seed0 exported/CartPole-v1 --tflite
     trpo-tf plot runs/CartPole-v1-seed0 runs/CartPole-v1-seed1 -o cartpole.png
 
-Bad input (unknown environment, unknown hyperparameter, missing or corrupted run) is
-reported as one line on stderr with exit code 2.
+Bad input (unknown environment, unknown hyperparameter, missing or corrupted run,
+mismatched spaces: the package's :class:`~trpo_tf.errors.InputError` types) is reported as
+one line on stderr with exit code 2; any other exception is a bug and keeps its traceback
+(exit code 1).
 """
 
 from __future__ import annotations
@@ -21,17 +23,18 @@ import time
 import warnings
 from typing import Any, Sequence
 
+from trpo_tf import evaluation
+from trpo_tf.errors import InputError, SpaceMismatchError
+from trpo_tf.files import PROGRESS_FILE
+
 PROG = "trpo-tf"
 DEFAULT_SEED = 0
 DEFAULT_TIMESTEPS = 1_000_000
 DEFAULT_CHECKPOINT_EVERY = 10
-DEFAULT_EVAL_EPISODES = 10
-DEFAULT_EVAL_SEED = 10_000
-PROGRESS_FILE = "progress.csv"
 
 
-class CLIError(Exception):
-    """Bad input: printed as one line on stderr, exit code 2."""
+class CLIError(InputError):
+    """Bad input found by the command line itself: printed as one line on stderr, exit code 2."""
 
 
 # --------------------------------------------------------------------------- argument parsing
@@ -91,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "recorded config (--set/--config/--n-envs may be repeated, not changed)")
     train.add_argument("--export", default=None, metavar="DIR",
                        help="export the final policy as a SavedModel to DIR/<version>/")
-    train.add_argument("--eval-episodes", type=_positive_int, default=DEFAULT_EVAL_EPISODES, metavar="N",
+    train.add_argument("--eval-episodes", type=_positive_int, default=evaluation.DEFAULT_EPISODES, metavar="N",
                        help="episodes of the evaluation recorded with --export")
     train.add_argument("--quiet", action="store_true",
                        help="no progress bar; print only errors and the final summary line")
@@ -106,9 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("path", metavar="PATH", help="SavedModel export or training run directory")
     evaluate.add_argument("--env", default=None, metavar="ENV_ID",
                           help="environment to evaluate on (default: the one recorded with the policy)")
-    evaluate.add_argument("--episodes", type=_positive_int, default=DEFAULT_EVAL_EPISODES, metavar="N",
+    evaluate.add_argument("--episodes", type=_positive_int, default=evaluation.DEFAULT_EPISODES, metavar="N",
                           help="number of episodes")
-    evaluate.add_argument("--seed", type=_non_negative_int, default=DEFAULT_EVAL_SEED, metavar="S",
+    evaluate.add_argument("--seed", type=_non_negative_int, default=evaluation.DEFAULT_SEED, metavar="S",
                           help="episode i starts from reset(seed=S+i)")
     evaluate.add_argument("--json", action="store_true",
                           help='print {"mean_return", "std_return", "episodes"} as JSON')
@@ -126,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--tflite", action="store_true", help="also convert to TFLite (LiteRT)")
     export.add_argument("--version", type=_non_negative_int, default=None, metavar="N",
                         help="version folder (default: one more than the highest in OUT_DIR)")
-    export.add_argument("--eval-episodes", type=_positive_int, default=DEFAULT_EVAL_EPISODES, metavar="N",
+    export.add_argument("--eval-episodes", type=_positive_int, default=evaluation.DEFAULT_EPISODES, metavar="N",
                         help="episodes of the evaluation recorded in the metadata")
     export.set_defaults(handler=cmd_export)
 
@@ -161,9 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
-        except Exception as error:  # noqa: BLE001 - only bad input is shown as one line
-            if not _is_input_error(error):
-                raise
+        except InputError as error:  # bad input is one line; anything else is a bug and keeps its traceback
             print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
             return 2
         finally:
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from trpo_tf import TRPO, checkpoint, monitor
-    from trpo_tf.rollout import check_env_id
+    from trpo_tf.sampling import check_env_id
 
     check_env_id(args.env_id)
     seed = DEFAULT_SEED if args.seed is None else args.seed
@@ -306,7 +307,7 @@ def _resume(args: argparse.Namespace, run_dir: str):
     if checkpoint.latest(run_dir) is None:
         raise CLIError(f"{run_dir} has no checkpoint to resume from (it stopped before its first "
                        f"checkpoint); start it again without --resume")
-    agent = TRPO.load(run_dir)
+    agent = TRPO.load(run_dir, resume=True)  # unpickles the environments' state: a run this user wrote
     total = args.timesteps or info.get("total_timesteps") or DEFAULT_TIMESTEPS
     checkpoint.update_run(run_dir, total_timesteps=total,
                           resumed=list(info.get("resumed") or []) + [args.command_line])
@@ -352,7 +353,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_run(args: argparse.Namespace, run_dir: str):
-    """Evaluate the last checkpoint of a training run with the agent's own deterministic policy."""
+    """Evaluate the last checkpoint of a training run with the agent's own deterministic policy.
+
+    Reads weights and JSON only: nothing from the run directory is unpickled.
+    """
     from trpo_tf import TRPO
     from trpo_tf.export import space_to_metadata
 
@@ -367,6 +371,7 @@ def _evaluate_run(args: argparse.Namespace, run_dir: str):
         result = agent.evaluate(episodes=args.episodes, env=env, seed=args.seed)
     finally:
         env.close()
+        agent.close()
     return result, env_id, f"run {run_dir} at {agent.timesteps:,} timesteps"
 
 
@@ -394,30 +399,22 @@ def _evaluate_saved_model(args: argparse.Namespace, model_dir: str):
 
     recorded_kwargs = metadata.get("config", {}).get("env_kwargs") if env_id == metadata.get("env_id") else None
     env = _make_env(env_id, args.render_video, recorded_kwargs)
+
+    def act(observations: np.ndarray) -> np.ndarray:
+        return serve(**{input_name: tf.constant(observations, dtype=input_spec.dtype)})[output_name].numpy()
+
     try:
         _check_spaces(metadata, env, env_id, model_dir, input_spec)
-        returns = []
-        for episode in range(args.episodes):
-            observation, _ = env.reset(seed=args.seed + episode)
-            done, total = False, 0.0
-            while not done:
-                batch = tf.constant(np.asarray(observation)[None], dtype=input_spec.dtype)
-                action = serve(**{input_name: batch})[output_name].numpy()[0]
-                observation, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
+        result = evaluation.run_episodes(env, act, args.episodes, args.seed)
     finally:
         env.close()
-    result = {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-              "episodes": args.episodes}
     return result, env_id, f"SavedModel {model_dir}"
 
 
 def _make_env(env_id: str, video_dir: str | None, env_kwargs: dict | None = None):
     """``gym.make(env_id, **env_kwargs)``, recording every episode to ``video_dir`` when given."""
     import gymnasium as gym
-    from trpo_tf.rollout import make_env
+    from trpo_tf.sampling import make_env
 
     if not video_dir:
         return make_env(env_id, env_kwargs)
@@ -452,7 +449,7 @@ def _check_spaces(metadata: dict[str, Any], env, env_id: str, source: str, input
         if None not in expected_shape and expected_shape != actual_shape:
             problems.append(f"observations of shape {actual_shape} (the policy takes {expected_shape})")
     if problems:
-        raise CLIError(f"{env_id} does not match the policy in {source}, trained on {trained_on}: "
+        raise SpaceMismatchError(f"{env_id} does not match the policy in {source}, trained on {trained_on}: "
                        f"{env_id} has {'; '.join(problems)}")
 
 
@@ -473,16 +470,20 @@ def _json_normal(value: Any) -> Any:
 # --------------------------------------------------------------------------- export and plot
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Export a run's last checkpoint; reads weights and JSON only (nothing is unpickled)."""
     from trpo_tf import TRPO
     from trpo_tf import export as exporting
 
-    agent = TRPO.load(args.run_dir)
-    evaluation = agent.evaluate(episodes=args.eval_episodes) if agent.env_id else None
-    path = exporting.export_saved_model(agent, args.out_dir, version=args.version, evaluation=evaluation,
-                                        command=args.command_line)
+    if args.version is not None and os.path.exists(os.path.join(args.out_dir, str(args.version))):
+        raise CLIError(f"{os.path.join(args.out_dir, str(args.version))} already exists; choose another "
+                       f"--version or leave it out to use the next free one")
+    with TRPO.load(args.run_dir) as agent:
+        evaluation_result = agent.evaluate(episodes=args.eval_episodes) if agent.env_id else None
+        path = agent.export(args.out_dir, version=args.version, evaluation=evaluation_result,
+                            command=args.command_line)
     line = f"exported {args.run_dir} ({agent.timesteps:,} timesteps) to {path}"
-    if evaluation is not None:
-        line += f" (evaluation {evaluation['mean_return']:.2f} ± {evaluation['std_return']:.2f})"
+    if evaluation_result is not None:
+        line += f" (evaluation {evaluation_result['mean_return']:.2f} ± {evaluation_result['std_return']:.2f})"
     if args.tflite:
         line += f"; TFLite: {exporting.to_tflite(path, os.path.join(path, 'model.tflite'))}"
     print(line)
@@ -541,11 +542,6 @@ def _printer(quiet: bool):
         if not quiet:
             print(message, flush=True)
     return say
-
-
-def _is_input_error(error: BaseException) -> bool:
-    import gymnasium as gym
-    return isinstance(error, (CLIError, ValueError, OSError, gym.error.Error))
 
 
 def _one_line(error: BaseException) -> str:

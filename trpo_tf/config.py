@@ -6,13 +6,15 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
+from trpo_tf.errors import ConfigError
+
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
 HVP_METHODS = ("forward_over_backward", "double_backward", "gauss_newton")
 
 
 @dataclasses.dataclass(frozen=True)
 class TRPOConfig:
-    """Hyperparameters of a TRPO run. Invalid values raise ``ValueError`` naming the field.
+    """Hyperparameters of a TRPO run. Invalid values raise ``ConfigError`` (a ValueError) naming the field.
 
     Sampling: ``steps_per_iteration`` environment steps per update, summed over all
     ``n_envs`` parallel environments (it must divide evenly).
@@ -80,27 +82,27 @@ class TRPOConfig:
         self._check_float("init_log_std", -20.0, 5.0)
         for name in ("normalize_observations", "normalize_advantages", "normalize_rewards"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"TRPOConfig.{name} must be True or False, got {getattr(self, name)!r}")
+                raise ConfigError(f"TRPOConfig.{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("policy_hidden", "value_hidden"):
             sizes = getattr(self, name)
             if not isinstance(sizes, tuple) or not all(_is_int(s) and s >= 1 for s in sizes):
-                raise ValueError(
+                raise ConfigError(
                     f"TRPOConfig.{name} must be a sequence of positive layer widths, got {sizes!r}")
         self._check_float("fisher_fraction", 0.0, 1.0, low_open=True)
         if self.hvp_method not in HVP_METHODS:
-            raise ValueError(f"TRPOConfig.hvp_method must be one of {HVP_METHODS}, got {self.hvp_method!r}")
+            raise ConfigError(f"TRPOConfig.hvp_method must be one of {HVP_METHODS}, got {self.hvp_method!r}")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"TRPOConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+            raise ConfigError(f"TRPOConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if not isinstance(self.env_kwargs, Mapping) or not all(isinstance(k, str) for k in self.env_kwargs):
-            raise ValueError("TRPOConfig.env_kwargs must be a mapping of gymnasium.make keyword arguments, "
+            raise ConfigError("TRPOConfig.env_kwargs must be a mapping of gymnasium.make keyword arguments, "
                              f"got {self.env_kwargs!r}")
         try:  # as checkpoints and exports record them (tuples become lists), so a restored run equals this one
             object.__setattr__(self, "env_kwargs", json.loads(json.dumps(dict(self.env_kwargs))))
         except (TypeError, ValueError):
-            raise ValueError("TRPOConfig.env_kwargs must hold plain values (numbers, strings, booleans, lists, "
+            raise ConfigError("TRPOConfig.env_kwargs must hold plain values (numbers, strings, booleans, lists, "
                              f"mappings), as checkpoints and exports record them; got {self.env_kwargs!r}") from None
         if self.steps_per_iteration % self.n_envs:
-            raise ValueError(
+            raise ConfigError(
                 f"TRPOConfig.steps_per_iteration ({self.steps_per_iteration}) must be a multiple of "
                 f"n_envs ({self.n_envs})")
 
@@ -110,10 +112,10 @@ class TRPOConfig:
         return self.steps_per_iteration // self.n_envs
 
     def replace(self, **changes: Any) -> "TRPOConfig":
-        """A copy with ``changes`` applied; unknown names raise ``ValueError`` listing the valid ones."""
+        """A copy with ``changes`` applied; unknown names raise ``ConfigError`` listing the valid ones."""
         unknown = sorted(set(changes) - set(field_names()))
         if unknown:
-            raise ValueError(f"unknown TRPOConfig field(s) {unknown}; valid fields: {', '.join(field_names())}")
+            raise ConfigError(f"unknown TRPOConfig field(s) {unknown}; valid fields: {', '.join(field_names())}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,13 +127,13 @@ class TRPOConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TRPOConfig":
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ConfigError``."""
         return cls().replace(**dict(values))
 
     def _check_int(self, name: str, minimum: int) -> None:
         value = getattr(self, name)
         if not _is_int(value) or value < minimum:
-            raise ValueError(f"TRPOConfig.{name} must be an integer >= {minimum}, got {value!r}")
+            raise ConfigError(f"TRPOConfig.{name} must be an integer >= {minimum}, got {value!r}")
 
     def _check_float(self, name: str, low: float, high: float | None,
                      low_open: bool = False, high_open: bool = False) -> None:
@@ -144,7 +146,7 @@ class TRPOConfig:
         if not ok:
             interval = ("(" if low_open else "[") + f"{low}, " + (
                 "inf)" if high is None else f"{high}" + (")" if high_open else "]"))
-            raise ValueError(f"TRPOConfig.{name} must be a number in {interval}, got {value!r}")
+            raise ConfigError(f"TRPOConfig.{name} must be a number in {interval}, got {value!r}")
 
 
 def field_names() -> list[str]:

@@ -13,12 +13,15 @@ Each callback takes one history entry (a dict, see :meth:`TRPO.learn`) per itera
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-from typing import Any, Callable, Iterable, Sequence
+from typing import IO, Any, Callable, Iterable, Sequence
 
 import tensorflow as tf
 import tqdm
+
+from trpo_tf.files import PROGRESS_FILE, atomic_write
 
 Entry = dict[str, Any]
 
@@ -70,16 +73,14 @@ class CSVLogger:
     def __init__(self, path: str, history: Sequence[Entry] = ()):
         self.path = path
         self.fields: list[str] | None = None
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        temporary = f"{path}.{os.getpid()}.tmp"
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            if history:
-                self.fields = list(history[0])
-                writer = self._writer(handle)
-                writer.writeheader()
-                writer.writerows(history)
-        os.replace(temporary, path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        text = io.StringIO()
+        if history:
+            self.fields = list(history[0])
+            writer = self._writer(text)
+            writer.writeheader()
+            writer.writerows(history)
+        atomic_write(path, text.getvalue())
         self.handle = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def __call__(self, entry: Entry) -> None:
@@ -92,7 +93,7 @@ class CSVLogger:
     def close(self) -> None:
         self.handle.close()
 
-    def _writer(self, handle) -> csv.DictWriter:
+    def _writer(self, handle: IO[str]) -> csv.DictWriter:
         return csv.DictWriter(handle, fieldnames=self.fields, restval="", extrasaction="ignore")
 
 

@@ -19,7 +19,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-PROGRESS_FILE = "progress.csv"
+from trpo_tf.files import PROGRESS_FILE
+from trpo_tf.errors import InputError
+
 BANDS = ("minmax", "std")
 
 
@@ -36,11 +38,11 @@ def find_runs(paths: Sequence[str]) -> list[str]:
             runs.append(path)
             continue
         if not os.path.isdir(path):
-            raise ValueError(f"no such directory: {path}")
+            raise InputError(f"no such directory: {path}")
         found = sorted(os.path.join(path, name) for name in os.listdir(path)
                        if os.path.isfile(os.path.join(path, name, PROGRESS_FILE)))
         if not found:
-            raise ValueError(f"{path} has no {PROGRESS_FILE} (nor do its subdirectories)")
+            raise InputError(f"{path} has no {PROGRESS_FILE} (nor do its subdirectories)")
         runs.extend(found)
     return runs
 
@@ -51,7 +53,7 @@ def read_progress(run_dir: str, key: str = "episode_return_mean") -> tuple[np.nd
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or "timesteps" not in reader.fieldnames or key not in reader.fieldnames:
-            raise ValueError(f"{path} has no 'timesteps' and '{key}' columns")
+            raise InputError(f"{path} has no 'timesteps' and '{key}' columns")
         rows = [(float(row["timesteps"]), _float(row[key])) for row in reader]
     points = np.array([row for row in rows if math.isfinite(row[1])], dtype=np.float64).reshape(-1, 2)
     return points[:, 0], points[:, 1]
@@ -71,14 +73,14 @@ def aggregate(curves: Sequence[tuple[np.ndarray, np.ndarray]], points: int = 200
     it. ``band`` is "minmax" (pointwise min and max) or "std" (mean ± one standard deviation).
     """
     if band not in BANDS:
-        raise ValueError(f"band must be one of {BANDS}, got {band!r}")
+        raise InputError(f"band must be one of {BANDS}, got {band!r}")
     curves = [(x, y) for x, y in curves if len(x)]
     if not curves:
-        raise ValueError("no run has any finite value to plot")
+        raise InputError("no run has any finite value to plot")
     start = max(float(x[0]) for x, _ in curves)
     stop = min(float(x[-1]) for x, _ in curves)
     if stop < start:
-        raise ValueError("the runs do not overlap in timesteps")
+        raise InputError("the runs do not overlap in timesteps")
     grid = np.linspace(start, stop, points if stop > start else 1)
     values = np.stack([np.interp(grid, x, y) for x, y in curves])  # [runs, points]
     mean = values.mean(axis=0)

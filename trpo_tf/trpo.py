@@ -1,16 +1,15 @@
-"""The TRPO agent: collect a batch, estimate advantages, take the trust-region step, fit V.
+"""The TRPO agent: the loop that wires sampler → advantages → policy update → value fit.
 
-One iteration of :meth:`TRPO.learn` reads like the algorithm (Schulman et al., 2015):
+One iteration of :meth:`TRPO.iterate` reads like the algorithm (Schulman et al., 2015):
 
-    batch = sampler.collect(policy)                        # rollout.py
-    advantages, returns = compute_gae(batch, V)            # advantages.py
-    g = ∇ surrogate;  x ≈ H⁻¹g by CG;  step = √(2δ/xᵀHx)·x  # trust_region.py, in _policy_step
-    θ = backtracking_line_search(θ, step)                  # trust_region.py, in _policy_step
-    fit V on the λ-returns                                 # _fit_value
+    batch = sampler.collect(policy snapshot)                # sampling/
+    advantages, returns = GAE(batch, V)                     # advantages.py
+    θ = trust-region step on the surrogate advantage        # update.PolicyUpdate → trust_region.py
+    fit V on the λ-returns                                  # update.ValueFit
 
-The policy step and the value fit are each one compiled ``tf.function`` with fixed input
-signatures; acting during rollouts uses a NumPy copy of the policy, refreshed once per
-iteration, so no TensorFlow call is made per environment step.
+The policy step and the value fit are each one compiled ``tf.function``; acting during
+rollouts uses a NumPy snapshot of the policy taken once per iteration, so no TensorFlow
+call is made per environment step.
 """
 
 from __future__ import annotations
@@ -22,18 +21,20 @@ import time
 from typing import Any, Callable
 
 import gymnasium as gym
-import keras
 import numpy as np
 import tensorflow as tf
 
 from trpo_tf import advantages as gae
-from trpo_tf import trust_region
+from trpo_tf import checkpoint, evaluation, export
 from trpo_tf.config import TRPOConfig
-from trpo_tf.normalization import ObservationNormalizer, RewardScaler
-from trpo_tf.policies import NumpyMLP, ObservationEncoder, Policy, action_head, kl_divergence, value_model
-from trpo_tf.rollout import EnvLike, Sampler, make_env, make_vector_env
+from trpo_tf.errors import InputError, SpaceMismatchError
+from trpo_tf.normalization import RewardScaler
+from trpo_tf.policies import make_policy, value_network
+from trpo_tf.sampling import Batch, EnvLike, Sampler, make_env, make_vector_env
+from trpo_tf.update import PolicyUpdate, ValueFit
 
 RETURN_WINDOW = 100  # episodes averaged into ``episode_return_mean``
+Callback = Callable[[dict[str, Any]], Any]
 
 
 class TRPO:
@@ -47,7 +48,9 @@ class TRPO:
             same seed on the same machine gives the same history. None draws one.
 
     Attributes:
-        history: one dict per iteration (see :meth:`learn`).
+        policy (:class:`~trpo_tf.policies.Policy`), value (Keras model of normalized features),
+        sampler, policy_update, value_fit;
+        history: one dict per iteration (see :meth:`learn`);
         timesteps: environment steps taken so far, over all environments.
     """
 
@@ -55,37 +58,33 @@ class TRPO:
         self.config = config if config is not None else TRPOConfig()
         if not isinstance(self.config, TRPOConfig):
             raise TypeError(f"config must be a TRPOConfig, got {type(self.config).__name__}")
+        cfg = self.config
         self.seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
         self.env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
-        self.vector_env = make_vector_env(env, self.config.n_envs, self.config.env_kwargs)
-        if self.vector_env.num_envs != self.config.n_envs:
-            raise ValueError(f"the VectorEnv has {self.vector_env.num_envs} environments but "
-                             f"config.n_envs is {self.config.n_envs}")
+        self.vector_env = make_vector_env(env, cfg.n_envs, cfg.env_kwargs)
+        if self.vector_env.num_envs != cfg.n_envs:
+            raise InputError(f"the VectorEnv has {self.vector_env.num_envs} environments but "
+                             f"config.n_envs is {cfg.n_envs}")
         self.observation_space = self.vector_env.single_observation_space
         self.action_space = self.vector_env.single_action_space
-        self.encoder = ObservationEncoder(self.observation_space)
-        self.head = action_head(self.action_space)
-
-        cfg = self.config
-        self.normalizer = ObservationNormalizer(self.encoder.dim, enabled=cfg.normalize_observations)
+        self.policy = make_policy(self.observation_space, self.action_space, cfg.policy_hidden, cfg.activation,
+                                  cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1)
+        self.value = value_network(self.policy.encoder.dim, cfg.value_hidden, cfg.activation, seed=self.seed * 7 + 4)
         self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma)
-        self.policy = Policy(self.head, self.encoder.dim, cfg.policy_hidden, cfg.activation,
-                             cfg.init_log_std, seed=self.seed * 7 + 1)
-        self.value = value_model(self.encoder.dim, cfg.value_hidden, cfg.activation, seed=self.seed * 7 + 4)
-        self.value_optimizer = keras.optimizers.Adam(cfg.value_lr)
-        self.value_optimizer.build(self.value.trainable_variables)
         self.rng = np.random.default_rng(self.seed)
-        self.sampler = Sampler(self.vector_env, seed=self.seed)
+        self.sampler = Sampler(self.vector_env, seed=self.seed, rng=self.rng)
+        self.policy_update = PolicyUpdate(self.policy, cfg)
+        self.value_fit = ValueFit(self.value, self.policy.encoder.dim, cfg)
         self.timesteps = 0
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, Any]] = []
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=RETURN_WINDOW)
-        self._fisher_stride = max(1, round(1.0 / cfg.fisher_fraction))
+        self._deterministic_action = tf.function(self.policy.deterministic_action, input_signature=[
+            tf.TensorSpec((None,) + self.policy.encoder.shape, tf.float32)])
         self._background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="value-fit")
-        self._compile()
 
     # ------------------------------------------------------------------ the algorithm
 
-    def learn(self, total_timesteps: int, callback: Callable[[dict[str, float]], Any] | None = None) -> "TRPO":
+    def learn(self, total_timesteps: int, callback: Callback | None = None) -> "TRPO":
         """Train until ``timesteps`` reaches ``total_timesteps`` (whole iterations).
 
         Each iteration appends to :attr:`history` a dict with ``iteration``, ``timesteps``,
@@ -96,42 +95,33 @@ class TRPO:
         ``policy_step_seconds`` and ``value_fit_seconds``. ``callback(entry)`` is called after
         each iteration; returning False stops training.
         """
-        if not isinstance(total_timesteps, int) or total_timesteps < 0:
-            raise ValueError(f"total_timesteps must be a non-negative integer, got {total_timesteps!r}")
+        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, int) or total_timesteps < 0:
+            raise InputError(f"total_timesteps must be a non-negative integer, got {total_timesteps!r}")
         while self.timesteps < total_timesteps:
             entry = self.iterate()
             if callback is not None and callback(entry) is False:
                 break
         return self
 
-    def iterate(self) -> dict[str, float]:
+    def iterate(self) -> dict[str, Any]:
         """One TRPO iteration: rollout, GAE, trust-region step, value fit. Returns its history entry."""
-        cfg = self.config
         start = time.perf_counter()
-        batch = self.sampler.collect(self._numpy_actor(), cfg.steps_per_env)
+        batch = self.sampler.collect(self.policy.snapshot(), self.config.steps_per_env)
         self.timesteps += batch.size
         self.recent_returns.extend(batch.episode_returns)
         sampled = time.perf_counter()
 
-        encoded = self.encoder.numpy(_flatten_time(batch.observations))
-        self.normalizer.update(encoded)
-        features = self.normalizer.numpy_normalize()(encoded)
+        features = self._observe(batch)
         values, next_values = self._values_and_next_values(batch, features)
-        rewards = (self.reward_scaler.scale(batch.rewards, batch.terminated | batch.truncated)
-                   if cfg.normalize_rewards else batch.rewards)
-        advantages, returns = gae.compute_gae(rewards, values, next_values, batch.terminated,
-                                              batch.truncated, cfg.gamma, cfg.gae_lambda)
-        advantages = advantages.reshape(-1)
-        if cfg.normalize_advantages:
-            advantages = gae.normalize(advantages)
+        advantages, returns = self._advantages(batch, values, next_values)
         estimated = time.perf_counter()
 
         # The policy step and the value fit read the same batch and write disjoint variables:
         # they run side by side (TensorFlow releases the GIL), with the same result as in turn.
-        value_fit = self._background.submit(_timed, self._fit_value, features, returns.reshape(-1),
-                                            self._minibatch_order(len(features)))
-        step, policy_seconds = _timed(self._policy_step, features, _flatten_time(batch.actions).astype(
-            self.head.action_dtype.as_numpy_dtype), advantages.astype(np.float32))
+        value_fit = self._background.submit(_timed, self.value_fit, features, returns,
+                                            self.value_fit.minibatch_order(len(features), self.rng))
+        actions = _flatten_time(batch.actions).astype(self.policy.head.action_dtype.as_numpy_dtype)
+        step, policy_seconds = _timed(self.policy_update, features, actions, advantages)
         value_loss, value_seconds = value_fit.result()
         done = time.perf_counter()
 
@@ -146,7 +136,7 @@ class TRPO:
             "step_accepted": bool(step["accepted"]),
             "entropy": float(step["entropy"]),
             "value_loss": float(value_loss),
-            "explained_variance": explained_variance(values.reshape(-1), returns.reshape(-1)),
+            "explained_variance": explained_variance(values.reshape(-1), returns),
             "fps": batch.size / (done - start),
             "sampling_seconds": sampled - start,
             "advantage_seconds": estimated - sampled,
@@ -156,133 +146,20 @@ class TRPO:
         self.history.append(entry)
         return entry
 
-    def _compile(self) -> None:
-        """Build the compiled policy step, value fit and forward passes with fixed signatures."""
-        features = tf.TensorSpec([None, self.encoder.dim], tf.float32)
-        actions = tf.TensorSpec((None,) + self.head.action_shape, self.head.action_dtype)
-        vector = tf.TensorSpec([None], tf.float32)
-        # XLA fuses the many small ops of CG, the line search and the Adam steps: on 2 cores it
-        # halves the policy step and cuts the value fit by two thirds (benchmarks/hvp.py). It
-        # compiles once per batch shape, and the batch shape is fixed by the config.
-        self._policy_step = tf.function(self._policy_step_graph, input_signature=[features, actions, vector],
-                                        jit_compile=True)
-        self._fit_value = tf.function(self._fit_value_graph, input_signature=[
-            features, vector, tf.TensorSpec([None, None], tf.int32)], jit_compile=True)
-        self._value_of = tf.function(lambda f: self.value(f)[:, 0], input_signature=[features])
-        observations = tf.TensorSpec((None,) + self.encoder.shape, tf.float32)
-        self._deterministic_action = tf.function(self.deterministic_action_graph, input_signature=[observations])
+    def _observe(self, batch: Batch) -> np.ndarray:
+        """Update the observation statistics with the batch; its normalized features [T·N, D]."""
+        encoded = self.policy.encoder.numpy(_flatten_time(batch.observations))
+        self.policy.observe(encoded)
+        return self.policy.normalizer.numpy_normalize()(encoded)
 
-    def _policy_step_graph(self, features: tf.Tensor, actions: tf.Tensor, advantages: tf.Tensor
-                           ) -> dict[str, tf.Tensor]:
-        """The whole trust-region update of the policy, as one graph.
-
-        features [B, D], actions [B, *A], advantages [B]. The old distribution is evaluated
-        once and held constant, so KL(old ‖ new) and its Hessian are taken in θ_new only.
-        """
-        cfg = self.config
-        variables = self._policy_variables()
-        old = self._frozen_distribution(features)
-        old_log_prob = tf.stop_gradient(old.log_prob(actions))
-
-        def surrogate_kl_entropy() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-            """Surrogate advantage, mean KL(old ‖ new) and mean entropy, from one forward pass."""
-            new = self.policy.distribution(features)
-            entropy = tf.reduce_mean(new.entropy())
-            ratio = tf.exp(new.log_prob(actions) - old_log_prob)
-            surrogate = tf.reduce_mean(ratio * advantages) + cfg.entropy_coef * entropy
-            return surrogate, tf.reduce_mean(kl_divergence(old, new)), entropy
-
-        curvature = self.curvature_product(features[::self._fisher_stride])
-
-        def damped_curvature(vector: tf.Tensor) -> tf.Tensor:
-            return curvature(vector) + cfg.cg_damping * vector
-
-        old_params = trust_region.get_flat(variables)
-        old_surrogate = surrogate_kl_entropy()[0]
-        gradient = trust_region.flat_gradient(lambda: surrogate_kl_entropy()[0], variables)
-        direction = trust_region.conjugate_gradient(damped_curvature, gradient, cfg.cg_iters)
-        full_step = trust_region.scaled_step(damped_curvature, direction, cfg.max_kl)
-        accepted, steps = trust_region.backtracking_line_search(
-            variables, old_params, full_step, lambda: surrogate_kl_entropy()[:2], old_surrogate,
-            cfg.max_kl, cfg.line_search_coef, cfg.line_search_max_steps)
-        surrogate, kl, entropy = surrogate_kl_entropy()
-        return {
-            "kl": kl,
-            "surrogate_gain": surrogate - old_surrogate,
-            "line_search_steps": steps,
-            "accepted": accepted,
-            "entropy": entropy,
-        }
-
-    def curvature_product(self, features: tf.Tensor) -> Callable[[tf.Tensor], tf.Tensor]:
-        """v [P] ↦ H·v [P], H the Hessian of the mean KL(old ‖ new) over ``features`` [B, D] at the
-        current parameters, computed by ``config.hvp_method`` (all three agree there)."""
-        variables = self._policy_variables()
-        old = self._frozen_distribution(features)
-        if self.config.hvp_method == "gauss_newton":
-            def outputs() -> list[tf.Tensor]:
-                log_std = [] if self.policy.log_std is None else [tf.identity(self.policy.log_std.value)]
-                return [self.policy(features)] + log_std
-
-            def kl_of_outputs(parameters: list[tf.Tensor]) -> tf.Tensor:
-                log_std = parameters[1] if len(parameters) > 1 else None
-                return tf.reduce_mean(kl_divergence(old, self.head.distribution(parameters[0], log_std)))
-
-            return lambda vector: trust_region.gauss_newton_vector_product(outputs, kl_of_outputs, variables, vector)
-
-        def mean_kl() -> tf.Tensor:
-            return tf.reduce_mean(kl_divergence(old, self.policy.distribution(features)))
-
-        product = {"forward_over_backward": trust_region.hessian_vector_product,
-                   "double_backward": trust_region.double_backward_hessian_vector_product}[self.config.hvp_method]
-        return lambda vector: product(mean_kl, variables, vector)
-
-    def _frozen_distribution(self, features: tf.Tensor):
-        """The current policy's distribution at ``features`` [B, D], as constants (π_old)."""
-        log_std = None if self.policy.log_std is None else tf.stop_gradient(tf.identity(self.policy.log_std))
-        return self.head.distribution(tf.stop_gradient(self.policy(features)), log_std)
-
-    def _policy_variables(self) -> list[tf.Variable]:
-        """The policy's trainable tf.Variables (Keras 3 wraps them; autodiff wants the real ones)."""
-        return [v.value for v in self.policy.trainable_variables]
-
-    def _fit_value_graph(self, features: tf.Tensor, returns: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
-        """Adam on the squared error to the λ-returns, one minibatch per row of ``order``.
-
-        features [B, D], returns [B], order [M, b] indices into the batch. Returns the mean
-        minibatch loss.
-        """
-        variables = self.value.trainable_variables
-        total = tf.constant(0.0)
-        for rows in tf.range(tf.shape(order)[0]):
-            index = order[rows]
-            with tf.GradientTape() as tape:
-                prediction = self.value(tf.gather(features, index))[:, 0]
-                loss = tf.reduce_mean(tf.square(prediction - tf.gather(returns, index)))
-            self.value_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            total += loss
-        return total / tf.cast(tf.maximum(tf.shape(order)[0], 1), tf.float32)
-
-    def _minibatch_order(self, size: int) -> np.ndarray:
-        """[value_epochs · ⌊size / b⌋, b] shuffled indices, b = min(value_batch_size, size).
-
-        Each epoch is a fresh permutation; the size % b samples it leaves out differ per epoch.
-        """
-        batch_size = min(self.config.value_batch_size, size)
-        per_epoch = size // batch_size
-        epochs = [self.rng.permutation(size)[: per_epoch * batch_size] for _ in range(self.config.value_epochs)]
-        if not epochs:
-            return np.zeros((0, batch_size), dtype=np.int32)
-        return np.concatenate(epochs).reshape(-1, batch_size).astype(np.int32)
-
-    def _values_and_next_values(self, batch, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _values_and_next_values(self, batch: Batch, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """V(s_t) [T, N] and V(s_{t+1}) [T, N], the latter from final observations where episodes ended.
 
         One compiled call evaluates the batch, the final observations and the last observations.
         """
         steps, n_envs = batch.rewards.shape
         extra = np.concatenate([batch.final_observations, batch.last_observations])
-        all_values = self._value_of(np.concatenate([features, self._features(extra)])).numpy()
+        all_values = self.value_fit.predict(np.concatenate([features, self.policy.snapshot().features(extra)]))
         values = all_values[: steps * n_envs].reshape(steps, n_envs)
         final_values = all_values[steps * n_envs: steps * n_envs + len(batch.final_observations)]
         next_values = np.empty_like(values)
@@ -291,36 +168,19 @@ class TRPO:
         next_values[batch.final_index[:, 0], batch.final_index[:, 1]] = final_values
         return values, next_values
 
+    def _advantages(self, batch: Batch, values: np.ndarray, next_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """GAE(λ) advantages [T·N] (normalized when configured) and λ-returns [T·N], float32."""
+        cfg = self.config
+        rewards = (self.reward_scaler.scale(batch.rewards, batch.terminated | batch.truncated)
+                   if cfg.normalize_rewards else batch.rewards)
+        advantages, returns = gae.compute_gae(rewards, values, next_values, batch.terminated,
+                                              batch.truncated, cfg.gamma, cfg.gae_lambda)
+        advantages = advantages.reshape(-1)
+        if cfg.normalize_advantages:
+            advantages = gae.normalize(advantages)
+        return advantages.astype(np.float32), returns.reshape(-1)
+
     # ------------------------------------------------------------------ acting
-
-    def _features(self, observations: np.ndarray) -> np.ndarray:
-        """Raw observations [B, *obs_shape] → normalized features [B, D] (NumPy, current statistics)."""
-        return self.normalizer.numpy_normalize()(self.encoder.numpy(observations))
-
-    def _numpy_actor(self, deterministic: bool = False) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-        """A frozen NumPy copy of the policy: obs [N, ...] → (env actions, stored actions).
-
-        Stochastic actions are drawn with the agent's generator; deterministic ones are the
-        most probable actions.
-        """
-        normalize = self.normalizer.numpy_normalize()
-        net = NumpyMLP(self.policy.net)
-        log_std = None if self.policy.log_std is None else self.policy.log_std.numpy()
-        encode, head, rng = self.encoder.numpy, self.head, None if deterministic else self.rng
-
-        def act(observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            actions = head.numpy_act(net(normalize(encode(observations))), log_std, rng)
-            return head.to_env(actions), actions
-
-        return act
-
-    def features_graph(self, observations: tf.Tensor) -> tf.Tensor:
-        """Raw observations [B, *obs_shape] → normalized features [B, D], in the TensorFlow graph."""
-        return self.normalizer(self.encoder.tensorflow(observations))
-
-    def deterministic_action_graph(self, observations: tf.Tensor) -> tf.Tensor:
-        """Raw observations [B, *obs_shape] → most probable actions [B, *A] in environment units."""
-        return self.head.deterministic(self.policy(self.features_graph(observations)))
 
     def predict(self, observations: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of raw observations [B, *obs_shape] (or one observation).
@@ -328,69 +188,88 @@ class TRPO:
         Deterministic actions come from the compiled TensorFlow graph (the one exported);
         stochastic ones are sampled with the agent's random generator.
         """
-        batch = self.encoder.check(observations)
+        batch = self.policy.encoder.check(observations)
         if deterministic:
             return self._deterministic_action(batch).numpy()
-        return self._numpy_actor()(batch)[0]
+        return self.policy.snapshot().act(batch, self.rng)[0]
 
-    def evaluate(self, episodes: int = 10, env: "str | gym.Env | None" = None, seed: int | None = None,
-                 deterministic: bool = True) -> dict[str, float]:
+    def evaluate(self, episodes: int = evaluation.DEFAULT_EPISODES, env: str | gym.Env | None = None,
+                 seed: int | None = None, deterministic: bool = True) -> dict[str, Any]:
         """Mean and standard deviation of the undiscounted return over ``episodes`` episodes.
 
         Runs a separate environment (``env``, or a new one made from the training env id with
-        ``config.env_kwargs``); episode i is reset with ``seed + i`` (default seed: the agent's seed + 10_000).
-        Returns ``mean_return``, ``std_return``, ``episodes``, ``returns`` (per episode),
-        ``seed`` and ``deterministic``.
+        ``config.env_kwargs``); episode i is reset with ``seed + i`` (default seed:
+        :data:`trpo_tf.evaluation.DEFAULT_SEED`, as ``trpo-tf evaluate``). Acts through the
+        NumPy snapshot. Returns ``mean_return``, ``std_return``, ``episodes``, ``returns`` (per
+        episode), ``seed`` and ``deterministic``.
         """
-        if not isinstance(episodes, int) or episodes < 1:
-            raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
-        env = env if env is not None else self.env_id
-        if env is None:
-            raise ValueError("this agent was built from an environment instance without a registered id; "
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+            raise InputError(f"episodes must be a positive integer, got {episodes!r}")
+        target = env if env is not None else self.env_id
+        if target is None:
+            raise InputError("this agent was built from an environment instance without a registered id; "
                              "pass evaluate(env=...) an environment to evaluate on")
-        eval_env = env
-        if isinstance(env, str):  # the training env id is built with the training env_kwargs
-            eval_env = make_env(env, self.config.env_kwargs if env == self.env_id else None)
-        if eval_env.observation_space.shape != self.observation_space.shape:
+        eval_env = make_env(target, self.config.env_kwargs if target == self.env_id else None) \
+            if isinstance(target, str) else target
+        try:
+            if eval_env.observation_space.shape != self.observation_space.shape:
+                raise SpaceMismatchError(
+                    f"the evaluation environment's observations have shape {eval_env.observation_space.shape} "
+                    f"but the policy takes {self.observation_space.shape}: was it built with other "
+                    "gymnasium.make arguments?")
+            snapshot, rng = self.policy.snapshot(), None if deterministic else self.rng
+            result = evaluation.run_episodes(eval_env, lambda observation: snapshot.act(observation, rng)[0],
+                                             episodes, evaluation.DEFAULT_SEED if seed is None else seed)
+        finally:
             if eval_env is not env:
                 eval_env.close()
-            raise ValueError(f"the evaluation environment's observations have shape "
-                             f"{eval_env.observation_space.shape} but the policy takes "
-                             f"{self.observation_space.shape}: was it built with other gymnasium.make arguments?")
-        actor = self._numpy_actor(deterministic)
-        returns = []
-        seed = self.seed + 10_000 if seed is None else seed
-        for episode in range(episodes):
-            observation, _ = eval_env.reset(seed=seed + episode)
-            done, total = False, 0.0
-            while not done:
-                action = actor(np.asarray(observation, dtype=np.float32)[None])[0][0]
-                observation, reward, terminated, truncated, _ = eval_env.step(action)
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-        if isinstance(env, str):
-            eval_env.close()
-        return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-                "episodes": episodes, "returns": returns, "seed": seed, "deterministic": deterministic}
+        return dict(result, deterministic=deterministic)
 
-    # ------------------------------------------------------------------ persistence
+    # ------------------------------------------------------------------ state and persistence
+
+    def state(self) -> dict[str, Any]:
+        """The agent's Python-side training state as plain data (the sampler's included)."""
+        return {"iteration": len(self.history), "timesteps": int(self.timesteps), "history": list(self.history),
+                "recent_returns": [float(r) for r in self.recent_returns], "rng": self.rng.bit_generator.state,
+                "sampler": self.sampler.state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state`; raises ValueError when it does not fit this agent."""
+        if state["rng"].get("bit_generator") != type(self.rng.bit_generator).__name__:
+            raise ValueError(f"the random generator is {state['rng'].get('bit_generator')}, "
+                             f"expected {type(self.rng.bit_generator).__name__}")
+        self.sampler.load_state(state["sampler"])
+        self.timesteps = int(state["timesteps"])
+        self.history[:] = state["history"]
+        self.recent_returns.clear()
+        self.recent_returns.extend(state["recent_returns"])
+        self.rng.bit_generator.state = state["rng"]
+
+    def trackables(self) -> dict[str, Any]:
+        """The TensorFlow state a checkpoint holds: policy (with its normalizer and head), value,
+        the value optimizer's moments and the reward scaler."""
+        return {"policy": self.policy, "value": self.value, "value_optimizer": self.value_fit.optimizer,
+                "reward_scaler": self.reward_scaler}
 
     def save(self, run_dir: str) -> str:
         """Write a resumable checkpoint under ``run_dir`` (see :mod:`trpo_tf.checkpoint`); returns its path."""
-        from trpo_tf import checkpoint
         return checkpoint.save(self, run_dir)
 
     @classmethod
-    def load(cls, run_dir: str, env: EnvLike | None = None) -> "TRPO":
-        """Rebuild an agent from the latest checkpoint in ``run_dir`` (on ``env``, default: the run's env id)."""
-        from trpo_tf import checkpoint
+    def load(cls, run_dir: str, env: EnvLike | None = None, resume: bool = False) -> "TRPO":
+        """Rebuild an agent from the latest checkpoint in ``run_dir`` (on ``env``, default: the run's env id).
+
+        With ``resume=True`` the environments' pickled state is restored too, so training
+        continues exactly where it stopped: unpickling runs code, so resume only runs you (or
+        someone you trust) wrote. Without it nothing is unpickled and the environments start
+        fresh episodes: safe for evaluating or exporting a downloaded run.
+        """
         env_id, config, seed = checkpoint.read_run(run_dir)
         if env is None and env_id is None:
-            raise ValueError(f"{run_dir} was trained on an environment instance without a registered id; "
+            raise InputError(f"{run_dir} was trained on an environment instance without a registered id; "
                              "pass TRPO.load(run_dir, env=...) the environment to continue on")
         agent = cls(env if env is not None else env_id, config, seed=seed)
-        checkpoint.restore(agent, run_dir)
+        checkpoint.restore(agent, run_dir, environments=resume)
         return agent
 
     def export(self, out_dir: str, version: int | None = None, evaluation: dict[str, Any] | None = None,
@@ -398,10 +277,27 @@ class TRPO:
         """Write the policy as a SavedModel to ``out_dir/<version>/`` (see :mod:`trpo_tf.export`); returns that path.
 
         ``version`` defaults to the next integer; ``evaluation`` (a dict from :meth:`evaluate`)
-        defaults to a fresh 10-episode evaluation; ``command`` is recorded in the metadata.
+        defaults to a fresh 10-episode evaluation when the agent knows its env id; ``command``
+        is recorded in the metadata.
         """
-        from trpo_tf import export
-        return export.export_saved_model(self, out_dir, version=version, evaluation=evaluation, command=command)
+        if evaluation is None and self.env_id is not None:
+            evaluation = self.evaluate()
+        metadata = export.build_metadata(
+            env_id=self.env_id, observation_space=self.observation_space, action_space=self.action_space,
+            timesteps=self.timesteps, seed=self.seed, evaluation=evaluation, config=self.config.to_dict(),
+            command=command)
+        return export.export_saved_model(self.policy, self.value, out_dir, metadata, version=version)
+
+    def close(self) -> None:
+        """Close the environments and the value-fit thread."""
+        self.sampler.close()
+        self._background.shutdown(wait=True)
+
+    def __enter__(self) -> "TRPO":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
 
 def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:

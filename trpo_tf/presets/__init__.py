@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from trpo_tf.errors import ConfigError
+
 TIMESTEPS_KEY = "timesteps"
 
 
@@ -28,28 +30,28 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str, source: str = "<string>") -> Any:
-    """``text`` parsed as YAML with safe types only; syntax errors raise ValueError naming ``source``."""
+    """``text`` parsed as YAML with safe types only; syntax errors raise ConfigError naming ``source``."""
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
-        raise ValueError(f"{source} is not valid YAML: {' '.join(str(error).split())}") from None
+        raise ConfigError(f"{source} is not valid YAML: {' '.join(str(error).split())}") from None
 
 
 def split_settings(values: Any, source: str) -> tuple[dict[str, Any], int | None]:
     """A preset/config mapping → (TRPOConfig fields, timesteps or None).
 
-    An empty document is an empty mapping; anything but a mapping raises ValueError.
+    An empty document is an empty mapping; anything but a mapping raises ConfigError.
     """
     if values is None:
         return {}, None
     if not isinstance(values, dict):
-        raise ValueError(f"{source} must be a mapping of TRPOConfig fields (and optionally "
+        raise ConfigError(f"{source} must be a mapping of TRPOConfig fields (and optionally "
                          f"'{TIMESTEPS_KEY}'), got {type(values).__name__}")
     fields = dict(values)
     timesteps = fields.pop(TIMESTEPS_KEY, None)
     if timesteps is not None and (not isinstance(timesteps, (int, float)) or isinstance(timesteps, bool)
                                   or timesteps < 1 or timesteps != int(timesteps)):
-        raise ValueError(f"{source}: '{TIMESTEPS_KEY}' must be a positive integer, got {timesteps!r}")
+        raise ConfigError(f"{source}: '{TIMESTEPS_KEY}' must be a positive integer, got {timesteps!r}")
     return fields, None if timesteps is None else int(timesteps)
 
 
@@ -59,7 +61,7 @@ def read_file(path: str) -> tuple[dict[str, Any], int | None]:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as error:
-        raise ValueError(f"cannot read config file {path}: {error.strerror or error}") from None
+        raise ConfigError(f"cannot read config file {path}: {error.strerror or error}") from None
     return split_settings(parse_yaml(text, path), path)
 
 

@@ -1,0 +1,42 @@
+"""The package's own error types: bad input, told apart from bugs.
+
+Every error a user can cause and fix (an unknown environment id, a bad config value, a
+missing or corrupted run directory, an environment that does not fit the policy) is an
+:class:`InputError`. ``trpo-tf`` prints these as one line and exits with status 2; any other
+exception is a bug and keeps its traceback. They subclass ``ValueError`` so that code which
+caught ValueError before keeps working.
+"""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input that the user can fix; the message says what is wrong."""
+
+
+class ConfigError(InputError):
+    """A hyperparameter or config file that is not valid."""
+
+
+class UnknownEnvironmentError(InputError):
+    """An environment id that gymnasium does not know, or arguments it does not accept."""
+
+
+class UnsupportedSpaceError(InputError):
+    """An observation or action space this library cannot model."""
+
+
+class SpaceMismatchError(InputError):
+    """An environment whose spaces differ from those the policy was trained on."""
+
+
+class EnvironmentValueError(InputError):
+    """An environment returned a NaN or infinite observation or reward."""
+
+
+class RunDirError(InputError):
+    """A run directory that is missing, incomplete, corrupted or belongs to another run."""
+
+
+class CheckpointWarning(UserWarning):
+    """Part of the training state could not be saved or restored exactly."""

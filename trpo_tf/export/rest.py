@@ -1,0 +1,86 @@
+"""The TF Serving REST predict contract (``POST /v1/models/<name>:predict``), answered in process."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from trpo_tf.export.saved_model import resolve_saved_model_dir
+
+
+def rest_predict(saved_model_dir: str, request_json: str) -> str:
+    """Answer a TF Serving REST predict request body the way ``tensorflow_model_server`` does.
+
+    This is the contract of ``POST /v1/models/<name>:predict`` for these exports, run in
+    process. The request is ``{"signature_name": "serving_default", "instances": [obs, ...]}``
+    (row format; each instance may also be ``{"observation": obs}``) or ``{"inputs": [obs, ...]}``
+    (columnar; also ``{"inputs": {"observation": [obs, ...]}}``); ``signature_name`` defaults
+    to ``serving_default``. Values are converted to the signature's dtype (float32).
+
+    The response to the row format is ``{"predictions": [p, ...]}``, one entry per instance:
+    the output's value when the signature has one output, else an object by output name
+    (``distribution`` of a Box policy: ``{"mean": ..., "log_std": ...}``). The columnar format gets
+    ``{"outputs": value}`` or ``{"outputs": {name: value}}``. A bad request gets
+    ``{"error": message}``, as the server answers with HTTP 400.
+    """
+    model = tf.saved_model.load(resolve_saved_model_dir(saved_model_dir))
+    try:
+        request = json.loads(request_json)
+        name, feed, rows = _parse_predict_request(request, model.signatures)
+        outputs = {key: tensor.numpy() for key, tensor in model.signatures[name](**feed).items()}
+    except (ValueError, TypeError, KeyError, tf.errors.OpError) as error:
+        return json.dumps({"error": _error_message(error)})
+    return json.dumps(_predict_response(outputs, rows))
+
+
+def _parse_predict_request(request: Any, signatures) -> tuple[str, dict[str, tf.Tensor], bool]:
+    """(signature name, input tensors by name, whether the row format was used)."""
+    if not isinstance(request, dict):
+        raise ValueError("the request body must be a JSON object")
+    if ("instances" in request) == ("inputs" in request):
+        raise ValueError("the request must have exactly one of 'instances' (row format) or 'inputs' (columnar)")
+    name = request.get("signature_name", "serving_default")
+    if name not in signatures:
+        raise ValueError(f"unknown signature_name {name!r}; this model serves {sorted(signatures.keys())}")
+    specs = signatures[name].structured_input_signature[1]
+    rows = "instances" in request
+    values = request["instances"] if rows else request["inputs"]
+    if rows and isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
+        values = {key: [row[key] for row in values] for key in values[0]}
+    if not isinstance(values, dict):
+        if len(specs) != 1:
+            raise ValueError(f"this signature takes named inputs {sorted(specs)}")
+        values = {next(iter(specs)): values}
+    unknown = sorted(set(values) - set(specs))
+    if unknown or len(values) != len(specs):
+        raise ValueError(f"inputs {sorted(values)} do not match the signature's inputs {sorted(specs)}")
+    feed = {key: tf.constant(np.asarray(value, dtype=specs[key].dtype.as_numpy_dtype))
+            for key, value in values.items()}
+    return name, feed, rows
+
+
+def _predict_response(outputs: dict[str, np.ndarray], rows: bool) -> dict[str, Any]:
+    """TF Serving's response body for outputs [B, ...] by name."""
+    if not rows:
+        if len(outputs) == 1:
+            return {"outputs": next(iter(outputs.values())).tolist()}
+        return {"outputs": {key: value.tolist() for key, value in outputs.items()}}
+    if len(outputs) == 1:
+        return {"predictions": next(iter(outputs.values())).tolist()}
+    batch = len(next(iter(outputs.values())))
+    return {"predictions": [{key: value[i].tolist() for key, value in outputs.items()} for i in range(batch)]}
+
+
+_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[")
+
+
+def _error_message(error: Exception) -> str:
+    """The line of an exception's message that says what was wrong (TF adds graph context)."""
+    message = error.message if isinstance(error, tf.errors.OpError) else str(error)
+    lines = [line.strip() for line in message.splitlines()]
+    useful = [line for line in lines if line and not line.startswith(_NOISE)]
+    return re.sub(r"\s*\[\[.*$|\s*\[Op:.*$", "", useful[0]) if useful else type(error).__name__

@@ -1,0 +1,257 @@
+"""SavedModel export of a trained policy and value model, and helpers to read exports back.
+
+Export knows only trained models: it takes a :class:`~trpo_tf.policies.Policy`, a value model
+of the policy's normalized features, and the metadata the caller gives (see
+:func:`build_metadata`); the caller evaluates.
+
+An export is a TF Serving model directory: ``OUT_DIR/<version>/`` holds ``saved_model.pb``,
+``variables/`` and ``assets/metadata.json``. It loads with TensorFlow alone (no trpo_tf,
+no TensorFlow Probability). Tag ``serve``; every signature takes one input,
+``observation``: float32 [B, *obs_shape], raw observations (normalization is in the graph):
+
+===================  ========================================================================
+signature            outputs
+===================  ========================================================================
+``serving_default``  ``action`` [B, *A]: the most probable action in environment units (Box:
+                     the Gaussian mean clipped to the bounds, float32; Discrete/MultiDiscrete:
+                     the argmax plus the space's ``start``, int32; MultiBinary: int32 0/1)
+``sample``           ``action`` [B, *A]: a random action drawn from the policy (stateful
+                     random ops, which LiteRT runs), same units and dtype as above
+``distribution``     Box: ``mean`` and ``log_std`` [B, *A]; Discrete: ``logits`` [B, n];
+                     MultiDiscrete: ``logits`` [B, K, max(nvec)] (unused entries of shorter
+                     sub-spaces are -1e9); MultiBinary: ``logits`` [B, *A]
+``value``            ``value`` [B]: the value function's estimate
+===================  ========================================================================
+
+An observation of the wrong shape is refused by an ``EnsureShape`` check in the graph; a
+tensor of the wrong dtype is refused by the signature (Python lists and NumPy arrays are
+first converted to float32 by TensorFlow, as TF Serving converts JSON numbers).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+from typing import Any, Callable
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trpo_tf.export.spaces import space_to_metadata
+from trpo_tf.policies import Policy
+
+SIGNATURES = ("serving_default", "sample", "distribution", "value")
+DETERMINISTIC_SIGNATURES = ("serving_default", "distribution", "value")
+INPUT_NAME = "observation"
+METADATA_FILE = "metadata.json"
+FORMAT_VERSION = 1
+
+_VERSION_DIR = re.compile(r"^\d+$")
+
+
+# --------------------------------------------------------------------------- SavedModel
+
+def export_saved_model(policy: Policy, value: keras.Model, out_dir: str, metadata: dict[str, Any],
+                       version: int | None = None) -> str:
+    """Write ``policy`` and ``value`` as a SavedModel to ``out_dir/<version>/`` and return that path.
+
+    ``metadata`` (from :func:`build_metadata`) goes to ``assets/metadata.json`` with the
+    signatures added. ``version`` defaults to one more than the largest numeric folder in
+    ``out_dir`` (1 for a new directory); an existing version is never overwritten
+    (``FileExistsError``). The model is written to a hidden temporary folder and renamed into
+    place, so a TF Serving instance watching ``out_dir`` never sees a half-written version.
+    """
+    _check_finite_weights(policy, value)
+    os.makedirs(out_dir, exist_ok=True)
+    version = next_version(out_dir) if version is None else _checked_version(version)
+    target = os.path.join(out_dir, str(version))
+    if os.path.exists(target):
+        raise FileExistsError(f"{target} already exists; export to another version (or leave "
+                              f"version=None to use the next free one, {next_version(out_dir)})")
+    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=out_dir)
+    try:
+        write_saved_model(policy, value, staging, metadata)
+        os.chmod(staging, 0o755)  # mkdtemp made it private; a server may run as another user
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: dict[str, Any]) -> None:
+    """Save the serving module to ``path``, ``metadata`` and the signatures to assets/metadata.json."""
+    module = serving_module(policy, value)
+    tf.saved_model.save(module, path, signatures={name: getattr(module, name) for name in SIGNATURES})
+    os.makedirs(os.path.join(path, "assets"), exist_ok=True)
+    with open(os.path.join(path, "assets", METADATA_FILE), "w", encoding="utf-8") as file:
+        json.dump(dict(metadata, signatures=describe_signatures(module)), file, indent=2, allow_nan=False)
+        file.write("\n")
+
+
+def serving_module(policy: Policy, value: keras.Model) -> tf.Module:
+    """A ``tf.Module`` with the four signature functions and the variables they read.
+
+    Each function is a ``tf.function`` with input signature float32 [None, *obs_shape]
+    named ``observation`` and returns a dict of tensors (see the module docstring).
+    """
+    spec = tf.TensorSpec((None,) + tuple(policy.encoder.shape), tf.float32, name=INPUT_NAME)
+    module = tf.Module()
+    # Keras 3 variables are not tracked by tf.Module; track the tf.Variables behind them.
+    module.tracked_variables = [v.value for v in _exported_variables(policy, value)]
+    for name, graph in signature_graphs(policy, value).items():
+        setattr(module, name, tf.function(graph, input_signature=[spec]))
+    return module
+
+
+def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[tf.Tensor], dict[str, tf.Tensor]]]:
+    """Name → function of raw observations [B, *obs_shape] returning the signature's outputs.
+
+    Every function first checks the observation's shape, so that a wrong one raises instead
+    of being reshaped or broadcast.
+    """
+    obs_shape = (None,) + tuple(policy.encoder.shape)
+
+    def checked(observation: tf.Tensor) -> tf.Tensor:
+        return tf.ensure_shape(observation, obs_shape, name="check_observation_shape")
+
+    return {
+        "serving_default": lambda observation: {"action": policy.deterministic_action(checked(observation))},
+        "sample": lambda observation: {"action": policy.sample_action(checked(observation))},
+        "distribution": lambda observation: policy.named_parameters(checked(observation)),
+        "value": lambda observation: {"value": value(policy.features(checked(observation)))[:, 0]},
+    }
+
+
+def describe_signatures(module: tf.Module) -> dict[str, Any]:
+    """Name → {"inputs": {name: {dtype, shape}}, "outputs": {...}} of the module's signatures.
+
+    Unknown dimensions (the batch) are None.
+    """
+    described = {}
+    for name in SIGNATURES:
+        function = getattr(module, name).get_concrete_function()
+        inputs = function.structured_input_signature[0]
+        described[name] = {"inputs": {spec.name: _describe_tensor(spec) for spec in inputs},
+                           "outputs": {key: _describe_tensor(tensor)
+                                       for key, tensor in sorted(function.structured_outputs.items())}}
+    return described
+
+
+def next_version(out_dir: str) -> int:
+    """One more than the largest numeric sub-folder of ``out_dir`` (1 when there is none)."""
+    return max(_numeric_versions(out_dir), default=0) + 1
+
+
+def resolve_saved_model_dir(path: str) -> str:
+    """``path`` itself when it holds ``saved_model.pb``, else its highest numeric version folder.
+
+    Raises FileNotFoundError when neither holds a SavedModel.
+    """
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = [v for v in _numeric_versions(path)
+                if os.path.isfile(os.path.join(path, str(v), "saved_model.pb"))]
+    if not versions:
+        raise FileNotFoundError(f"no SavedModel at {path!r}: expected saved_model.pb in it or in a "
+                                f"numeric version folder (OUT_DIR/<version>/saved_model.pb)")
+    return os.path.join(path, str(max(versions)))
+
+
+def _exported_variables(policy: Policy, value: keras.Model) -> list:
+    """The Keras variables the signatures read: the policy's (normalizer, head, network) and the value's."""
+    return list(policy.weights) + list(value.weights)
+
+
+def _check_finite_weights(policy: Policy, value: keras.Model) -> None:
+    """Refuse to export a policy whose weights contain NaN or infinity."""
+    bad = [v.path for v in _exported_variables(policy, value)
+           if np.issubdtype(np.dtype(v.dtype), np.floating) and not np.all(np.isfinite(v.numpy()))]
+    if bad:
+        raise ValueError(f"refusing to export: non-finite values in {', '.join(bad)}")
+
+
+def _checked_version(version: Any) -> int:
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
+        raise ValueError(f"version must be a non-negative integer (TF Serving's version folders), "
+                         f"got {version!r}")
+    return int(version)
+
+
+def _numeric_versions(out_dir: str) -> list[int]:
+    if not os.path.isdir(out_dir):
+        return []
+    return [int(name) for name in os.listdir(out_dir)
+            if _VERSION_DIR.match(name) and os.path.isdir(os.path.join(out_dir, name))]
+
+
+def _describe_tensor(tensor) -> dict[str, Any]:
+    return {"dtype": tensor.dtype.name, "shape": tensor.shape.as_list()}
+
+
+# --------------------------------------------------------------------------- metadata
+
+def build_metadata(env_id: str | None, observation_space: gym.Space, action_space: gym.Space, timesteps: int,
+                   seed: int | None, evaluation: dict[str, Any] | None, config: dict[str, Any],
+                   command: str | None) -> dict[str, Any]:
+    """The contents of ``assets/metadata.json`` but ``signatures`` (added from the saved functions).
+
+    ``evaluation`` is a dict as :meth:`TRPO.evaluate` returns (mean_return, std_return,
+    episodes, optionally returns, seed, deterministic) or None; ``config`` the
+    ``TRPOConfig.to_dict()`` of the run; ``command`` the command line, recorded as given.
+    """
+    return {
+        "format_version": FORMAT_VERSION,
+        "env_id": env_id,
+        "observation_space": space_to_metadata(observation_space),
+        "action_space": space_to_metadata(action_space),
+        "timesteps": int(timesteps),
+        "seed": seed,
+        "evaluation": _evaluation_metadata(evaluation),
+        "config": config,
+        "versions": library_versions(),
+        "command": command,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def read_metadata(saved_model_dir: str) -> dict[str, Any]:
+    """The ``assets/metadata.json`` of an export (a version folder, or the model folder above it)."""
+    path = os.path.join(resolve_saved_model_dir(saved_model_dir), "assets", METADATA_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: this SavedModel was not written by trpo_tf.export")
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that made the export."""
+    import tensorflow_probability as tfp
+    import trpo_tf
+    return {"trpo_tf": trpo_tf.__version__, "tensorflow": tf.__version__,
+            "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
+            "gymnasium": gym.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def _evaluation_metadata(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The evaluation as recorded: the keys of an ``evaluate`` result, checked; None stays None."""
+    if evaluation is None:
+        return None
+    missing = {"mean_return", "std_return", "episodes"} - set(evaluation)
+    if missing:
+        raise ValueError(f"evaluation lacks {sorted(missing)}; pass the dict agent.evaluate() returns")
+    recorded = {"mean_return": float(evaluation["mean_return"]), "std_return": float(evaluation["std_return"]),
+                "episodes": int(evaluation["episodes"]),
+                "deterministic": bool(evaluation.get("deterministic", True))}
+    if "returns" in evaluation:
+        recorded["returns"] = [float(r) for r in evaluation["returns"]]
+    if "seed" in evaluation:
+        recorded["seed"] = int(evaluation["seed"])  # episode i was reset with seed + i
+    return recorded

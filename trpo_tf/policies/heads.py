@@ -1,0 +1,306 @@
+"""Action heads: one class per action distribution.
+
+A head turns the network's outputs [B, param_size] — together with parameters it owns, such
+as the diagonal Gaussian's state-independent log-std — into the distribution's parameters
+η (a list of tensors), a TensorFlow Probability distribution, deterministic and sampled
+actions in the environment's units, and the same acting in NumPy for rollouts. This is the
+only module that imports TensorFlow Probability.
+
+Adding an action distribution is one new subclass of :class:`ActionHead` with its own
+``kind``, and one line in :func:`action_head`. The NumPy methods are class methods on plain
+arrays (:meth:`ActionHead.numpy_arrays`), so a picklable acting snapshot holds only arrays
+and the head's ``kind``.
+
+Shapes: B is the batch size, A the action shape of the space.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from trpo_tf.errors import UnsupportedSpaceError
+
+tfd = tfp.distributions
+
+# Large negative logit for the padding of MultiDiscrete sub-spaces of unequal size.
+_PAD_LOGIT = -1e9
+
+SUPPORTED_ACTION_SPACES = "Box, Discrete, MultiDiscrete and MultiBinary"
+
+Arrays = dict[str, np.ndarray]
+
+
+class ActionHead(keras.layers.Layer):
+    """How one action space turns network outputs [B, param_size] into a distribution.
+
+    Subclasses set ``kind`` (registered in :data:`HEAD_KINDS`), ``param_size`` (network
+    outputs needed), ``action_shape`` and ``action_dtype`` (of the actions stored in a batch).
+    """
+
+    kind: ClassVar[str]
+    param_size: int
+    action_shape: tuple[int, ...]
+    action_dtype: tf.DType
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        HEAD_KINDS[cls.kind] = cls
+
+    def distribution_parameters(self, outputs: tf.Tensor) -> list[tf.Tensor]:
+        """η: the tensors the distribution is built from, network outputs [B, param_size] first.
+
+        The default is the outputs alone; heads with parameters of their own append them.
+        """
+        return [outputs]
+
+    def distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
+        """The TFP distribution (batch [B], events A) with parameters η."""
+        raise NotImplementedError
+
+    def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
+        """η by name, batch first (the export's ``distribution`` signature)."""
+        raise NotImplementedError
+
+    def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+        """Most probable action [B, *A], in the environment's units."""
+        raise NotImplementedError
+
+    def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+        """A random action [B, *A] in the environment's units, from stateful random ops (which LiteRT runs)."""
+        raise NotImplementedError
+
+    def numpy_arrays(self) -> Arrays:
+        """Everything :meth:`numpy_act` and :meth:`numpy_to_env` need, as plain arrays."""
+        raise NotImplementedError
+
+    @classmethod
+    def numpy_act(cls, arrays: Arrays, outputs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """Actions [B, *A] as stored in a batch, from outputs [B, param_size]; most probable when ``rng`` is None."""
+        raise NotImplementedError
+
+    @classmethod
+    def numpy_to_env(cls, arrays: Arrays, actions: np.ndarray) -> np.ndarray:
+        """Stored actions → the actions sent to the environment."""
+        return actions
+
+
+HEAD_KINDS: dict[str, type[ActionHead]] = {}
+
+
+class GaussianHead(ActionHead):
+    """``Box`` → diagonal Gaussian: the mean from the network, a free log-std [param_size] owned here.
+
+    Actions are stored unclipped and clipped to the bounds when sent to the environment.
+    """
+
+    kind = "gaussian"
+    action_dtype = tf.float32
+
+    def __init__(self, space: gym.spaces.Box, init_log_std: float = 0.0, **kwargs: Any):
+        super().__init__(name=kwargs.pop("name", "gaussian_head"), **kwargs)
+        self.action_shape = tuple(space.shape)
+        self.param_size = int(np.prod(space.shape, dtype=np.int64))
+        self.low = space.low.astype(np.float32).reshape(-1)
+        self.high = space.high.astype(np.float32).reshape(-1)
+        self.log_std = self.add_weight(shape=(self.param_size,), name="log_std",
+                                       initializer=keras.initializers.Constant(init_log_std))
+        self.built = True
+
+    def distribution_parameters(self, outputs):
+        return [outputs, tf.identity(self.log_std.value)]
+
+    def distribution(self, parameters):
+        mean, log_std = parameters
+        return tfd.Independent(tfd.Normal(mean, tf.exp(log_std)), reinterpreted_batch_ndims=1)
+
+    def named_parameters(self, parameters):
+        mean, log_std = parameters
+        return {"mean": self._shaped(mean), "log_std": self._shaped(tf.zeros_like(mean) + log_std)}
+
+    def deterministic(self, parameters):
+        return self._shaped(tf.clip_by_value(parameters[0], self.low, self.high))
+
+    def sample(self, parameters):
+        mean, log_std = parameters
+        noise = tf.random.normal(tf.shape(mean))
+        return self._shaped(tf.clip_by_value(mean + tf.exp(log_std) * noise, self.low, self.high))
+
+    def numpy_arrays(self):
+        return {"log_std": self.log_std.numpy(), "low": self.low, "high": self.high,
+                "action_shape": np.asarray(self.action_shape, dtype=np.int64)}
+
+    @classmethod
+    def numpy_act(cls, arrays, outputs, rng):
+        if rng is None:
+            return outputs
+        return outputs + np.exp(arrays["log_std"]) * rng.standard_normal(outputs.shape, dtype=np.float32)
+
+    @classmethod
+    def numpy_to_env(cls, arrays, actions):
+        clipped = np.minimum(np.maximum(actions, arrays["low"]), arrays["high"])
+        return clipped.reshape((len(actions),) + tuple(arrays["action_shape"].tolist()))
+
+    def _shaped(self, flat: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(flat, (-1,) + self.action_shape)
+
+
+class CategoricalHead(ActionHead):
+    """``Discrete`` (one choice) or ``MultiDiscrete`` (independent choices) → Categorical(s).
+
+    A MultiDiscrete space with K sub-spaces of sizes n_k uses K·max(n_k) logits, the unused
+    ones of smaller sub-spaces pinned to a large negative constant. Actions are stored as
+    zero-based indices; the environment counts from the space's ``start``.
+    """
+
+    kind = "categorical"
+    action_dtype = tf.int32
+
+    def __init__(self, sizes: np.ndarray, starts: np.ndarray, single: bool, **kwargs: Any):
+        super().__init__(name=kwargs.pop("name", "categorical_head"), **kwargs)
+        self.sizes = sizes.astype(np.int64).reshape(-1)
+        self.starts = starts.astype(np.int64).reshape(-1)
+        self.single = single
+        self.width = int(self.sizes.max())
+        self.count = len(self.sizes)
+        self.param_size = self.count * self.width
+        self.action_shape = () if single else tuple(sizes.shape)
+        mask = np.arange(self.width)[None, :] >= self.sizes[:, None]
+        self.padding = np.where(mask, _PAD_LOGIT, 0.0).astype(np.float32)  # [K, width]
+        self.built = True
+
+    def logits(self, outputs: tf.Tensor) -> tf.Tensor:
+        """[B, K·width] → [B, K, width] with padding applied."""
+        return tf.reshape(outputs, [-1, self.count, self.width]) + self.padding
+
+    def distribution(self, parameters):
+        logits = self.logits(parameters[0])
+        if self.single:
+            return tfd.Categorical(logits=logits[:, 0])
+        return _FlatEvents(tfd.Independent(tfd.Categorical(logits=logits), reinterpreted_batch_ndims=1),
+                           self.action_shape)
+
+    def named_parameters(self, parameters):
+        logits = self.logits(parameters[0])
+        return {"logits": logits[:, 0] if self.single else logits}
+
+    def deterministic(self, parameters):
+        choice = tf.argmax(self.logits(parameters[0]), axis=-1, output_type=tf.int32) + self.starts
+        return self._shaped(choice)
+
+    def sample(self, parameters):
+        """By the Gumbel-max trick."""
+        logits = self.logits(parameters[0])
+        uniform = tf.random.uniform(tf.shape(logits), minval=1e-20, maxval=1.0)
+        gumbel = -tf.math.log(-tf.math.log(uniform))
+        choice = tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32) + self.starts
+        return self._shaped(choice)
+
+    def numpy_arrays(self):
+        return {"padding": self.padding, "starts": self.starts, "single": np.asarray(self.single),
+                "action_shape": np.asarray(self.action_shape, dtype=np.int64)}
+
+    @classmethod
+    def numpy_act(cls, arrays, outputs, rng):
+        count, width = arrays["padding"].shape
+        logits = outputs.reshape(len(outputs), count, width) + arrays["padding"]
+        if rng is not None:
+            logits = logits + rng.gumbel(size=logits.shape).astype(np.float32)
+        choice = logits.argmax(axis=-1)  # [B, K], zero-based
+        if arrays["single"]:
+            return choice[:, 0]
+        return choice.reshape((len(outputs),) + tuple(arrays["action_shape"].tolist()))
+
+    @classmethod
+    def numpy_to_env(cls, arrays, actions):
+        starts = arrays["starts"]
+        return actions + (starts[0] if arrays["single"] else starts.reshape(tuple(arrays["action_shape"].tolist())))
+
+    def _shaped(self, choice: tf.Tensor) -> tf.Tensor:
+        return choice[:, 0] if self.single else tf.reshape(choice, (-1,) + self.action_shape)
+
+
+class BernoulliHead(ActionHead):
+    """``MultiBinary`` → independent Bernoullis, one logit per binary action."""
+
+    kind = "bernoulli"
+    action_dtype = tf.int32
+
+    def __init__(self, space: gym.spaces.MultiBinary, **kwargs: Any):
+        super().__init__(name=kwargs.pop("name", "bernoulli_head"), **kwargs)
+        self.action_shape = tuple(np.atleast_1d(space.n).tolist()) if np.ndim(space.n) else (int(space.n),)
+        self.param_size = int(np.prod(self.action_shape))
+        self.built = True
+
+    def distribution(self, parameters):
+        return _FlatEvents(tfd.Independent(tfd.Bernoulli(logits=parameters[0], dtype=tf.int32),
+                                           reinterpreted_batch_ndims=1), self.action_shape)
+
+    def named_parameters(self, parameters):
+        return {"logits": tf.reshape(parameters[0], (-1,) + self.action_shape)}
+
+    def deterministic(self, parameters):
+        return tf.reshape(tf.cast(parameters[0] > 0.0, tf.int32), (-1,) + self.action_shape)
+
+    def sample(self, parameters):
+        """Each bit is 1 with probability sigmoid(logit)."""
+        logits = parameters[0]
+        uniform = tf.random.uniform(tf.shape(logits))
+        return tf.reshape(tf.cast(uniform < tf.sigmoid(logits), tf.int32), (-1,) + self.action_shape)
+
+    def numpy_arrays(self):
+        return {"action_shape": np.asarray(self.action_shape, dtype=np.int64)}
+
+    @classmethod
+    def numpy_act(cls, arrays, outputs, rng):
+        if rng is None:
+            chosen = outputs > 0.0
+        else:
+            chosen = rng.random(outputs.shape, dtype=np.float32) < 1.0 / (1.0 + np.exp(-outputs))
+        return chosen.astype(np.int32).reshape((len(outputs),) + tuple(arrays["action_shape"].tolist()))
+
+
+class _FlatEvents:
+    """Wraps a distribution over flat events [B, K] so that it accepts actions [B, *A]."""
+
+    def __init__(self, distribution: Any, action_shape: tuple[int, ...]):
+        self.inner = distribution
+        self.event_size = int(np.prod(action_shape))
+
+    def log_prob(self, actions: tf.Tensor) -> tf.Tensor:
+        return self.inner.log_prob(tf.reshape(actions, [-1, self.event_size]))
+
+    def entropy(self) -> tf.Tensor:
+        return self.inner.entropy()
+
+    def kl_to(self, other: "_FlatEvents") -> tf.Tensor:
+        return tfd.kl_divergence(self.inner, other.inner)
+
+
+def kl_divergence(old: Any, new: Any) -> tf.Tensor:
+    """KL(old ‖ new) per batch element [B], from TFP's registered closed forms."""
+    if isinstance(old, _FlatEvents):
+        return old.kl_to(new)
+    return tfd.kl_divergence(old, new)
+
+
+def action_head(space: gym.Space, init_log_std: float = 0.0) -> ActionHead:
+    """The :class:`ActionHead` for ``space``; raises :class:`UnsupportedSpaceError` otherwise.
+
+    ``init_log_std`` is the Gaussian's initial log-std (ignored by the other heads).
+    """
+    if isinstance(space, gym.spaces.Box):
+        return GaussianHead(space, init_log_std)  # unbounded dimensions clip to ±inf: the identity
+    if isinstance(space, gym.spaces.Discrete):
+        return CategoricalHead(np.array([space.n]), np.array([space.start]), single=True)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return CategoricalHead(np.asarray(space.nvec), np.asarray(space.start), single=False)
+    if isinstance(space, gym.spaces.MultiBinary):
+        return BernoulliHead(space)
+    raise UnsupportedSpaceError(
+        f"unsupported action space {space!r}: trpo_tf supports {SUPPORTED_ACTION_SPACES}")

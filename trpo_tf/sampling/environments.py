@@ -1,0 +1,180 @@
+"""Environments: building them from ids, a lean serial vector environment, and their state.
+
+The state of a vector environment (each environment's simulator, random generator and
+wrappers) is taken out with :func:`environment_state` and put back with
+:func:`restore_environment_state`, in whatever process owns the environments. It is a
+pickle: restoring it runs whatever the bytes say, so only restore state this program wrote.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import difflib
+import functools
+import io
+import pickle
+from typing import Any, Callable, Sequence, TypeAlias, Union
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import EzPickle
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from trpo_tf.errors import InputError, UnknownEnvironmentError
+
+EnvLike: TypeAlias = Union[str, gym.Env, gym.vector.VectorEnv]
+"""What :class:`~trpo_tf.TRPO` trains on: an environment id, a gymnasium Env or a VectorEnv."""
+
+
+class SerialVectorEnv(gym.vector.VectorEnv):
+    """N environments stepped one after another in this process, reset in ``SAME_STEP`` mode.
+
+    A lean ``SyncVectorEnv``: it keeps only the final observations from the environments'
+    infos and copies nothing it need not, which saves about 13 µs per step — 40% of a
+    HalfCheetah step — when the policy itself costs a few µs. Reset seeds are
+    ``seed + i`` for environment i, as in gymnasium.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]):
+        self.envs = [make() for make in env_fns]
+        self.num_envs = len(self.envs)
+        self.single_observation_space = self.envs[0].observation_space
+        self.single_action_space = self.envs[0].action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        self.spec = self.envs[0].spec
+        self.metadata = dict(self.envs[0].metadata, autoreset_mode=AutoresetMode.SAME_STEP)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
+        observations = [env.reset(seed=s, options=options)[0] for env, s in zip(self.envs, seeds)]
+        return np.stack(observations), {}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        observations, rewards = [], np.zeros(self.num_envs)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        final_observations = None
+        for i, env in enumerate(self.envs):
+            observation, rewards[i], terminated[i], truncated[i], _ = env.step(actions[i])
+            if terminated[i] or truncated[i]:
+                if final_observations is None:
+                    final_observations = np.full(self.num_envs, None, dtype=object)
+                final_observations[i] = observation
+                observation, _ = env.reset()
+            observations.append(observation)
+        info = {} if final_observations is None else {
+            "final_obs": final_observations, "_final_obs": terminated | truncated}
+        return np.array(observations), rewards, terminated, truncated, info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise :class:`UnknownEnvironmentError` with close matches when ``env_id`` is not registered."""
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownEnvironmentError(f"unknown environment id {env_id!r}{hint}")
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **extra: Any) -> gym.Env:
+    """``gymnasium.make(env_id, **env_kwargs, **extra)``; an unknown id or keyword raises UnknownEnvironmentError."""
+    check_env_id(env_id)
+    try:
+        return gym.make(env_id, **(env_kwargs or {}), **extra)
+    except TypeError as error:
+        if not env_kwargs:
+            raise
+        raise UnknownEnvironmentError(f"{env_id} does not accept env_kwargs {env_kwargs}: {error}") from None
+    except gym.error.Error as error:  # a missing dependency, a deprecated version, ...
+        raise UnknownEnvironmentError(f"{env_id} cannot be made: {' '.join(str(error).split())}") from None
+
+
+def make_vector_env(env: EnvLike, n_envs: int, env_kwargs: dict[str, Any] | None = None) -> gym.vector.VectorEnv:
+    """A vector environment in ``SAME_STEP`` autoreset mode from an id, an Env or a VectorEnv.
+
+    ``env_kwargs`` are passed to ``gymnasium.make`` and apply to an id only.
+    """
+    if isinstance(env, str):
+        return SerialVectorEnv([functools.partial(make_env, env, env_kwargs)] * n_envs)
+    if env_kwargs:
+        raise InputError(f"env_kwargs {env_kwargs} apply to environment ids only; got an environment "
+                         f"instance {env!r}: build it with those arguments yourself")
+    if isinstance(env, gym.vector.VectorEnv):
+        mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if mode != AutoresetMode.SAME_STEP:
+            raise InputError(
+                f"the vector environment resets in {mode}; trpo_tf needs the final observation of each "
+                "episode, so create it with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP "
+                "(e.g. gym.make_vec(id, num_envs, vector_kwargs={'autoreset_mode': AutoresetMode.SAME_STEP}))")
+        return env
+    if isinstance(env, gym.Env):
+        if n_envs != 1:
+            raise InputError(f"one gymnasium Env instance cannot provide n_envs={n_envs} environments: "
+                             "pass an environment id or a VectorEnv")
+        return SerialVectorEnv([lambda: env])
+    raise TypeError(f"env must be an environment id, a gymnasium Env or a gymnasium VectorEnv, got {env!r}")
+
+
+# --------------------------------------------------------------------------- state
+
+def environment_state(env: gym.vector.VectorEnv) -> bytes:
+    """The vector environment's state, pickled (simulators, random generators, wrappers).
+
+    Raises whatever pickling raises when the environments cannot be pickled.
+    """
+    state = {k: v for k, v in env.__dict__.items() if k != "env_fns"}
+    buffer = io.BytesIO()
+    _StatePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump({"signature": _signature(env), "state": state})
+    return buffer.getvalue()
+
+
+def restore_environment_state(env: gym.vector.VectorEnv, pickled: bytes) -> str | None:
+    """Put state from :func:`environment_state` back into ``env``; returns None, or why it could not.
+
+    Unpickles ``pickled``: call it only on bytes this program wrote.
+    """
+    try:
+        saved = pickle.loads(pickled)
+    except Exception as error:  # noqa: BLE001 - an unreadable pickle means "no state"
+        return f"the environment state cannot be unpickled ({' '.join(str(error).split()) or type(error).__name__})"
+    if not isinstance(saved, dict) or saved.get("signature") != _signature(env):
+        found = saved.get("signature") if isinstance(saved, dict) else type(saved).__name__
+        return f"the saved environment ({found}) differs from this one ({_signature(env)})"
+    for sub_env in getattr(env, "envs", []):
+        sub_env.close()
+    env.__dict__.update(saved["state"])
+    return None
+
+
+class _StatePickler(pickle.Pickler):
+    """Pickles environments by their state, not by how they were constructed.
+
+    ``EzPickle`` environments (MuJoCo, Box2D, ...) pickle as "call the constructor again",
+    which loses the simulator state and the random generator: pickle their ``__dict__``
+    instead. ``SyncVectorEnv`` keeps its environment factories (often closures): leave them out.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, EzPickle):
+            return copyreg.__newobj__, (type(obj),), dict(obj.__dict__), None, None, _set_dict
+        if isinstance(obj, SyncVectorEnv):
+            state = {k: v for k, v in obj.__dict__.items() if k != "env_fns"}
+            return copyreg.__newobj__, (type(obj),), state, None, None, _set_dict
+        return NotImplemented
+
+
+def _set_dict(obj: Any, state: dict[str, Any]) -> None:
+    obj.__dict__.update(state)
+
+
+def _signature(env: gym.vector.VectorEnv) -> str:
+    """What must match for a pickled vector env to stand in for ``env``: type, size, wrappers."""
+    inner = [str(sub_env) for sub_env in getattr(env, "envs", [])]
+    return f"{type(env).__name__}[{env.num_envs}]{inner}"

@@ -1,0 +1,155 @@
+"""The policy update (the trust-region step) and the value fit, each one compiled graph.
+
+Both are built from models and the config and need no environment: call them with a batch
+of normalized features [B, D], actions [B, *A], advantages [B] or returns [B].
+
+    update = PolicyUpdate(policy, config)
+    result = update(features, actions, advantages)   # θ moves within KL(π_old ‖ π_new) ≤ δ
+    fit = ValueFit(value, feature_dim, config)
+    loss = fit(features, returns, fit.minibatch_order(len(features), rng))
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trpo_tf import trust_region
+from trpo_tf.config import TRPOConfig
+from trpo_tf.policies import Policy, kl_divergence
+
+Matvec = Callable[[tf.Tensor], tf.Tensor]
+
+
+class PolicyUpdate:
+    """One TRPO step of ``policy`` (Schulman et al., 2015, appendix C), compiled with XLA.
+
+    Calling it with features [B, D], actions [B, *A] and advantages [B] freezes π_old, takes
+    the gradient g of the surrogate advantage, solves (H + damping·I) x = g by conjugate
+    gradient (H·v by ``config.hvp_method`` on every ⌈1/``fisher_fraction``⌉-th sample), scales
+    the step to the quadratic model's KL = δ, and backtracks until the surrogate improves with
+    KL ≤ δ, restoring θ_old when no point passes. Returns scalars ``kl``, ``surrogate_gain``,
+    ``line_search_steps``, ``accepted`` and ``entropy`` (at the new parameters).
+    """
+
+    def __init__(self, policy: Policy, config: TRPOConfig):
+        self.policy = policy
+        self.config = config
+        self.fisher_stride = max(1, round(1.0 / config.fisher_fraction))
+        features = tf.TensorSpec([None, policy.encoder.dim], tf.float32)
+        actions = tf.TensorSpec((None,) + policy.head.action_shape, policy.head.action_dtype)
+        # XLA fuses the many small ops of CG and the line search: on 2 cores it halves the step
+        # (benchmarks/hvp.py). It compiles once per batch shape, which the config fixes.
+        self._step = tf.function(self._step_graph, input_signature=[
+            features, actions, tf.TensorSpec([None], tf.float32)], jit_compile=True)
+
+    def __call__(self, features: np.ndarray | tf.Tensor, actions: np.ndarray | tf.Tensor,
+                 advantages: np.ndarray | tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._step(features, actions, advantages)
+
+    def _step_graph(self, features: tf.Tensor, actions: tf.Tensor, advantages: tf.Tensor) -> dict[str, tf.Tensor]:
+        cfg, policy = self.config, self.policy
+        variables = policy.trainable_parameters()
+        old = policy.frozen_distribution(features)
+        old_log_prob = tf.stop_gradient(old.log_prob(actions))
+
+        def surrogate_kl_entropy() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            """Surrogate advantage, mean KL(old ‖ new) and mean entropy, from one forward pass."""
+            new = policy.distribution(features)
+            entropy = tf.reduce_mean(new.entropy())
+            ratio = tf.exp(new.log_prob(actions) - old_log_prob)
+            surrogate = tf.reduce_mean(ratio * advantages) + cfg.entropy_coef * entropy
+            return surrogate, tf.reduce_mean(kl_divergence(old, new)), entropy
+
+        curvature = self.curvature_product(features[::self.fisher_stride])
+
+        def damped_curvature(vector: tf.Tensor) -> tf.Tensor:
+            return curvature(vector) + cfg.cg_damping * vector
+
+        old_params = trust_region.get_flat(variables)
+        old_surrogate = surrogate_kl_entropy()[0]
+        gradient = trust_region.flat_gradient(lambda: surrogate_kl_entropy()[0], variables)
+        direction = trust_region.conjugate_gradient(damped_curvature, gradient, cfg.cg_iters)
+        full_step = trust_region.scaled_step(damped_curvature, direction, cfg.max_kl)
+        accepted, steps = trust_region.backtracking_line_search(
+            variables, old_params, full_step, lambda: surrogate_kl_entropy()[:2], old_surrogate,
+            cfg.max_kl, cfg.line_search_coef, cfg.line_search_max_steps)
+        surrogate, kl, entropy = surrogate_kl_entropy()
+        return {"kl": kl, "surrogate_gain": surrogate - old_surrogate, "line_search_steps": steps,
+                "accepted": accepted, "entropy": entropy}
+
+    def curvature_product(self, features: tf.Tensor) -> Matvec:
+        """v [P] ↦ H·v [P], H the Hessian of the mean KL(π_old ‖ π_θ) over ``features`` [B, D] at
+        the current θ (π_old frozen there), by ``config.hvp_method`` (all three agree at θ_old)."""
+        policy = self.policy
+        variables = policy.trainable_parameters()
+        old = policy.frozen_distribution(features)
+        if self.config.hvp_method == "gauss_newton":
+            def kl_of_parameters(parameters: list[tf.Tensor]) -> tf.Tensor:
+                return tf.reduce_mean(kl_divergence(old, policy.head.distribution(parameters)))
+
+            return lambda vector: trust_region.gauss_newton_vector_product(
+                lambda: policy.distribution_parameters(features), kl_of_parameters, variables, vector)
+
+        def mean_kl() -> tf.Tensor:
+            return tf.reduce_mean(kl_divergence(old, policy.distribution(features)))
+
+        product = {"forward_over_backward": trust_region.hessian_vector_product,
+                   "double_backward": trust_region.double_backward_hessian_vector_product}[self.config.hvp_method]
+        return lambda vector: product(mean_kl, variables, vector)
+
+
+class ValueFit:
+    """Adam(``config.value_lr``) on the squared error of ``value`` [B, 1] to the λ-returns.
+
+    ``fit(features [B, D], returns [B], order [M, b])`` takes one Adam step per row of
+    ``order`` (indices into the batch, see :meth:`minibatch_order`) and returns the mean
+    minibatch loss; ``predict(features [B, D])`` gives V [B]. Both are compiled once.
+    """
+
+    def __init__(self, value: keras.Model, feature_dim: int, config: TRPOConfig):
+        self.value = value
+        self.config = config
+        self.optimizer = keras.optimizers.Adam(config.value_lr)
+        self.optimizer.build(value.trainable_variables)
+        features = tf.TensorSpec([None, feature_dim], tf.float32)
+        vector = tf.TensorSpec([None], tf.float32)
+        self._fit = tf.function(self._fit_graph, input_signature=[
+            features, vector, tf.TensorSpec([None, None], tf.int32)], jit_compile=True)
+        self._predict = tf.function(lambda f: self.value(f)[:, 0], input_signature=[features])
+
+    def __call__(self, features: np.ndarray | tf.Tensor, returns: np.ndarray | tf.Tensor,
+                 order: np.ndarray | tf.Tensor) -> tf.Tensor:
+        return self._fit(features, returns, order)
+
+    def predict(self, features: np.ndarray | tf.Tensor) -> np.ndarray:
+        """V(s) [B] at normalized features [B, D]."""
+        return self._predict(features).numpy()
+
+    def minibatch_order(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """[value_epochs · ⌊size / b⌋, b] shuffled indices, b = min(value_batch_size, size).
+
+        Each epoch is a fresh permutation drawn from ``rng``; the size % b samples it leaves
+        out differ per epoch.
+        """
+        batch_size = min(self.config.value_batch_size, size)
+        per_epoch = size // batch_size
+        epochs = [rng.permutation(size)[: per_epoch * batch_size] for _ in range(self.config.value_epochs)]
+        if not epochs:
+            return np.zeros((0, batch_size), dtype=np.int32)
+        return np.concatenate(epochs).reshape(-1, batch_size).astype(np.int32)
+
+    def _fit_graph(self, features: tf.Tensor, returns: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
+        variables = self.value.trainable_variables
+        total = tf.constant(0.0)
+        for rows in tf.range(tf.shape(order)[0]):
+            index = order[rows]
+            with tf.GradientTape() as tape:
+                prediction = self.value(tf.gather(features, index))[:, 0]
+                loss = tf.reduce_mean(tf.square(prediction - tf.gather(returns, index)))
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            total += loss
+        return total / tf.cast(tf.maximum(tf.shape(order)[0], 1), tf.float32)
