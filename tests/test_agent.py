@@ -56,6 +56,16 @@ def test_same_seed_gives_same_history_and_different_seed_does_not():
     assert without_timing(runs[0]) != without_timing(runs[2])
 
 
+def test_evaluating_and_predicting_mid_training_do_not_change_the_training_trajectory():
+    plain = TRPO("Pendulum-v1", SMALL, seed=2).learn(3 * 256)
+    interrupted = TRPO("Pendulum-v1", SMALL, seed=2).learn(256)
+    interrupted.evaluate(episodes=1, deterministic=False)
+    interrupted.predict(np.zeros((4, 3), np.float32), deterministic=False)
+    interrupted.evaluate(episodes=1)
+    interrupted.learn(3 * 256)
+    assert without_timing(plain.history) == without_timing(interrupted.history)
+
+
 def test_kl_stays_within_max_kl_and_timesteps_count_every_step():
     config = SMALL.replace(n_envs=2, steps_per_iteration=512, max_kl=0.005)
     agent = TRPO("Pendulum-v1", config, seed=0).learn(5 * 512)

@@ -63,7 +63,9 @@ def test_resume_equivalence(tmp_path, env_id, normalize_rewards):
     _assert_same_history(straight.history, resumed.history)
     for a, b in zip(_weights(straight), _weights(resumed)):
         np.testing.assert_array_equal(a, b)
-    assert straight.rng.bit_generator.state == resumed.rng.bit_generator.state
+    for stream in ("minibatch_rng", "evaluation_rng"):
+        assert getattr(straight, stream).bit_generator.state == getattr(resumed, stream).bit_generator.state
+    assert straight.sampler.rng.bit_generator.state == resumed.sampler.rng.bit_generator.state
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "HalfCheetah-v5"])

@@ -54,7 +54,7 @@ CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "ckpt"
 MAX_TO_KEEP = 3
-STATE_FORMAT = 2  # 1: before the policy held its normalizer and head (another object graph)
+STATE_FORMAT = 3  # 1: before the policy held its normalizer and head; 2: one random stream for all
 
 
 # --------------------------------------------------------------------------- run directory

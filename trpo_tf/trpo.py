@@ -44,8 +44,10 @@ class TRPO:
         env: an environment id (``"CartPole-v1"``), a gymnasium ``Env`` or a ``VectorEnv``
             created with ``autoreset_mode=AutoresetMode.SAME_STEP``.
         config: hyperparameters (:class:`TRPOConfig`).
-        seed: seeds the environments, the weight initialization and action sampling; the
-            same seed on the same machine gives the same history. None draws one.
+        seed: seeds the environments, the weight initialization and, through independent
+            streams (``SeedSequence(seed).spawn``), action sampling, minibatch order and
+            stochastic evaluation; the same seed on the same machine gives the same history.
+            None draws one.
 
     Attributes:
         policy (:class:`~trpo_tf.policies.Policy`), value (Keras model of normalized features),
@@ -71,8 +73,12 @@ class TRPO:
                                   cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1)
         self.value = value_network(self.policy.encoder.dim, cfg.value_hidden, cfg.activation, seed=self.seed * 7 + 4)
         self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma)
-        self.rng = np.random.default_rng(self.seed)
-        self.sampler = Sampler(self.vector_env, seed=self.seed, rng=self.rng)
+        # Independent random streams: evaluating or predicting mid-training draws nothing from
+        # the streams that training uses, so it does not change the training trajectory.
+        sampling, minibatches, evaluation_stream = np.random.SeedSequence(self.seed).spawn(3)
+        self.sampler = Sampler(self.vector_env, seed=self.seed, rng=np.random.default_rng(sampling))
+        self.minibatch_rng = np.random.default_rng(minibatches)
+        self.evaluation_rng = np.random.default_rng(evaluation_stream)
         self.policy_update = PolicyUpdate(self.policy, cfg)
         self.value_fit = ValueFit(self.value, self.policy.encoder.dim, cfg)
         self.timesteps = 0
@@ -119,7 +125,7 @@ class TRPO:
         # The policy step and the value fit read the same batch and write disjoint variables:
         # they run side by side (TensorFlow releases the GIL), with the same result as in turn.
         value_fit = self._background.submit(_timed, self.value_fit, features, returns,
-                                            self.value_fit.minibatch_order(len(features), self.rng))
+                                            self.value_fit.minibatch_order(len(features), self.minibatch_rng))
         actions = _flatten_time(batch.actions).astype(self.policy.head.action_dtype.as_numpy_dtype)
         step, policy_seconds = _timed(self.policy_update, features, actions, advantages)
         value_loss, value_seconds = value_fit.result()
@@ -186,12 +192,12 @@ class TRPO:
         """Actions for a batch of raw observations [B, *obs_shape] (or one observation).
 
         Deterministic actions come from the compiled TensorFlow graph (the one exported);
-        stochastic ones are sampled with the agent's random generator.
+        stochastic ones are sampled with the agent's evaluation random stream (not training's).
         """
         batch = self.policy.encoder.check(observations)
         if deterministic:
             return self._deterministic_action(batch).numpy()
-        return self.policy.snapshot().act(batch, self.rng)[0]
+        return self.policy.snapshot().act(batch, self.evaluation_rng)[0]
 
     def evaluate(self, episodes: int = evaluation.DEFAULT_EPISODES, env: str | gym.Env | None = None,
                  seed: int | None = None, deterministic: bool = True) -> dict[str, Any]:
@@ -217,7 +223,7 @@ class TRPO:
                     f"the evaluation environment's observations have shape {eval_env.observation_space.shape} "
                     f"but the policy takes {self.observation_space.shape}: was it built with other "
                     "gymnasium.make arguments?")
-            snapshot, rng = self.policy.snapshot(), None if deterministic else self.rng
+            snapshot, rng = self.policy.snapshot(), None if deterministic else self.evaluation_rng
             result = evaluation.run_episodes(eval_env, lambda observation: snapshot.act(observation, rng)[0],
                                              episodes, evaluation.DEFAULT_SEED if seed is None else seed)
         finally:
@@ -230,20 +236,25 @@ class TRPO:
     def state(self) -> dict[str, Any]:
         """The agent's Python-side training state as plain data (the sampler's included)."""
         return {"iteration": len(self.history), "timesteps": int(self.timesteps), "history": list(self.history),
-                "recent_returns": [float(r) for r in self.recent_returns], "rng": self.rng.bit_generator.state,
+                "recent_returns": [float(r) for r in self.recent_returns],
+                "rng": {"minibatch": self.minibatch_rng.bit_generator.state,
+                        "evaluation": self.evaluation_rng.bit_generator.state},
                 "sampler": self.sampler.state()}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from a :meth:`state`; raises ValueError when it does not fit this agent."""
-        if state["rng"].get("bit_generator") != type(self.rng.bit_generator).__name__:
-            raise ValueError(f"the random generator is {state['rng'].get('bit_generator')}, "
-                             f"expected {type(self.rng.bit_generator).__name__}")
+        streams = {"minibatch": self.minibatch_rng, "evaluation": self.evaluation_rng}
+        for name, generator in streams.items():
+            if state["rng"][name].get("bit_generator") != type(generator.bit_generator).__name__:
+                raise ValueError(f"the {name} random generator is {state['rng'][name].get('bit_generator')}, "
+                                 f"expected {type(generator.bit_generator).__name__}")
         self.sampler.load_state(state["sampler"])
         self.timesteps = int(state["timesteps"])
         self.history[:] = state["history"]
         self.recent_returns.clear()
         self.recent_returns.extend(state["recent_returns"])
-        self.rng.bit_generator.state = state["rng"]
+        for name, generator in streams.items():
+            generator.bit_generator.state = state["rng"][name]
 
     def trackables(self) -> dict[str, Any]:
         """The TensorFlow state a checkpoint holds: policy (with its normalizer and head), value,
