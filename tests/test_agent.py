@@ -134,7 +134,7 @@ def test_truncated_steps_bootstrap_from_the_final_observation():
     snapshot = agent.policy.snapshot()
     batch = agent.sampler.collect(snapshot, 8)
     features = snapshot.features(batch.observations.reshape(-1, 1))
-    values, next_values = agent._values_and_next_values(batch, features)
+    values, next_values = agent.values_and_next_values(batch, features)
     value_of = lambda x: float(agent.value(snapshot.features(np.array([[x]], np.float32))).numpy()[0, 0])  # noqa: E731
     assert next_values[3, 0] == pytest.approx(value_of(4.0), abs=1e-6)   # truncated: V(final obs = 4)
     assert next_values[2, 0] == pytest.approx(values[3, 0], abs=1e-6)     # inside the episode

@@ -321,3 +321,19 @@ def test_help_shows_defaults(capsys):
         cli.main(["train", "--help"])
     text = capsys.readouterr().out
     assert "(default: 10)" in text and "runs/<ENV_ID>-seed<S>" in text
+
+
+def test_bad_input_is_one_line_and_exit_2_but_a_bug_keeps_its_traceback_and_exits_1(tmp_path):
+    """plot on a folder without runs is bad input; a plot that crashes inside is a bug."""
+    bad = trpo_tf("plot", str(tmp_path), cwd=tmp_path)
+    assert bad.returncode == 2
+    assert _our_stderr(bad) == [f"trpo-tf: error: {tmp_path} has no progress.csv (nor do its subdirectories)"]
+    assert "Traceback" not in bad.stderr
+    # A bug: a run whose progress.csv makes plotting fail in a way that is not bad input.
+    script = ("import sys; from trpo_tf import cli, plotting\n"
+              "def broken(*args, **kwargs):\n    raise RuntimeError('a bug in plotting')\n"
+              "plotting.plot = broken\nsys.exit(cli.main(['plot', sys.argv[1]]))\n")
+    crashed = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=_env(), capture_output=True,
+                             text=True, timeout=120)
+    assert crashed.returncode == 1
+    assert "Traceback" in crashed.stderr and "RuntimeError: a bug in plotting" in crashed.stderr

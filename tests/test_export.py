@@ -29,6 +29,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 import trpo_tf
 from trpo_tf import TRPO, TRPOConfig, export
+from trpo_tf.evaluation import run_episodes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = TRPOConfig(steps_per_iteration=256, policy_hidden=(16,), value_hidden=(16,))
@@ -184,15 +185,7 @@ def isolated_python(*args: str, blocked=ISOLATED_MODULES, cwd: str, timeout: flo
 
 def reference_returns(agent: TRPO, env_id: str, episodes: int, seed: int) -> list[float]:
     """Returns of episodes reset with seed + i, acting with agent.predict (deterministic)."""
-    env, returns = gym.make(env_id), []
-    for episode in range(episodes):
-        observation, _ = env.reset(seed=seed + episode)
-        total, done = 0.0, False
-        while not done:
-            observation, reward, terminated, truncated, _ = env.step(agent.predict(observation)[0])
-            total, done = total + float(reward), terminated or truncated
-        returns.append(total)
-    return returns
+    return run_episodes(gym.make(env_id), agent.predict, episodes, seed)["returns"]
 
 
 # --------------------------------------------------------------------------- SavedModel

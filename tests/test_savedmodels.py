@@ -9,6 +9,8 @@ import gymnasium as gym
 import pytest
 import tensorflow as tf
 
+from trpo_tf.evaluation import run_episodes
+
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "savedmodels")
 SHIPPED = sorted(name for name in os.listdir(ROOT) if os.path.isdir(os.path.join(ROOT, name)))
 EPISODES = 3
@@ -35,16 +37,8 @@ def test_shipped_policy_replays_its_recorded_evaluation(name):
     assert metadata["command"].startswith("trpo-tf train")
     policy = tf.saved_model.load(path).signatures["serving_default"]
     env = gym.make(name, **metadata["config"].get("env_kwargs", {}))  # as it was trained (Ant: no contact forces)
-    replayed = []
-    for episode in range(EPISODES):
-        observation, _ = env.reset(seed=evaluation["seed"] + episode)
-        total, done = 0.0, False
-        while not done:
-            action = policy(observation=tf.constant(observation[None], tf.float32))["action"].numpy()[0]
-            observation, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        replayed.append(total)
+    replayed = run_episodes(env, lambda observations: policy(observation=tf.constant(observations, tf.float32))[
+        "action"].numpy(), EPISODES, evaluation["seed"])["returns"]
     # The export computes actions in float32 TensorFlow, the recorded evaluation in NumPy. They
     # agree to ~1e-7, but a 1,000-step MuJoCo episode amplifies that into a different episode
     # (seen: 4,256 vs 4,572 for the same seed), so the replay is held to the recorded

@@ -21,11 +21,16 @@ import shlex
 import sys
 import time
 import warnings
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from trpo_tf import evaluation
 from trpo_tf.errors import InputError, SpaceMismatchError
 from trpo_tf.files import PROGRESS_FILE
+
+if TYPE_CHECKING:  # the command answers --help before TensorFlow is imported
+    import gymnasium as gym
+
+    from trpo_tf import TRPO, TRPOConfig
 
 PROG = "trpo-tf"
 DEFAULT_SEED = 0
@@ -224,7 +229,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_config(args: argparse.Namespace):
+def _resolve_config(args: argparse.Namespace) -> tuple[TRPOConfig, int, str]:
     """(TRPOConfig, total timesteps, description of the sources) for a new run."""
     from trpo_tf import TRPOConfig, presets
     from trpo_tf.config import field_names
@@ -283,7 +288,7 @@ def _check_new_run_dir(run_dir: str) -> None:
                        f"continue it with --resume, or pass --logdir to start a new run elsewhere")
 
 
-def _resume(args: argparse.Namespace, run_dir: str):
+def _resume(args: argparse.Namespace, run_dir: str) -> tuple[TRPO, int]:
     """(restored agent, total timesteps) of the run in ``run_dir``; changes nothing on disk."""
     from trpo_tf import TRPO, checkpoint
 
@@ -318,7 +323,7 @@ def _resume_command(run_dir: str, env_id: str) -> str:
     return shlex.join([PROG, "train", env_id, "--resume", "--logdir", run_dir])
 
 
-def _last_return(agent) -> float:
+def _last_return(agent: TRPO) -> float:
     return agent.history[-1]["episode_return_mean"] if agent.history else float("nan")
 
 
@@ -352,7 +357,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_run(args: argparse.Namespace, run_dir: str):
+def _evaluate_run(args: argparse.Namespace, run_dir: str) -> tuple[dict[str, Any], str, str]:
     """Evaluate the last checkpoint of a training run with the agent's own deterministic policy.
 
     Reads weights and JSON only: nothing from the run directory is unpickled.
@@ -375,7 +380,7 @@ def _evaluate_run(args: argparse.Namespace, run_dir: str):
     return result, env_id, f"run {run_dir} at {agent.timesteps:,} timesteps"
 
 
-def _evaluate_saved_model(args: argparse.Namespace, model_dir: str):
+def _evaluate_saved_model(args: argparse.Namespace, model_dir: str) -> tuple[dict[str, Any], str, str]:
     """Evaluate an export through its ``serving_default`` signature, with TensorFlow alone."""
     import numpy as np
     import tensorflow as tf
@@ -411,7 +416,7 @@ def _evaluate_saved_model(args: argparse.Namespace, model_dir: str):
     return result, env_id, f"SavedModel {model_dir}"
 
 
-def _make_env(env_id: str, video_dir: str | None, env_kwargs: dict | None = None):
+def _make_env(env_id: str, video_dir: str | None, env_kwargs: dict | None = None) -> gym.Env:
     """``gym.make(env_id, **env_kwargs)``, recording every episode to ``video_dir`` when given."""
     import gymnasium as gym
     from trpo_tf.sampling import make_env
@@ -427,7 +432,7 @@ def _make_env(env_id: str, video_dir: str | None, env_kwargs: dict | None = None
         raise CLIError(f"--render-video: {_one_line(error)}") from None
 
 
-def _check_spaces(metadata: dict[str, Any], env, env_id: str, source: str, input_spec=None) -> None:
+def _check_spaces(metadata: dict[str, Any], env: gym.Env, env_id: str, source: str, input_spec: Any = None) -> None:
     """CLIError when ``env``'s spaces differ from those the policy was trained on."""
     from trpo_tf.export import space_to_metadata
 
@@ -537,7 +542,7 @@ def _safe_name(env_id: str) -> str:
     return env_id.replace("/", "_").replace(":", "_")
 
 
-def _printer(quiet: bool):
+def _printer(quiet: bool) -> Callable[[str], None]:
     def say(message: str) -> None:
         if not quiet:
             print(message, flush=True)
@@ -551,7 +556,8 @@ def _one_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _format_warning(message, category, filename, lineno, line=None) -> str:
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
     return f"{PROG}: warning: {' '.join(str(message).split())}\n"
 
 

@@ -94,7 +94,7 @@ class CSVLogger:
         self.handle.close()
 
     def _writer(self, handle: IO[str]) -> csv.DictWriter:
-        return csv.DictWriter(handle, fieldnames=self.fields, restval="", extrasaction="ignore")
+        return csv.DictWriter(handle, fieldnames=self.fields or [], restval="", extrasaction="ignore")
 
 
 class TensorBoardLogger:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -18,7 +20,7 @@ class ObservationNormalizer(keras.layers.Layer):
     layer is the identity (the weights stay at mean 0, var 1).
     """
 
-    def __init__(self, dim: int, enabled: bool = True, **kwargs):
+    def __init__(self, dim: int, enabled: bool = True, **kwargs: Any):
         super().__init__(**kwargs)
         self.dim = dim
         self.enabled = enabled
@@ -28,7 +30,7 @@ class ObservationNormalizer(keras.layers.Layer):
                                      dtype="float64")
         self.built = True  # the weights exist: Keras export need not call the layer first
 
-    def call(self, features):
+    def call(self, features: Any) -> Any:
         if not self.enabled:
             return features
         scaled = (features - self.mean) / keras.ops.sqrt(self.var + EPSILON)
@@ -79,7 +81,7 @@ class RewardScaler(keras.layers.Layer):
     (the running R [N] and the statistics of R) is Keras weights, so it is checkpointed.
     """
 
-    def __init__(self, n_envs: int, gamma: float, **kwargs):
+    def __init__(self, n_envs: int, gamma: float, **kwargs: Any):
         super().__init__(**kwargs)
         self.gamma = gamma
         self.return_stats = ObservationNormalizer(1, name="return_stats")

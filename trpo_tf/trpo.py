@@ -61,7 +61,7 @@ class TRPO:
         if not isinstance(self.config, TRPOConfig):
             raise TypeError(f"config must be a TRPOConfig, got {type(self.config).__name__}")
         cfg = self.config
-        self.seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
+        self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
         self.env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
         self.vector_env = make_vector_env(env, cfg.n_envs, cfg.env_kwargs)
         if self.vector_env.num_envs != cfg.n_envs:
@@ -118,7 +118,7 @@ class TRPO:
         sampled = time.perf_counter()
 
         features = self._observe(batch)
-        values, next_values = self._values_and_next_values(batch, features)
+        values, next_values = self.values_and_next_values(batch, features)
         advantages, returns = self._advantages(batch, values, next_values)
         estimated = time.perf_counter()
 
@@ -158,7 +158,7 @@ class TRPO:
         self.policy.observe(encoded)
         return self.policy.normalizer.numpy_normalize()(encoded)
 
-    def _values_and_next_values(self, batch: Batch, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def values_and_next_values(self, batch: Batch, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """V(s_t) [T, N] and V(s_{t+1}) [T, N], the latter from final observations where episodes ended.
 
         One compiled call evaluates the batch, the final observations and the last observations.
@@ -276,10 +276,11 @@ class TRPO:
         fresh episodes: safe for evaluating or exporting a downloaded run.
         """
         env_id, config, seed = checkpoint.read_run(run_dir)
-        if env is None and env_id is None:
+        target = env if env is not None else env_id
+        if target is None:
             raise InputError(f"{run_dir} was trained on an environment instance without a registered id; "
                              "pass TRPO.load(run_dir, env=...) the environment to continue on")
-        agent = cls(env if env is not None else env_id, config, seed=seed)
+        agent = cls(target, config, seed=seed)
         checkpoint.restore(agent, run_dir, environments=resume)
         return agent
 

@@ -226,10 +226,10 @@ def conjugate_gradient(
     x0 = tf.zeros_like(b)
     rdotr0 = tf.tensordot(b, b, 1)
 
-    def cond(i, x, r, p, rdotr):
+    def cond(i: tf.Tensor, x: tf.Tensor, r: tf.Tensor, p: tf.Tensor, rdotr: tf.Tensor) -> tf.Tensor:
         return tf.logical_and(i < max_iters_t, rdotr >= tol)
 
-    def body(i, x, r, p, rdotr):
+    def body(i: tf.Tensor, x: tf.Tensor, r: tf.Tensor, p: tf.Tensor, rdotr: tf.Tensor) -> tuple:
         ap = tf.reshape(tf.cast(matvec(p), tf.float32), tf.shape(b))
         alpha = tf.math.divide_no_nan(rdotr, tf.tensordot(p, ap, 1))
         x = x + alpha * p
@@ -316,10 +316,10 @@ def backtracking_line_search(
     coef_t = tf.cast(coef, tf.float32)
     max_steps_t = tf.convert_to_tensor(max_steps, tf.int32)
 
-    def cond(j, accepted):
+    def cond(j: tf.Tensor, accepted: tf.Tensor) -> tf.Tensor:
         return tf.logical_and(tf.logical_not(accepted), j < max_steps_t)
 
-    def body(j, accepted):
+    def body(j: tf.Tensor, accepted: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         fraction = tf.pow(coef_t, tf.cast(j, tf.float32))
         set_flat(variables, old_params + fraction * full_step)
         surrogate, kl = evaluate()

@@ -11,7 +11,7 @@ of normalized features [B, D], actions [B, *A], advantages [B] or returns [B].
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -88,7 +88,7 @@ class PolicyUpdate:
         variables = policy.trainable_parameters()
         old = policy.frozen_distribution(features)
         if self.config.hvp_method == "gauss_newton":
-            def kl_of_parameters(parameters: list[tf.Tensor]) -> tf.Tensor:
+            def kl_of_parameters(parameters: Sequence[tf.Tensor]) -> tf.Tensor:
                 return tf.reduce_mean(kl_divergence(old, policy.head.distribution(parameters)))
 
             return lambda vector: trust_region.gauss_newton_vector_product(

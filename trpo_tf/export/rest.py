@@ -37,7 +37,7 @@ def rest_predict(saved_model_dir: str, request_json: str) -> str:
     return json.dumps(_predict_response(outputs, rows))
 
 
-def _parse_predict_request(request: Any, signatures) -> tuple[str, dict[str, tf.Tensor], bool]:
+def _parse_predict_request(request: Any, signatures: Any) -> tuple[str, dict[str, tf.Tensor], bool]:
     """(signature name, input tensors by name, whether the row format was used)."""
     if not isinstance(request, dict):
         raise ValueError("the request body must be a JSON object")

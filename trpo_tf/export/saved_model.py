@@ -192,7 +192,7 @@ def _numeric_versions(out_dir: str) -> list[int]:
             if _VERSION_DIR.match(name) and os.path.isdir(os.path.join(out_dir, name))]
 
 
-def _describe_tensor(tensor) -> dict[str, Any]:
+def _describe_tensor(tensor: Any) -> dict[str, Any]:
     return {"dtype": tensor.dtype.name, "shape": tensor.shape.as_list()}
 
 
@@ -247,7 +247,7 @@ def _evaluation_metadata(evaluation: dict[str, Any] | None) -> dict[str, Any] | 
     missing = {"mean_return", "std_return", "episodes"} - set(evaluation)
     if missing:
         raise ValueError(f"evaluation lacks {sorted(missing)}; pass the dict agent.evaluate() returns")
-    recorded = {"mean_return": float(evaluation["mean_return"]), "std_return": float(evaluation["std_return"]),
+    recorded: dict[str, Any] = {"mean_return": float(evaluation["mean_return"]), "std_return": float(evaluation["std_return"]),
                 "episodes": int(evaluation["episodes"]),
                 "deterministic": bool(evaluation.get("deterministic", True))}
     if "returns" in evaluation:

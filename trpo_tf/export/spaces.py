@@ -31,7 +31,7 @@ def space_to_metadata(space: gym.Space) -> dict[str, Any]:
                 "dtype": space.dtype.name}
     if isinstance(space, gym.spaces.MultiBinary):
         n = space.n
-        return {"type": "MultiBinary", "n": int(n) if np.ndim(n) == 0 else np.asarray(n).tolist(),
+        return {"type": "MultiBinary", "n": np.asarray(n).tolist(),
                 "dtype": space.dtype.name}
     raise UnsupportedSpaceError(f"cannot describe space {space!r}: expected Box, Discrete, "
                                 f"MultiDiscrete or MultiBinary")

@@ -112,37 +112,37 @@ class GaussianHead(ActionHead):
                                        initializer=keras.initializers.Constant(init_log_std))
         self.built = True
 
-    def distribution_parameters(self, outputs):
+    def distribution_parameters(self, outputs: tf.Tensor) -> list[tf.Tensor]:
         return [outputs, tf.identity(self.log_std.value)]
 
-    def distribution(self, parameters):
+    def distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
         mean, log_std = parameters
         return tfd.Independent(tfd.Normal(mean, tf.exp(log_std)), reinterpreted_batch_ndims=1)
 
-    def named_parameters(self, parameters):
+    def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
         mean, log_std = parameters
         return {"mean": self._shaped(mean), "log_std": self._shaped(tf.zeros_like(mean) + log_std)}
 
-    def deterministic(self, parameters):
+    def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
         return self._shaped(tf.clip_by_value(parameters[0], self.low, self.high))
 
-    def sample(self, parameters):
+    def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
         mean, log_std = parameters
         noise = tf.random.normal(tf.shape(mean))
         return self._shaped(tf.clip_by_value(mean + tf.exp(log_std) * noise, self.low, self.high))
 
-    def numpy_arrays(self):
+    def numpy_arrays(self) -> Arrays:
         return {"log_std": self.log_std.numpy(), "low": self.low, "high": self.high,
                 "action_shape": np.asarray(self.action_shape, dtype=np.int64)}
 
     @classmethod
-    def numpy_act(cls, arrays, outputs, rng):
+    def numpy_act(cls, arrays: Arrays, outputs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
         if rng is None:
             return outputs
         return outputs + np.exp(arrays["log_std"]) * rng.standard_normal(outputs.shape, dtype=np.float32)
 
     @classmethod
-    def numpy_to_env(cls, arrays, actions):
+    def numpy_to_env(cls, arrays: Arrays, actions: np.ndarray) -> np.ndarray:
         clipped = np.minimum(np.maximum(actions, arrays["low"]), arrays["high"])
         return clipped.reshape((len(actions),) + tuple(arrays["action_shape"].tolist()))
 
@@ -178,22 +178,22 @@ class CategoricalHead(ActionHead):
         """[B, K·width] → [B, K, width] with padding applied."""
         return tf.reshape(outputs, [-1, self.count, self.width]) + self.padding
 
-    def distribution(self, parameters):
+    def distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
         logits = self.logits(parameters[0])
         if self.single:
             return tfd.Categorical(logits=logits[:, 0])
         return _FlatEvents(tfd.Independent(tfd.Categorical(logits=logits), reinterpreted_batch_ndims=1),
                            self.action_shape)
 
-    def named_parameters(self, parameters):
+    def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
         logits = self.logits(parameters[0])
         return {"logits": logits[:, 0] if self.single else logits}
 
-    def deterministic(self, parameters):
+    def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
         choice = tf.argmax(self.logits(parameters[0]), axis=-1, output_type=tf.int32) + self.starts
         return self._shaped(choice)
 
-    def sample(self, parameters):
+    def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
         """By the Gumbel-max trick."""
         logits = self.logits(parameters[0])
         uniform = tf.random.uniform(tf.shape(logits), minval=1e-20, maxval=1.0)
@@ -201,12 +201,12 @@ class CategoricalHead(ActionHead):
         choice = tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32) + self.starts
         return self._shaped(choice)
 
-    def numpy_arrays(self):
+    def numpy_arrays(self) -> Arrays:
         return {"padding": self.padding, "starts": self.starts, "single": np.asarray(self.single),
                 "action_shape": np.asarray(self.action_shape, dtype=np.int64)}
 
     @classmethod
-    def numpy_act(cls, arrays, outputs, rng):
+    def numpy_act(cls, arrays: Arrays, outputs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
         count, width = arrays["padding"].shape
         logits = outputs.reshape(len(outputs), count, width) + arrays["padding"]
         if rng is not None:
@@ -217,7 +217,7 @@ class CategoricalHead(ActionHead):
         return choice.reshape((len(outputs),) + tuple(arrays["action_shape"].tolist()))
 
     @classmethod
-    def numpy_to_env(cls, arrays, actions):
+    def numpy_to_env(cls, arrays: Arrays, actions: np.ndarray) -> np.ndarray:
         starts = arrays["starts"]
         return actions + (starts[0] if arrays["single"] else starts.reshape(tuple(arrays["action_shape"].tolist())))
 
@@ -233,31 +233,31 @@ class BernoulliHead(ActionHead):
 
     def __init__(self, space: gym.spaces.MultiBinary, **kwargs: Any):
         super().__init__(name=kwargs.pop("name", "bernoulli_head"), **kwargs)
-        self.action_shape = tuple(np.atleast_1d(space.n).tolist()) if np.ndim(space.n) else (int(space.n),)
+        self.action_shape = tuple(int(n) for n in np.atleast_1d(np.asarray(space.n)))
         self.param_size = int(np.prod(self.action_shape))
         self.built = True
 
-    def distribution(self, parameters):
+    def distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
         return _FlatEvents(tfd.Independent(tfd.Bernoulli(logits=parameters[0], dtype=tf.int32),
                                            reinterpreted_batch_ndims=1), self.action_shape)
 
-    def named_parameters(self, parameters):
+    def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
         return {"logits": tf.reshape(parameters[0], (-1,) + self.action_shape)}
 
-    def deterministic(self, parameters):
+    def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
         return tf.reshape(tf.cast(parameters[0] > 0.0, tf.int32), (-1,) + self.action_shape)
 
-    def sample(self, parameters):
+    def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
         """Each bit is 1 with probability sigmoid(logit)."""
         logits = parameters[0]
         uniform = tf.random.uniform(tf.shape(logits))
         return tf.reshape(tf.cast(uniform < tf.sigmoid(logits), tf.int32), (-1,) + self.action_shape)
 
-    def numpy_arrays(self):
+    def numpy_arrays(self) -> Arrays:
         return {"action_shape": np.asarray(self.action_shape, dtype=np.int64)}
 
     @classmethod
-    def numpy_act(cls, arrays, outputs, rng):
+    def numpy_act(cls, arrays: Arrays, outputs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
         if rng is None:
             chosen = outputs > 0.0
         else:

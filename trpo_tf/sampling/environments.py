@@ -163,10 +163,10 @@ class _StatePickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, EzPickle):
-            return copyreg.__newobj__, (type(obj),), dict(obj.__dict__), None, None, _set_dict
+            return copyreg.__newobj__, (type(obj),), dict(obj.__dict__), None, None, _set_dict  # type: ignore[attr-defined]
         if isinstance(obj, SyncVectorEnv):
             state = {k: v for k, v in obj.__dict__.items() if k != "env_fns"}
-            return copyreg.__newobj__, (type(obj),), state, None, None, _set_dict
+            return copyreg.__newobj__, (type(obj),), state, None, None, _set_dict  # type: ignore[attr-defined]
         return NotImplemented
 
 

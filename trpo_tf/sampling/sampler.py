@@ -54,33 +54,35 @@ class Sampler:
         if self.observations is None:
             self.observations, _ = self.env.reset(seed=self.seed)
             self._check_finite(self.observations[None], "observation", "reset", self.total_steps)
-        observations, actions, rewards, terminated, truncated, infos = [], [], [], [], [], {}
+        seen_list: list[np.ndarray] = []
+        action_list, reward_list, terminated_list, truncated_list = [], [], [], []
+        infos: dict[int, dict] = {}
         step, obs, act, rng = self.env.step, self.observations, policy.act, self.rng
         for t in range(steps):
             env_actions, stored_actions = act(obs, rng)
-            observations.append(obs)
-            actions.append(stored_actions)
+            seen_list.append(obs)
+            action_list.append(stored_actions)
             obs, reward, term, trunc, info = step(env_actions)
-            rewards.append(reward)
-            terminated.append(term)
-            truncated.append(trunc)
+            reward_list.append(reward)
+            terminated_list.append(term)
+            truncated_list.append(trunc)
             if info:
                 infos[t] = info
         self.observations = obs
         steps_before, self.total_steps = self.total_steps, self.total_steps + steps * self.n_envs
-        seen = np.asarray(observations + [obs])  # [T + 1, N, ...]: seen[t + 1] came from step t
-        rewards = np.asarray(rewards, dtype=np.float64)
+        seen = np.asarray(seen_list + [obs])  # [T + 1, N, ...]: seen[t + 1] came from step t
+        rewards = np.asarray(reward_list, dtype=np.float64)
         self._check_finite(seen[1:], "observation", "step", steps_before)
         self._check_finite(rewards, "reward", "step", steps_before)
-        terminated = np.asarray(terminated, dtype=bool)
-        truncated = np.asarray(truncated, dtype=bool)
+        terminated = np.asarray(terminated_list, dtype=bool)
+        truncated = np.asarray(truncated_list, dtype=bool)
         final_index = np.argwhere(terminated | truncated)  # [M, 2] (t, n), in time order
         final_observations = [self._final_observation(infos, t, n, steps_before) for t, n in final_index]
         episode_returns, episode_lengths = self._finish_episodes(rewards, final_index)
         obs_shape = obs.shape[1:]
         return Batch(
             observations=seen[:-1].astype(np.float32),
-            actions=np.asarray(actions),
+            actions=np.asarray(action_list),
             rewards=rewards.astype(np.float32),
             terminated=terminated,
             truncated=truncated,
