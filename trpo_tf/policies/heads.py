@@ -33,7 +33,7 @@ _PAD_LOGIT = -1e9
 
 SUPPORTED_ACTION_SPACES = "Box, Discrete, MultiDiscrete and MultiBinary"
 
-Arrays = dict[str, np.ndarray]
+Arrays = dict[str, Any]  # plain data: NumPy arrays, and tuples of ints for shapes
 
 
 class ActionHead(keras.layers.Layer):
@@ -132,8 +132,7 @@ class GaussianHead(ActionHead):
         return self._shaped(tf.clip_by_value(mean + tf.exp(log_std) * noise, self.low, self.high))
 
     def numpy_arrays(self) -> Arrays:
-        return {"log_std": self.log_std.numpy(), "low": self.low, "high": self.high,
-                "action_shape": np.asarray(self.action_shape, dtype=np.int64)}
+        return {"log_std": self.log_std.numpy(), "low": self.low, "high": self.high, "action_shape": self.action_shape}
 
     @classmethod
     def numpy_act(cls, arrays: Arrays, outputs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
@@ -144,7 +143,7 @@ class GaussianHead(ActionHead):
     @classmethod
     def numpy_to_env(cls, arrays: Arrays, actions: np.ndarray) -> np.ndarray:
         clipped = np.minimum(np.maximum(actions, arrays["low"]), arrays["high"])
-        return clipped.reshape((len(actions),) + tuple(arrays["action_shape"].tolist()))
+        return clipped.reshape((len(actions),) + arrays["action_shape"])
 
     def _shaped(self, flat: tf.Tensor) -> tf.Tensor:
         return tf.reshape(flat, (-1,) + self.action_shape)
@@ -202,8 +201,7 @@ class CategoricalHead(ActionHead):
         return self._shaped(choice)
 
     def numpy_arrays(self) -> Arrays:
-        return {"padding": self.padding, "starts": self.starts, "single": np.asarray(self.single),
-                "action_shape": np.asarray(self.action_shape, dtype=np.int64)}
+        return {"padding": self.padding, "starts": self.starts, "single": self.single, "action_shape": self.action_shape}
 
     @classmethod
     def numpy_act(cls, arrays: Arrays, outputs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
@@ -214,12 +212,12 @@ class CategoricalHead(ActionHead):
         choice = logits.argmax(axis=-1)  # [B, K], zero-based
         if arrays["single"]:
             return choice[:, 0]
-        return choice.reshape((len(outputs),) + tuple(arrays["action_shape"].tolist()))
+        return choice.reshape((len(outputs),) + arrays["action_shape"])
 
     @classmethod
     def numpy_to_env(cls, arrays: Arrays, actions: np.ndarray) -> np.ndarray:
         starts = arrays["starts"]
-        return actions + (starts[0] if arrays["single"] else starts.reshape(tuple(arrays["action_shape"].tolist())))
+        return actions + (starts[0] if arrays["single"] else starts.reshape(arrays["action_shape"]))
 
     def _shaped(self, choice: tf.Tensor) -> tf.Tensor:
         return choice[:, 0] if self.single else tf.reshape(choice, (-1,) + self.action_shape)
@@ -254,7 +252,7 @@ class BernoulliHead(ActionHead):
         return tf.reshape(tf.cast(uniform < tf.sigmoid(logits), tf.int32), (-1,) + self.action_shape)
 
     def numpy_arrays(self) -> Arrays:
-        return {"action_shape": np.asarray(self.action_shape, dtype=np.int64)}
+        return {"action_shape": self.action_shape}
 
     @classmethod
     def numpy_act(cls, arrays: Arrays, outputs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
@@ -262,7 +260,7 @@ class BernoulliHead(ActionHead):
             chosen = outputs > 0.0
         else:
             chosen = rng.random(outputs.shape, dtype=np.float32) < 1.0 / (1.0 + np.exp(-outputs))
-        return chosen.astype(np.int32).reshape((len(outputs),) + tuple(arrays["action_shape"].tolist()))
+        return chosen.astype(np.int32).reshape((len(outputs),) + arrays["action_shape"])
 
 
 class _FlatEvents:

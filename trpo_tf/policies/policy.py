@@ -113,7 +113,7 @@ class PolicySnapshot:
     normalizer: NumpyNormalizer
     layers: tuple[DenseArrays, ...]
     head_kind: str
-    head_arrays: dict[str, np.ndarray]
+    head_arrays: dict[str, Any]
 
     def features(self, observations: np.ndarray) -> np.ndarray:
         """Raw observations [B, *obs_shape] → normalized features [B, D]."""
