@@ -50,12 +50,15 @@ def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q):
     return np.sum(log_std_q - log_std_p + (var_p + (mean_p - mean_q) ** 2) / (2 * var_q) - 0.5, axis=-1)
 
 
+def log_softmax(logits):
+    """log softmax along the last axis, shifted by the maximum for stability."""
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), -1, keepdims=True))
+
+
 def categorical_kl(logits_p, logits_q):
     """KL(softmax(p) ‖ softmax(q)) per row."""
-    log_p = logits_p - np.log(np.sum(np.exp(logits_p - logits_p.max(-1, keepdims=True)), -1, keepdims=True)) \
-        - logits_p.max(-1, keepdims=True)
-    log_q = logits_q - np.log(np.sum(np.exp(logits_q - logits_q.max(-1, keepdims=True)), -1, keepdims=True)) \
-        - logits_q.max(-1, keepdims=True)
+    log_p, log_q = log_softmax(logits_p), log_softmax(logits_q)
     return np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)
 
 

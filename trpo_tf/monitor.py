@@ -21,7 +21,7 @@ from typing import IO, Any, Callable, Iterable, Sequence
 import tensorflow as tf
 import tqdm
 
-from trpo_tf.files import PROGRESS_FILE, atomic_write
+from trpo_tf.files import atomic_write
 
 Entry = dict[str, Any]
 
