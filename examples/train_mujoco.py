@@ -1,11 +1,12 @@
-"""Train TRPO on a MuJoCo task (default HalfCheetah-v5), checkpointing as it goes, and export it.
+"""Train TRPO on a MuJoCo task (default HalfCheetah-v5), logging and checkpointing as it goes, and export it.
 
     python examples/train_mujoco.py                # HalfCheetah-v5
     python examples/train_mujoco.py Hopper-v5 200000
 
-Uses the packaged preset for the environment when there is one. Checkpoints go to
-runs/example-<env id>/ every 10 iterations; if the script is interrupted, running it again
-continues from the last checkpoint.
+Uses the packaged preset for the environment when there is one. The run is logged to
+runs/example-<env id>/ as `trpo-tf train` logs one (progress.csv, TensorBoard, a checkpoint
+every 10 iterations); if the script is interrupted, running it again finishes the run from
+the last checkpoint.
 """
 
 import os
@@ -15,7 +16,7 @@ from trpo_tf import TRPO, TRPOConfig, checkpoint, presets
 
 env_id = sys.argv[1] if len(sys.argv) > 1 else "HalfCheetah-v5"
 preset = presets.load(env_id)
-fields, timesteps = preset if preset is not None else ({}, 1_000_000)
+config, timesteps = (TRPOConfig.preset(env_id), preset[1] or 1_000_000) if preset else (TRPOConfig(), 1_000_000)
 if len(sys.argv) > 2:
     timesteps = int(sys.argv[2])
 run_dir = f"runs/example-{env_id}"
@@ -24,20 +25,13 @@ if checkpoint.latest(run_dir):
     agent = TRPO.load(run_dir, resume=True)  # our own run: restoring its environments is safe
     print(f"continuing {run_dir} from {agent.timesteps:,} timesteps")
 else:
-    agent = TRPO(env_id, TRPOConfig.from_dict(fields), seed=0)
+    agent = TRPO(env_id, config, seed=0)
 
-
-def every_iteration(entry):
-    if entry["iteration"] % 10 == 0:
-        agent.save(run_dir)
-        print(f"{entry['timesteps']:>9,} steps  mean return {entry['episode_return_mean']:9.1f}  "
-              f"{entry['fps']:6.0f} steps/s")
-
-
-agent.learn(total_timesteps=timesteps, callback=every_iteration)
-agent.save(run_dir)
+# learn() adds steps: train what the run has left
+agent.learn(max(0, timesteps - agent.timesteps), log_dir=run_dir, progress_bar=True)
 
 evaluation = agent.evaluate(episodes=5)
 print(f"evaluation: {evaluation['mean_return']:.1f} ± {evaluation['std_return']:.1f}")
 path = agent.export(os.path.join("exported", env_id), evaluation=evaluation)
 print(f"SavedModel written to {path}")
+agent.close()

@@ -8,8 +8,8 @@ length of a run; any field can be changed with ``config.replace(...)``.
 
 from trpo_tf import TRPO, TRPOConfig, presets
 
-fields, timesteps = presets.load("Pendulum-v1")
-config = TRPOConfig.from_dict(fields)
+config = TRPOConfig.preset("Pendulum-v1")
+_, timesteps = presets.load("Pendulum-v1")  # the preset's run length
 agent = TRPO("Pendulum-v1", config, seed=0)
 
 
@@ -20,7 +20,7 @@ def report(entry):
               f"KL {entry['kl']:.4f}")
 
 
-agent.learn(total_timesteps=timesteps, callback=report)
+agent.learn(timesteps, callback=report)
 evaluation = agent.evaluate(episodes=10)
 print(f"evaluation: {evaluation['mean_return']:.1f} ± {evaluation['std_return']:.1f}")
 

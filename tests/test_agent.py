@@ -62,7 +62,7 @@ def test_evaluating_and_predicting_mid_training_do_not_change_the_training_traje
     interrupted.evaluate(episodes=1, deterministic=False)
     interrupted.predict(np.zeros((4, 3), np.float32), deterministic=False)
     interrupted.evaluate(episodes=1)
-    interrupted.learn(3 * 256)
+    interrupted.learn(2 * 256)
     assert without_timing(plain.history) == without_timing(interrupted.history)
 
 

@@ -41,12 +41,12 @@ import yaml
 
 from trpo_tf.config import TRPOConfig
 from trpo_tf.errors import CheckpointWarning, RunDirError
-from trpo_tf.files import atomic_write
+from trpo_tf.files import PROGRESS_FILE, atomic_write
 
 if TYPE_CHECKING:
     from trpo_tf.trpo import TRPO
 
-__all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "checkpoint_state", "iteration_of", "latest",
+__all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_new_run_dir", "checkpoint_state", "iteration_of", "latest",
            "read_config", "read_run", "read_run_info", "restore", "save", "update_run", "write_run"]
 
 RUN_FILE = "run.json"
@@ -81,6 +81,29 @@ def write_run(run_dir: str, agent: TRPO, command: str | None = None, total_times
     header.append("# Edit before --resume to change hyperparameters of the rest of the run.")
     body = yaml.safe_dump(agent.config.to_dict(), sort_keys=False, default_flow_style=None)
     atomic_write(os.path.join(run_dir, CONFIG_FILE), "\n".join(header) + "\n" + body)
+
+
+def check_new_run_dir(run_dir: str, agent: TRPO | None = None) -> None:
+    """RunDirError unless ``run_dir`` is free for a new run.
+
+    Free: absent, or holding no checkpoint and no progress rows; a ``run.json`` there must
+    describe ``agent`` (a run created for it that never trained). A directory with another
+    run's checkpoints or progress is never started over: nothing in it is touched.
+    """
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RunDirError(f"{run_dir} exists and is not a directory")
+    held = []
+    checkpoints = os.path.join(run_dir, CHECKPOINT_DIR)
+    if os.path.isdir(checkpoints) and os.listdir(checkpoints):
+        held.append(f"{CHECKPOINT_DIR}/")
+    progress = os.path.join(run_dir, PROGRESS_FILE)
+    if os.path.isfile(progress) and os.path.getsize(progress) > 0:
+        held.append(PROGRESS_FILE)
+    if held:
+        raise RunDirError(f"{run_dir} already holds a run ({' and '.join(held)}); continue it with --resume "
+                          f"(in Python: TRPO.load(run_dir, resume=True)), or choose another run directory")
+    if agent is not None and os.path.isfile(os.path.join(run_dir, RUN_FILE)):
+        _check_same_run(agent, run_dir)
 
 
 def update_run(run_dir: str, **changes: Any) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from trpo_tf import evaluation
 from trpo_tf.errors import InputError, SpaceMismatchError
-from trpo_tf.files import PROGRESS_FILE
+from trpo_tf.files import DEFAULT_CHECKPOINT_EVERY
 
 if TYPE_CHECKING:  # the command answers --help before TensorFlow is imported
     import gymnasium as gym
@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # the command answers --help before TensorFlow is imported
 PROG = "trpo-tf"
 DEFAULT_SEED = 0
 DEFAULT_TIMESTEPS = 1_000_000
-DEFAULT_CHECKPOINT_EVERY = 10
 
 
 class CLIError(InputError):
@@ -83,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "with --resume: the run's)")
     train.add_argument("--n-envs", type=_positive_int, default=None, metavar="K",
                        help="parallel environments, same as --set n_envs=K (default: the preset's, else 1)")
+    train.add_argument("--workers", type=_positive_int, default=None, metavar="K",
+                       help="sample in K worker processes, each with n_envs/K environments and its own copy "
+                            "of the policy (--set n_workers=K; n_envs becomes K unless it is a multiple of K)")
+    train.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="run the workers as Ray actors (--set sampler=ray), on the Ray cluster at ADDRESS "
+                            "(e.g. 10.0.0.1:6379) or RAY_ADDRESS, else on a new local Ray; needs the [ray] extra")
     train.add_argument("--config", default=None, metavar="FILE.yaml",
                        help="YAML mapping of TRPOConfig fields (and optionally 'timesteps'); "
                             "a run's config.yaml works")
@@ -179,10 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------------- train
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trpo_tf import TRPO, checkpoint, monitor
+    from trpo_tf import TRPO, checkpoint
     from trpo_tf.sampling import check_env_id
 
     check_env_id(args.env_id)
+    if args.ray:
+        os.environ["RAY_ADDRESS"] = args.ray  # ray.init() connects to it
     seed = DEFAULT_SEED if args.seed is None else args.seed
     run_dir = args.logdir or os.path.join("runs", f"{_safe_name(args.env_id)}-seed{seed}")
     say = _printer(args.quiet)
@@ -193,29 +200,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"(training to {total:,})")
     else:
         config, total, sources = _resolve_config(args)
-        _check_new_run_dir(run_dir)
+        checkpoint.check_new_run_dir(run_dir)
         agent = TRPO(args.env_id, config, seed=seed)
         checkpoint.write_run(run_dir, agent, command=args.command_line, total_timesteps=total)
         say(f"training {args.env_id} for {total:,} timesteps in {run_dir} (config: {sources})")
 
-    callbacks = monitor.Callbacks([
-        monitor.CSVLogger(os.path.join(run_dir, PROGRESS_FILE), agent.history),
-        monitor.TensorBoardLogger(run_dir),
-        checkpoint.CheckpointCallback(agent, run_dir, args.checkpoint_every),
-        monitor.ProgressBar(total, initial=agent.timesteps, disable=args.quiet, description=args.env_id),
-    ])
     start = time.perf_counter()
-    try:
-        agent.learn(total, callback=callbacks)
+    try:  # --timesteps is the run's total: a resumed run trains what it has left
+        agent.learn(max(0, total - agent.timesteps), log_dir=run_dir, progress_bar=not args.quiet,
+                    checkpoint_every=args.checkpoint_every)
     except KeyboardInterrupt:  # mid-iteration: the agent may be half-updated, so do not save it
         last = checkpoint.latest(run_dir)
         where = f"the last checkpoint is {last}" if last else "no checkpoint was written"
         print(f"{PROG}: interrupted; {where}; continue with: {_resume_command(run_dir, args.env_id)}",
               file=sys.stderr)
         return 130
-    finally:
-        callbacks.close()
-    checkpoint.save(agent, run_dir)
     elapsed = time.perf_counter() - start
 
     summary = (f"{args.env_id}: {agent.timesteps:,} timesteps, {len(agent.history)} iterations, "
@@ -251,6 +250,15 @@ def _resolve_config(args: argparse.Namespace) -> tuple[TRPOConfig, int, str]:
     if args.n_envs is not None:
         fields["n_envs"] = args.n_envs
         sources.append(f"--n-envs {args.n_envs}")
+    if args.workers is not None:
+        fields["n_workers"] = args.workers
+        sources.append(f"--workers {args.workers}")
+        if args.n_envs is None and fields.get("n_envs", 1) % args.workers:
+            fields["n_envs"] = args.workers
+            sources[-1] += f" (n_envs {args.workers})"
+    if args.ray is not None:
+        fields["sampler"] = "ray"
+        sources.append("--ray")
     for item in args.set:
         key, separator, text = item.partition("=")
         key = key.strip()
@@ -274,20 +282,6 @@ def _check_fields(fields: dict[str, Any], source: str, valid: list[str]) -> None
                        f"valid fields: {', '.join(valid)}")
 
 
-def _check_new_run_dir(run_dir: str) -> None:
-    """Refuse to start a new run over one that has checkpoints."""
-    from trpo_tf import checkpoint
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise CLIError(f"{run_dir} exists and is not a directory")
-    try:
-        last = checkpoint.latest(run_dir)
-    except checkpoint.RunDirError:
-        last = "a checkpoint"
-    if last:
-        raise CLIError(f"{run_dir} already holds a run with checkpoints ({os.path.basename(last)}); "
-                       f"continue it with --resume, or pass --logdir to start a new run elsewhere")
-
-
 def _resume(args: argparse.Namespace, run_dir: str) -> tuple[TRPO, int]:
     """(restored agent, total timesteps) of the run in ``run_dir``; changes nothing on disk."""
     from trpo_tf import TRPO, checkpoint
@@ -298,7 +292,8 @@ def _resume(args: argparse.Namespace, run_dir: str) -> tuple[TRPO, int]:
     if args.seed is not None and int(info["seed"]) != args.seed:
         raise CLIError(f"{run_dir} is a run with seed {info['seed']}, not {args.seed}")
     given = [flag for flag, value in (("--config", args.config), ("--set", args.set),
-                                      ("--n-envs", args.n_envs is not None), ("--no-preset", args.no_preset))
+                                      ("--n-envs", args.n_envs is not None), ("--no-preset", args.no_preset),
+                                      ("--workers", args.workers is not None), ("--ray", args.ray is not None))
              if value]
     if given:  # allowed when they describe the recorded config, as when a command is re-run with --resume
         requested, _, _ = _resolve_config(args)

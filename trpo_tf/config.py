@@ -10,6 +10,7 @@ from trpo_tf.errors import ConfigError
 
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
 HVP_METHODS = ("forward_over_backward", "double_backward", "gauss_newton")
+SAMPLERS = ("local", "ray")  # where sampling workers run: local processes or Ray actors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,9 @@ class TRPOConfig:
     autodiff, double backward, or the Gauss–Newton form Jᵀ M J v — equal at θ_old);
     ``fisher_fraction`` < 1 computes it on every ⌈1/fraction⌉-th sample of the batch only
     (as OpenAI Baselines does with every 5th), while the line search checks the KL on all.
+    Workers: ``n_workers`` > 1 samples in that many processes (``sampler="local"``) or Ray
+    actors (``sampler="ray"``; one actor with ``n_workers=1``), each stepping
+    ``n_envs / n_workers`` environments with its own copy of the policy.
     Environment: ``env_kwargs`` go to ``gymnasium.make`` for every environment built from the
     agent's env id (training, evaluation); checkpoints and exports record them with the rest.
     """
@@ -60,6 +64,8 @@ class TRPOConfig:
     hvp_method: str = "forward_over_backward"
     fisher_fraction: float = 1.0
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    n_workers: int = 1
+    sampler: str = "local"
 
     def __post_init__(self) -> None:
         for name in ("policy_hidden", "value_hidden"):
@@ -91,6 +97,12 @@ class TRPOConfig:
         self._check_float("fisher_fraction", 0.0, 1.0, low_open=True)
         if self.hvp_method not in HVP_METHODS:
             raise ConfigError(f"TRPOConfig.hvp_method must be one of {HVP_METHODS}, got {self.hvp_method!r}")
+        self._check_int("n_workers", 1)
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"TRPOConfig.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.n_envs % self.n_workers:
+            raise ConfigError(f"TRPOConfig.n_envs ({self.n_envs}) must be a multiple of n_workers "
+                              f"({self.n_workers}): each worker steps n_envs / n_workers environments")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"TRPOConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if not isinstance(self.env_kwargs, Mapping) or not all(isinstance(k, str) for k in self.env_kwargs):
@@ -124,6 +136,20 @@ class TRPOConfig:
 
     def __hash__(self) -> int:
         return hash(repr(self.to_dict()))
+
+    @classmethod
+    def preset(cls, env_id: str, **changes: Any) -> "TRPOConfig":
+        """The tuned config ``trpo-tf train ENV_ID`` uses (``trpo_tf/presets/<ENV_ID>.yaml``), with ``changes``.
+
+        ConfigError naming the environments that have one when ``env_id`` has none. The
+        preset's run length: ``trpo_tf.presets.load(env_id)[1]``.
+        """
+        from trpo_tf import presets
+        preset = presets.load(env_id)
+        if preset is None:
+            raise ConfigError(f"no preset for {env_id!r}; presets exist for {', '.join(presets.available())} "
+                              "(TRPOConfig() gives the defaults)")
+        return cls.from_dict(preset[0]).replace(**changes)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TRPOConfig":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 PROGRESS_FILE = "progress.csv"  # in a run directory: one row per iteration (trpo_tf.monitor.CSVLogger)
+DEFAULT_CHECKPOINT_EVERY = 10  # iterations between checkpoints of a training run
 
 
 def atomic_write(path: str, text: str) -> None:

@@ -16,12 +16,16 @@ import csv
 import io
 import math
 import os
-from typing import IO, Any, Callable, Iterable, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import tensorflow as tf
 import tqdm
 
-from trpo_tf.files import atomic_write
+from trpo_tf import checkpoint
+from trpo_tf.files import PROGRESS_FILE, atomic_write
+
+if TYPE_CHECKING:
+    from trpo_tf.trpo import TRPO
 
 Entry = dict[str, Any]
 
@@ -122,6 +126,13 @@ class TensorBoardLogger:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def run_directory_loggers(agent: TRPO, run_dir: str, checkpoint_every: int) -> list[Callable[[Entry], Any]]:
+    """What a training run writes into its directory: progress.csv (the agent's history first),
+    TensorBoard events and a checkpoint every ``checkpoint_every`` iterations."""
+    return [CSVLogger(os.path.join(run_dir, PROGRESS_FILE), agent.history), TensorBoardLogger(run_dir),
+            checkpoint.CheckpointCallback(agent, run_dir, checkpoint_every)]
 
 
 def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:

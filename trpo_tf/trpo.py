@@ -17,6 +17,8 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import math
+import numbers
+import os
 import time
 from typing import Any, Callable
 
@@ -25,12 +27,14 @@ import numpy as np
 import tensorflow as tf
 
 from trpo_tf import advantages as gae
-from trpo_tf import checkpoint, evaluation, export
+from trpo_tf import checkpoint, evaluation, export, monitor
 from trpo_tf.config import TRPOConfig
 from trpo_tf.errors import InputError, SpaceMismatchError
+from trpo_tf.files import DEFAULT_CHECKPOINT_EVERY
 from trpo_tf.normalization import RewardScaler
 from trpo_tf.policies import make_policy, value_network
 from trpo_tf.sampling import Batch, EnvLike, Sampler, make_env, make_vector_env
+from trpo_tf.sampling.workers import WorkerSampler, split_envs, start_workers
 from trpo_tf.update import PolicyUpdate, ValueFit
 
 RETURN_WINDOW = 100  # episodes averaged into ``episode_return_mean``
@@ -51,9 +55,12 @@ class TRPO:
 
     Attributes:
         policy (:class:`~trpo_tf.policies.Policy`), value (Keras model of normalized features),
-        sampler, policy_update, value_fit;
+        sampler (in this process, or K workers: ``config.n_workers``, ``config.sampler``),
+        policy_update, value_fit; vector_env: the environments when they are stepped in this process
+        (None with workers);
         history: one dict per iteration (see :meth:`learn`);
-        timesteps: environment steps taken so far, over all environments.
+        timesteps: environment steps taken so far, over all environments;
+        log_dir: the run directory this agent writes (``learn(log_dir=...)``, ``load(..., resume=True)``), or None.
     """
 
     def __init__(self, env: EnvLike, config: TRPOConfig | None = None, seed: int | None = None):
@@ -63,51 +70,111 @@ class TRPO:
         cfg = self.config
         self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
         self.env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
-        self.vector_env = make_vector_env(env, cfg.n_envs, cfg.env_kwargs)
-        if self.vector_env.num_envs != cfg.n_envs:
-            raise InputError(f"the VectorEnv has {self.vector_env.num_envs} environments but "
-                             f"config.n_envs is {cfg.n_envs}")
-        self.observation_space = self.vector_env.single_observation_space
-        self.action_space = self.vector_env.single_action_space
+        # Independent random streams: evaluating or predicting mid-training draws nothing from
+        # the streams that training uses, so it does not change the training trajectory.
+        sampling, minibatches, evaluation_stream = np.random.SeedSequence(self.seed).spawn(3)
+        in_process = cfg.n_workers == 1 and cfg.sampler == "local"
+        if in_process:
+            self.vector_env: gym.vector.VectorEnv | None = make_vector_env(env, cfg.n_envs, cfg.env_kwargs)
+            if self.vector_env.num_envs != cfg.n_envs:
+                raise InputError(f"the VectorEnv has {self.vector_env.num_envs} environments but "
+                                 f"config.n_envs is {cfg.n_envs}")
+            self.observation_space = self.vector_env.single_observation_space
+            self.action_space = self.vector_env.single_action_space
+        else:  # the workers build the environments; one here tells their spaces
+            if not isinstance(env, str):
+                raise InputError(f"sampling workers build their own environments from an environment id; got "
+                                 f"{env!r}: pass its id (with config.env_kwargs), or use n_workers=1")
+            split_envs(cfg.n_envs, cfg.n_workers)
+            self.vector_env = None
+            probe = make_env(env, cfg.env_kwargs)
+            self.observation_space, self.action_space = probe.observation_space, probe.action_space
+            probe.close()
         self.policy = make_policy(self.observation_space, self.action_space, cfg.policy_hidden, cfg.activation,
                                   cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1)
         self.value = value_network(self.policy.encoder.dim, cfg.value_hidden, cfg.activation, seed=self.seed * 7 + 4)
         self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma)
-        # Independent random streams: evaluating or predicting mid-training draws nothing from
-        # the streams that training uses, so it does not change the training trajectory.
-        sampling, minibatches, evaluation_stream = np.random.SeedSequence(self.seed).spawn(3)
-        self.sampler = Sampler(self.vector_env, seed=self.seed, rng=np.random.default_rng(sampling))
         self.minibatch_rng = np.random.default_rng(minibatches)
         self.evaluation_rng = np.random.default_rng(evaluation_stream)
         self.policy_update = PolicyUpdate(self.policy, cfg)
         self.value_fit = ValueFit(self.value, self.policy.encoder.dim, cfg)
         self.timesteps = 0
+        self.log_dir: str | None = None
         self.history: list[dict[str, Any]] = []
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=RETURN_WINDOW)
         self._deterministic_action = tf.function(self.policy.deterministic_action, input_signature=[
             tf.TensorSpec((None,) + self.policy.encoder.shape, tf.float32)])
         self._background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="value-fit")
+        # Last: worker processes start only once nothing else can fail.
+        self.sampler: Sampler | WorkerSampler = (
+            Sampler(self.vector_env, seed=self.seed, rng=np.random.default_rng(sampling)) if self.vector_env is not None
+            else start_workers(str(self.env_id), cfg.env_kwargs, cfg.n_envs, cfg.n_workers, cfg.sampler, self.seed,
+                               sampling))
 
     # ------------------------------------------------------------------ the algorithm
 
-    def learn(self, total_timesteps: int, callback: Callback | None = None) -> "TRPO":
-        """Train until ``timesteps`` reaches ``total_timesteps`` (whole iterations).
+    def learn(self, total_timesteps: int | float, callback: Callback | None = None, *, log_dir: str | None = None,
+              progress_bar: bool = False, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+              reset_num_timesteps: bool = False) -> "TRPO":
+        """Train for ``total_timesteps`` more environment steps (whole iterations, so up to one
+        iteration more); calling it again continues where the last call stopped.
+
+        Args:
+            total_timesteps: steps to add, over all environments; any integral number (``1e6``).
+            callback: ``callback(entry)`` after each iteration (before the loggers, so keys it adds
+                to ``entry`` are logged); returning False stops training. See :mod:`trpo_tf.callbacks`.
+            log_dir: a run directory, written as ``trpo-tf train`` writes one (``run.json``,
+                ``config.yaml``, ``progress.csv``, TensorBoard events, ``checkpoints/``; a last
+                checkpoint when training ends), so ``trpo-tf plot/evaluate/export`` work on it.
+                It must be new, or this agent's own (one it trained in or was loaded from).
+            progress_bar: show a progress bar over these steps.
+            checkpoint_every: with ``log_dir``, checkpoint every this many iterations (0: only at the end).
+            reset_num_timesteps: count from zero: :attr:`timesteps` and :attr:`history` start
+                again (weights, statistics and environments carry on).
 
         Each iteration appends to :attr:`history` a dict with ``iteration``, ``timesteps``,
         ``episode_return_mean`` (last 100 finished episodes), ``episodes``, ``kl`` (mean
         KL(old ‖ new) after the accepted step), ``surrogate_gain``, ``line_search_steps``,
         ``step_accepted``, ``entropy``, ``value_loss``, ``explained_variance``, ``fps``, and
         the seconds spent in ``sampling_seconds``, ``advantage_seconds``,
-        ``policy_step_seconds`` and ``value_fit_seconds``. ``callback(entry)`` is called after
-        each iteration; returning False stops training.
+        ``policy_step_seconds`` and ``value_fit_seconds``.
         """
-        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, int) or total_timesteps < 0:
-            raise InputError(f"total_timesteps must be a non-negative integer, got {total_timesteps!r}")
-        while self.timesteps < total_timesteps:
-            entry = self.iterate()
-            if callback is not None and callback(entry) is False:
-                break
+        steps = _step_count(total_timesteps)
+        if reset_num_timesteps:
+            if log_dir is not None and self.log_dir is not None and _same_path(log_dir, self.log_dir):
+                raise InputError(f"reset_num_timesteps starts a new count: pass a new log_dir, not {log_dir}, "
+                                 "whose run it would rewrite")
+            self.timesteps = 0
+            self.history.clear()
+            self.recent_returns.clear()
+        target = self.timesteps + steps
+        callbacks = monitor.Callbacks([] if callback is None else [callback])
+        if log_dir is not None:
+            self._open_log_dir(log_dir, target)
+            callbacks.callbacks += monitor.run_directory_loggers(self, log_dir, checkpoint_every)
+        if progress_bar:
+            callbacks.callbacks.append(monitor.ProgressBar(target, initial=self.timesteps, description=self.env_id))
+        try:
+            while self.timesteps < target:
+                if callbacks(self.iterate()) is False:
+                    break
+        finally:
+            callbacks.close()
+        if log_dir is not None:
+            checkpoint.save(self, log_dir)
         return self
+
+    def _open_log_dir(self, log_dir: str, total_timesteps: int) -> None:
+        """Make ``log_dir`` this agent's run directory (see :meth:`learn`), recording the run's target length."""
+        if self.log_dir is not None and _same_path(log_dir, self.log_dir):
+            checkpoint.update_run(log_dir, total_timesteps=total_timesteps)
+            return
+        checkpoint.check_new_run_dir(log_dir, self)
+        if os.path.isfile(os.path.join(log_dir, checkpoint.RUN_FILE)):  # created for this agent, not started
+            checkpoint.update_run(log_dir, total_timesteps=total_timesteps)
+        else:
+            checkpoint.write_run(log_dir, self, total_timesteps=total_timesteps)
+        self.log_dir = log_dir
 
     def iterate(self) -> dict[str, Any]:
         """One TRPO iteration: rollout, GAE, trust-region step, value fit. Returns its history entry."""
@@ -282,6 +349,8 @@ class TRPO:
                              "pass TRPO.load(run_dir, env=...) the environment to continue on")
         agent = cls(target, config, seed=seed)
         checkpoint.restore(agent, run_dir, environments=resume)
+        if resume:
+            agent.log_dir = run_dir
         return agent
 
     def export(self, out_dir: str, version: int | None = None, evaluation: dict[str, Any] | None = None,
@@ -316,6 +385,19 @@ def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
     """1 − Var(targets − predictions) / Var(targets); NaN when the targets are constant."""
     variance = np.var(targets)
     return float(1.0 - np.var(targets - predictions) / variance) if variance > 0 else math.nan
+
+
+def _step_count(value: Any) -> int:
+    """``value`` as a non-negative int of steps: ints, NumPy integers and integral floats (``1e4``)."""
+    integral = isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and math.isfinite(value)
+                                                        and float(value).is_integer())
+    if isinstance(value, bool) or not integral or value < 0:
+        raise InputError(f"total_timesteps must be a non-negative whole number of steps, got {value!r}")
+    return int(value)
+
+
+def _same_path(first: str, second: str) -> bool:
+    return os.path.realpath(first) == os.path.realpath(second)
 
 
 def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:

@@ -1,0 +1,119 @@
+"""Sampling workers: local processes and Ray actors behind the sampler's interface."""
+
+import math
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+
+from trpo_tf import TRPO, TRPOConfig
+from trpo_tf.errors import ConfigError, InputError
+from trpo_tf.sampling import Sampler, SerialVectorEnv, make_env
+from trpo_tf.sampling.workers import start_workers
+
+SMALL = TRPOConfig(steps_per_iteration=256, n_envs=2, n_workers=2, policy_hidden=(16,), value_hidden=(16,),
+                   value_epochs=1)
+TIMING = {"fps", "sampling_seconds", "advantage_seconds", "policy_step_seconds", "value_fit_seconds"}
+
+
+class TipOver:
+    """A deterministic CartPole actor that pushes the pole further the way it leans (short
+    episodes): picklable by module path."""
+
+    def act(self, observations, rng):
+        actions = (observations[:, 2] < 0).astype(np.int64)
+        return actions, actions
+
+
+def _comparable(history):
+    return [{k: ("nan" if isinstance(v, float) and math.isnan(v) else v) for k, v in entry.items()
+             if k not in TIMING} for entry in history]
+
+
+def test_two_workers_record_what_one_sampler_stepping_all_environments_records(monkeypatch):
+    """Reference: an in-process Sampler over 4 environments seeded 7..10; the workers hold 2 each."""
+    monkeypatch.setenv("PYTHONPATH", os.path.dirname(os.path.abspath(__file__)))  # workers import TipOver
+    reference = Sampler(SerialVectorEnv([lambda: make_env("CartPole-v1")] * 4), seed=7,
+                        rng=np.random.default_rng(0))
+    workers = start_workers("CartPole-v1", None, n_envs=4, n_workers=2, backend="local", seed=7,
+                            stream=np.random.SeedSequence(0))
+    processes = [handle.process for handle in workers.handles]
+    try:
+        for _ in range(2):  # episodes carry over between batches
+            want, got = reference.collect(TipOver(), 60), workers.collect(TipOver(), 60)
+            assert len(want.episode_returns) > 8
+            for field in ("observations", "actions", "rewards", "terminated", "truncated", "final_observations",
+                          "final_index", "last_observations"):
+                np.testing.assert_array_equal(getattr(want, field), getattr(got, field), err_msg=field)
+            assert want.episode_returns == got.episode_returns
+            assert want.episode_lengths == got.episode_lengths
+    finally:
+        workers.close()
+        reference.close()
+    assert all(process.poll() is not None for process in processes)
+
+
+def test_worker_histories_repeat_and_workers_stop_with_the_agent():
+    runs = []
+    for _ in range(2):
+        with TRPO("Pendulum-v1", SMALL, seed=3) as agent:
+            agent.learn(512)
+            handles = list(agent.sampler.handles)
+            runs.append(_comparable(agent.history))
+        assert all(handle.process.poll() is not None for handle in handles)
+    assert runs[0] == runs[1]
+
+
+def test_resuming_with_workers_matches_an_uninterrupted_run(tmp_path):
+    with TRPO("CartPole-v1", SMALL, seed=5) as straight:
+        straight.learn(4 * 256)
+    with TRPO("CartPole-v1", SMALL, seed=5) as first:
+        first.learn(2 * 256).save(str(tmp_path / "run"))
+    with TRPO.load(str(tmp_path / "run"), resume=True) as resumed:
+        resumed.learn(2 * 256)
+        assert _comparable(resumed.history) == _comparable(straight.history)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"n_envs": 3, "n_workers": 2}, "n_envs .3. must be a multiple of n_workers .2."),
+    ({"n_workers": 0}, "n_workers must be an integer >= 1"),
+    ({"sampler": "dask"}, "sampler must be one of .'local', 'ray'."),
+])
+def test_worker_settings_are_validated(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TRPOConfig(**changes)
+
+
+def test_workers_need_an_environment_id():
+    with pytest.raises(InputError, match="sampling workers build their own environments from an environment id"):
+        TRPO(gym.make("CartPole-v1"), TRPOConfig(n_workers=2, n_envs=2))
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_ray_actors_give_the_history_of_local_worker_processes(env_id):
+    import ray  # the [ray] extra, installed by .ci/run
+
+    histories = {}
+    try:
+        for sampler in ("local", "ray"):
+            with TRPO(env_id, SMALL.replace(sampler=sampler), seed=1) as agent:
+                agent.learn(512)
+                histories[sampler] = _comparable(agent.history)
+    finally:
+        ray.shutdown()
+    assert histories["local"] == histories["ray"]
+
+
+def test_train_with_workers_on_the_command_line_records_them(tmp_path, capsys):
+    from trpo_tf import cli
+
+    run = tmp_path / "run"
+    assert cli.main(["train", "CartPole-v1", "--workers", "2", "--timesteps", "256", "--set", "steps_per_iteration=256",
+                     "--logdir", str(run), "--quiet"]) == 0
+    recorded = TRPOConfig.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    assert (recorded.n_workers, recorded.n_envs, recorded.sampler) == (2, 2, "local")
+    assert cli.main(["train", "CartPole-v1", "--workers", "3", "--logdir", str(tmp_path / "other"),
+                     "--set", "steps_per_iteration=256"]) == 2
+    assert "steps_per_iteration (256) must be a multiple of n_envs (3)" in capsys.readouterr().err
