@@ -46,8 +46,9 @@ from trpo_tf.files import atomic_write
 if TYPE_CHECKING:
     from trpo_tf.trpo import TRPO
 
-__all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "checkpoint_state", "iteration_of", "latest",
-           "read_config", "read_run", "read_run_info", "restore", "save", "update_run", "write_run"]
+__all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_same_run", "checkpoint_state",
+           "iteration_of", "latest", "read_config", "read_run", "read_run_info", "restore", "save", "update_run",
+           "write_run"]
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -161,7 +162,7 @@ def save(agent: TRPO, run_dir: str) -> str:
     :data:`MAX_TO_KEEP` checkpoints. Saving twice at the same iteration writes once.
     """
     if os.path.isfile(os.path.join(run_dir, RUN_FILE)):
-        _check_same_run(agent, run_dir)
+        check_same_run(agent, run_dir)
     else:
         write_run(run_dir, agent)
     checkpoint = tf.train.Checkpoint(**agent.trackables(), state=_Serialized(lambda: _encode_state(agent.state())),
@@ -284,7 +285,7 @@ def _json_object(value: dict[str, Any]) -> Any:
     return value
 
 
-def _check_same_run(agent: TRPO, run_dir: str) -> None:
+def check_same_run(agent: TRPO, run_dir: str) -> None:
     """RunDirError when ``run_dir`` records another environment, seed or config than ``agent``."""
     info = read_run_info(run_dir)
     config = read_config(run_dir)
