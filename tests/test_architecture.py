@@ -69,6 +69,7 @@ def test_no_import_cycle():
     ("trpo_tf.sampling", "trpo_tf.policies"),
     ("trpo_tf.export", "trpo_tf.trpo"),             # export knows only trained models
     ("trpo_tf.checkpoint", "pickle"),               # checkpoints serialize; only the sampler unpickles
+    ("trpo_tf.callbacks", "trpo_tf.trpo"),          # callbacks use the agent's public methods only
     ("trpo_tf", "trpo_tf.cli"),                     # nothing imports the CLI
 ])
 def test_layers_import_only_what_is_below_them(module, forbidden):

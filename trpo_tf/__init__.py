@@ -6,13 +6,16 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["TRPO", "TRPOConfig", "__version__"]
+__all__ = ["CheckpointCallback", "EvalCallback", "StopOnNoImprovement", "StopOnReward", "TRPO", "TRPOConfig",
+           "__version__"]
 
-_LAZY = {"TRPO": "trpo_tf.trpo", "TRPOConfig": "trpo_tf.config"}
+_LAZY = {"TRPO": "trpo_tf.trpo", "TRPOConfig": "trpo_tf.config", "CheckpointCallback": "trpo_tf.checkpoint",
+         "EvalCallback": "trpo_tf.callbacks", "StopOnReward": "trpo_tf.callbacks",
+         "StopOnNoImprovement": "trpo_tf.callbacks"}
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``TRPO`` (and TensorFlow) on first use, so ``trpo-tf --help`` answers at once."""
+    """Import ``TRPO``, the callbacks (and TensorFlow) on first use, so ``trpo-tf --help`` answers at once."""
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'trpo_tf' has no attribute {name!r}")

@@ -46,8 +46,9 @@ from trpo_tf.files import PROGRESS_FILE, atomic_write
 if TYPE_CHECKING:
     from trpo_tf.trpo import TRPO
 
-__all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_new_run_dir", "checkpoint_state", "iteration_of", "latest",
-           "read_config", "read_run", "read_run_info", "restore", "save", "update_run", "write_run"]
+__all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_new_run_dir", "check_same_run",
+           "checkpoint_state", "iteration_of", "latest", "read_config", "read_run", "read_run_info", "restore", "save",
+           "update_run", "write_run"]
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -103,7 +104,7 @@ def check_new_run_dir(run_dir: str, agent: TRPO | None = None) -> None:
         raise RunDirError(f"{run_dir} already holds a run ({' and '.join(held)}); continue it with --resume "
                           f"(in Python: TRPO.load(run_dir, resume=True)), or choose another run directory")
     if agent is not None and os.path.isfile(os.path.join(run_dir, RUN_FILE)):
-        _check_same_run(agent, run_dir)
+        check_same_run(agent, run_dir)
 
 
 def update_run(run_dir: str, **changes: Any) -> None:
@@ -184,7 +185,7 @@ def save(agent: TRPO, run_dir: str) -> str:
     :data:`MAX_TO_KEEP` checkpoints. Saving twice at the same iteration writes once.
     """
     if os.path.isfile(os.path.join(run_dir, RUN_FILE)):
-        _check_same_run(agent, run_dir)
+        check_same_run(agent, run_dir)
     else:
         write_run(run_dir, agent)
     checkpoint = tf.train.Checkpoint(**agent.trackables(), state=_Serialized(lambda: _encode_state(agent.state())),
@@ -307,7 +308,7 @@ def _json_object(value: dict[str, Any]) -> Any:
     return value
 
 
-def _check_same_run(agent: TRPO, run_dir: str) -> None:
+def check_same_run(agent: TRPO, run_dir: str) -> None:
     """RunDirError when ``run_dir`` records another environment, seed or config than ``agent``."""
     info = read_run_info(run_dir)
     config = read_config(run_dir)

@@ -38,5 +38,9 @@ class RunDirError(InputError):
     """A run directory that is missing, incomplete, corrupted or belongs to another run."""
 
 
+class CallbackError(InputError):
+    """A training callback given arguments it cannot work with, or used where it cannot work."""
+
+
 class CheckpointWarning(UserWarning):
     """Part of the training state could not be saved or restored exactly."""

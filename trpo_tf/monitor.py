@@ -71,34 +71,45 @@ class CSVLogger:
 
     ``history`` (the entries already trained, e.g. when resuming) is written first, replacing
     whatever the file held — rows of iterations after the last checkpoint included — through a
-    temporary file and ``os.replace``. Rows are flushed as they come.
+    temporary file and ``os.replace``. Rows are flushed as they come. A key that appears after
+    the first row (``eval_return_mean`` from an :class:`~trpo_tf.callbacks.EvalCallback`) adds
+    a column: the file is rewritten once with the wider header, earlier rows leaving it empty.
     """
 
     def __init__(self, path: str, history: Sequence[Entry] = ()):
         self.path = path
-        self.fields: list[str] | None = None
+        self.fields: list[str] = []
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        text = io.StringIO()
-        if history:
-            self.fields = list(history[0])
-            writer = self._writer(text)
-            writer.writeheader()
-            writer.writerows(history)
-        atomic_write(path, text.getvalue())
+        self._rewrite(list(history))
         self.handle = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def __call__(self, entry: Entry) -> None:
-        if self.fields is None:
-            self.fields = list(entry)
-            self._writer(self.handle).writeheader()
-        self._writer(self.handle).writerow(entry)
+        if all(key in self.fields for key in entry):
+            self._writer(self.handle).writerow(entry)
+        else:
+            self.handle.close()
+            with open(self.path, newline="", encoding="utf-8") as handle:
+                rows: list[Entry] = list(csv.DictReader(handle))
+            self._rewrite(rows + [entry])
+            self.handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self.handle.flush()
 
     def close(self) -> None:
         self.handle.close()
 
+    def _rewrite(self, rows: list[Entry]) -> None:
+        """Replace the file with ``rows`` under a header of the fields so far and any new keys of ``rows``."""
+        for row in rows:
+            self.fields.extend(key for key in row if key not in self.fields)
+        text = io.StringIO()
+        if self.fields:
+            writer = self._writer(text)
+            writer.writeheader()
+            writer.writerows(rows)
+        atomic_write(self.path, text.getvalue())
+
     def _writer(self, handle: IO[str]) -> csv.DictWriter:
-        return csv.DictWriter(handle, fieldnames=self.fields or [], restval="", extrasaction="ignore")
+        return csv.DictWriter(handle, fieldnames=self.fields, restval="")
 
 
 class TensorBoardLogger:

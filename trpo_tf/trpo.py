@@ -122,7 +122,8 @@ class TRPO:
         Args:
             total_timesteps: steps to add, over all environments; any integral number (``1e6``).
             callback: ``callback(entry)`` after each iteration (before the loggers, so keys it adds
-                to ``entry`` are logged); returning False stops training. See :mod:`trpo_tf.callbacks`.
+                to ``entry`` are logged); returning False stops training. ``learn`` does not close
+                it, so it can serve several calls. See :mod:`trpo_tf.callbacks`.
             log_dir: a run directory, written as ``trpo-tf train`` writes one (``run.json``,
                 ``config.yaml``, ``progress.csv``, TensorBoard events, ``checkpoints/``; a last
                 checkpoint when training ends), so ``trpo-tf plot/evaluate/export`` work on it.
@@ -148,18 +149,20 @@ class TRPO:
             self.history.clear()
             self.recent_returns.clear()
         target = self.timesteps + steps
-        callbacks = monitor.Callbacks([] if callback is None else [callback])
+        loggers = monitor.Callbacks([])  # this call's own: closed at its end (the user's callback is not)
         if log_dir is not None:
             self._open_log_dir(log_dir, target)
-            callbacks.callbacks += monitor.run_directory_loggers(self, log_dir, checkpoint_every)
+            loggers.callbacks += monitor.run_directory_loggers(self, log_dir, checkpoint_every)
         if progress_bar:
-            callbacks.callbacks.append(monitor.ProgressBar(target, initial=self.timesteps, description=self.env_id))
+            loggers.callbacks.append(monitor.ProgressBar(target, initial=self.timesteps, description=self.env_id))
         try:
             while self.timesteps < target:
-                if callbacks(self.iterate()) is False:
+                entry = self.iterate()
+                keep_going = callback is None or callback(entry) is not False
+                if loggers(entry) is False or not keep_going:
                     break
         finally:
-            callbacks.close()
+            loggers.close()
         if log_dir is not None:
             checkpoint.save(self, log_dir)
         return self
