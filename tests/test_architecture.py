@@ -65,6 +65,8 @@ def test_no_import_cycle():
     ("trpo_tf.policies", "trpo_tf.update"),         # policies know no algorithm
     ("trpo_tf.policies", "trpo_tf.trpo"),
     ("trpo_tf.policies", "trpo_tf.sampling"),
+    ("trpo_tf.policies.acting", "tensorflow"),      # a snapshot acts in any process with NumPy alone
+    ("trpo_tf.policies.acting", "keras"),
     ("trpo_tf.sampling", "tensorflow"),             # sampling knows no TensorFlow
     ("trpo_tf.sampling", "trpo_tf.policies"),
     ("trpo_tf.export", "trpo_tf.trpo"),             # export knows only trained models

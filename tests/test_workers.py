@@ -55,6 +55,27 @@ def test_two_workers_record_what_one_sampler_stepping_all_environments_records(m
     assert all(process.poll() is not None for process in processes)
 
 
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "CartPole-v1", "FrozenLake-v1"])
+def test_a_snapshot_acts_in_another_process_without_tensorflow(env_id):
+    """What a worker does: unpickle the snapshot, act; the actions equal the TensorFlow policy's."""
+    import pickle
+    import subprocess
+    import sys
+
+    with TRPO(env_id, TRPOConfig(n_envs=1), seed=0) as agent:
+        observations = np.stack([agent.observation_space.sample() for _ in range(5)])
+        expected = agent.predict(observations)
+        snapshot = pickle.dumps(agent.policy.snapshot())
+    code = ("import pickle, sys; import numpy as np; snapshot = pickle.loads(sys.stdin.buffer.read()); "
+            f"print(snapshot.act(np.array({observations.tolist()!r}), None)[0].tolist()); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tensorflow_probability'}))")
+    process = subprocess.run([sys.executable, "-c", code], input=snapshot, capture_output=True, timeout=120)
+    assert process.returncode == 0, process.stderr.decode()
+    actions, imported = process.stdout.decode().strip().splitlines()
+    np.testing.assert_allclose(np.array(eval(actions)), expected, atol=1e-5)
+    assert imported == "[]"
+
+
 def test_worker_histories_repeat_and_workers_stop_with_the_agent():
     runs = []
     for _ in range(2):

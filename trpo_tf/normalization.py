@@ -7,8 +7,7 @@ from typing import Any
 import keras
 import numpy as np
 
-CLIP = 10.0
-EPSILON = 1e-8
+from trpo_tf.policies.acting import CLIP, EPSILON, NumpyNormalizer
 
 
 class ObservationNormalizer(keras.layers.Layer):
@@ -55,21 +54,6 @@ class ObservationNormalizer(keras.layers.Layer):
     def numpy_normalize(self) -> "NumpyNormalizer":
         """A NumPy copy of the current statistics, for acting without TensorFlow calls."""
         return NumpyNormalizer(self.mean.numpy(), self.var.numpy(), self.enabled)
-
-
-class NumpyNormalizer:
-    """The same map as :class:`ObservationNormalizer`, frozen, in NumPy: [B, D] → [B, D]."""
-
-    def __init__(self, mean: np.ndarray, var: np.ndarray, enabled: bool):
-        self.mean = mean.astype(np.float32)
-        self.inv_std = (1.0 / np.sqrt(var.astype(np.float32) + EPSILON)).astype(np.float32)
-        self.enabled = enabled
-
-    def __call__(self, features: np.ndarray) -> np.ndarray:
-        if not self.enabled:
-            return features
-        # np.minimum/np.maximum: a third of np.clip's overhead on the one-row batches of a rollout.
-        return np.minimum(np.maximum((features - self.mean) * self.inv_std, -CLIP), CLIP)
 
 
 class RewardScaler(keras.layers.Layer):

@@ -1,19 +1,38 @@
 """Policies: observation encoders, networks, action heads, and the policy that joins them.
 
 ``policies`` knows no algorithm: the trust-region update, the sampler and the export use
-what :class:`Policy` and :class:`PolicySnapshot` offer.
+what :class:`Policy` and :class:`PolicySnapshot` offer. Names are imported on first use, so
+a process that only acts (:mod:`trpo_tf.policies.acting`) never imports TensorFlow.
 """
 
-from trpo_tf.errors import UnsupportedSpaceError
-from trpo_tf.policies.encoders import SUPPORTED_OBSERVATION_SPACES, ObservationEncoder
-from trpo_tf.policies.heads import (HEAD_KINDS, SUPPORTED_ACTION_SPACES, ActionHead, BernoulliHead,
-                                    CategoricalHead, GaussianHead, action_head, kl_divergence)
-from trpo_tf.policies.networks import mlp, numpy_forward, policy_network, value_network
-from trpo_tf.policies.policy import Policy, PolicySnapshot, make_policy
+from __future__ import annotations
 
-__all__ = [
-    "ActionHead", "BernoulliHead", "CategoricalHead", "GaussianHead", "HEAD_KINDS", "ObservationEncoder",
-    "Policy", "PolicySnapshot", "SUPPORTED_ACTION_SPACES", "SUPPORTED_OBSERVATION_SPACES",
-    "UnsupportedSpaceError", "action_head", "kl_divergence", "make_policy", "mlp", "numpy_forward",
-    "policy_network", "value_network",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what mypy and readers see; at run time each name is imported on first use
+    from trpo_tf.errors import UnsupportedSpaceError
+    from trpo_tf.policies.acting import ACTING, PolicySnapshot, numpy_forward
+    from trpo_tf.policies.encoders import SUPPORTED_OBSERVATION_SPACES, ObservationEncoder
+    from trpo_tf.policies.heads import (HEAD_KINDS, SUPPORTED_ACTION_SPACES, ActionHead, BernoulliHead,
+                                        CategoricalHead, GaussianHead, action_head, kl_divergence)
+    from trpo_tf.policies.networks import mlp, policy_network, value_network
+    from trpo_tf.policies.policy import Policy, make_policy
+
+_HOMES = {
+    "trpo_tf.errors": ["UnsupportedSpaceError"],
+    "trpo_tf.policies.acting": ["ACTING", "PolicySnapshot", "numpy_forward"],
+    "trpo_tf.policies.encoders": ["SUPPORTED_OBSERVATION_SPACES", "ObservationEncoder"],
+    "trpo_tf.policies.heads": ["HEAD_KINDS", "SUPPORTED_ACTION_SPACES", "ActionHead", "BernoulliHead",
+                               "CategoricalHead", "GaussianHead", "action_head", "kl_divergence"],
+    "trpo_tf.policies.networks": ["mlp", "policy_network", "value_network"],
+    "trpo_tf.policies.policy": ["Policy", "make_policy"],
+}
+_LAZY = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'trpo_tf.policies' has no attribute {name!r}")

@@ -7,11 +7,15 @@ objects, so an acting snapshot that holds one can be pickled to another process.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import gymnasium as gym
 import numpy as np
-import tensorflow as tf
 
 from trpo_tf.errors import UnsupportedSpaceError
+
+if TYPE_CHECKING:  # imported where used: an acting process unpickles encoders without TensorFlow
+    import tensorflow as tf
 
 SUPPORTED_OBSERVATION_SPACES = "Box (any shape, flattened) and Discrete (one-hot)"
 
@@ -64,6 +68,7 @@ class ObservationEncoder:
 
     def tensorflow(self, observations: tf.Tensor) -> tf.Tensor:
         """[B, *obs_shape] → [B, D] in the TensorFlow graph."""
+        import tensorflow as tf
         if self.one_hot:
             return tf.one_hot(tf.cast(observations, tf.int32) - self.start, self.dim, dtype=tf.float32)
         return tf.reshape(tf.cast(observations, tf.float32), [-1, self.dim])

@@ -3,13 +3,14 @@
 A head turns the network's outputs [B, param_size] — together with parameters it owns, such
 as the diagonal Gaussian's state-independent log-std — into the distribution's parameters
 η (a list of tensors), a TensorFlow Probability distribution, deterministic and sampled
-actions in the environment's units, and the same acting in NumPy for rollouts. This is the
-only module that imports TensorFlow Probability.
+actions in the environment's units; its NumPy acting for rollouts is the class of the same
+``kind`` in :mod:`trpo_tf.policies.acting` (no TensorFlow there, so any process can act).
+This is the only module that imports TensorFlow Probability.
 
 Adding an action distribution is one new subclass of :class:`ActionHead` with its own
-``kind``, and one line in :func:`action_head`. The NumPy methods are class methods on plain
-arrays (:meth:`ActionHead.numpy_arrays`), so a picklable acting snapshot holds only arrays
-and the head's ``kind``.
+``kind``, its NumPy acting class of that ``kind`` in ``acting.py``, and one line in
+:func:`action_head`. A head hands its acting the plain arrays of :meth:`ActionHead.numpy_arrays`,
+so a picklable acting snapshot holds only arrays and the head's ``kind``.
 
 Shapes: B is the batch size, A the action shape of the space.
 """
@@ -25,6 +26,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from trpo_tf.errors import UnsupportedSpaceError
+from trpo_tf.policies.acting import ACTING, Arrays
 
 tfd = tfp.distributions
 
@@ -32,9 +34,6 @@ tfd = tfp.distributions
 _PAD_LOGIT = -1e9
 
 SUPPORTED_ACTION_SPACES = "Box, Discrete, MultiDiscrete and MultiBinary"
-
-Arrays = dict[str, Any]  # plain data: NumPy arrays, and tuples of ints for shapes
-
 
 class ActionHead(keras.layers.Layer):
     """How one action space turns network outputs [B, param_size] into a distribution.
@@ -81,13 +80,13 @@ class ActionHead(keras.layers.Layer):
 
     @classmethod
     def numpy_act(cls, arrays: Arrays, outputs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        """Actions [B, *A] as stored in a batch, from outputs [B, param_size]; most probable when ``rng`` is None."""
-        raise NotImplementedError
+        """Actions [B, *A] as stored in a batch, from outputs [B, param_size] (NumPy: :mod:`~trpo_tf.policies.acting`)."""
+        return ACTING[cls.kind].act(arrays, outputs, rng)
 
     @classmethod
     def numpy_to_env(cls, arrays: Arrays, actions: np.ndarray) -> np.ndarray:
         """Stored actions → the actions sent to the environment."""
-        return actions
+        return ACTING[cls.kind].to_env(arrays, actions)
 
 
 HEAD_KINDS: dict[str, type[ActionHead]] = {}
@@ -134,16 +133,6 @@ class GaussianHead(ActionHead):
     def numpy_arrays(self) -> Arrays:
         return {"log_std": self.log_std.numpy(), "low": self.low, "high": self.high, "action_shape": self.action_shape}
 
-    @classmethod
-    def numpy_act(cls, arrays: Arrays, outputs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        if rng is None:
-            return outputs
-        return outputs + np.exp(arrays["log_std"]) * rng.standard_normal(outputs.shape, dtype=np.float32)
-
-    @classmethod
-    def numpy_to_env(cls, arrays: Arrays, actions: np.ndarray) -> np.ndarray:
-        clipped = np.minimum(np.maximum(actions, arrays["low"]), arrays["high"])
-        return clipped.reshape((len(actions),) + arrays["action_shape"])
 
     def _shaped(self, flat: tf.Tensor) -> tf.Tensor:
         return tf.reshape(flat, (-1,) + self.action_shape)
@@ -203,21 +192,6 @@ class CategoricalHead(ActionHead):
     def numpy_arrays(self) -> Arrays:
         return {"padding": self.padding, "starts": self.starts, "single": self.single, "action_shape": self.action_shape}
 
-    @classmethod
-    def numpy_act(cls, arrays: Arrays, outputs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        count, width = arrays["padding"].shape
-        logits = outputs.reshape(len(outputs), count, width) + arrays["padding"]
-        if rng is not None:
-            logits = logits + rng.gumbel(size=logits.shape).astype(np.float32)
-        choice = logits.argmax(axis=-1)  # [B, K], zero-based
-        if arrays["single"]:
-            return choice[:, 0]
-        return choice.reshape((len(outputs),) + arrays["action_shape"])
-
-    @classmethod
-    def numpy_to_env(cls, arrays: Arrays, actions: np.ndarray) -> np.ndarray:
-        starts = arrays["starts"]
-        return actions + (starts[0] if arrays["single"] else starts.reshape(arrays["action_shape"]))
 
     def _shaped(self, choice: tf.Tensor) -> tf.Tensor:
         return choice[:, 0] if self.single else tf.reshape(choice, (-1,) + self.action_shape)
@@ -253,14 +227,6 @@ class BernoulliHead(ActionHead):
 
     def numpy_arrays(self) -> Arrays:
         return {"action_shape": self.action_shape}
-
-    @classmethod
-    def numpy_act(cls, arrays: Arrays, outputs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        if rng is None:
-            chosen = outputs > 0.0
-        else:
-            chosen = rng.random(outputs.shape, dtype=np.float32) < 1.0 / (1.0 + np.exp(-outputs))
-        return chosen.astype(np.int32).reshape((len(outputs),) + arrays["action_shape"])
 
 
 class _FlatEvents:

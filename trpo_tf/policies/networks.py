@@ -6,10 +6,11 @@ Shapes: B is the batch size, D the flat feature size.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import keras
-import numpy as np
+
+from trpo_tf.policies.acting import NUMPY_ACTIVATIONS, DenseArrays
 
 
 def mlp(hidden: Sequence[int], outputs: int, activation: str, output_gain: float, seed: int,
@@ -43,18 +44,6 @@ def value_network(feature_dim: int, hidden: Sequence[int], activation: str, seed
     return model
 
 
-# A Dense layer as (kernel [D_in, D_out], bias [D_out], activation name): plain data.
-DenseArrays = tuple[np.ndarray, np.ndarray, str]
-
-NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "tanh": np.tanh,
-    "relu": lambda x: np.maximum(x, 0.0),
-    "elu": lambda x: np.where(x > 0.0, x, np.expm1(np.minimum(x, 0.0))),
-    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
-    "linear": lambda x: x,
-}
-
-
 def dense_arrays(model: keras.Sequential) -> list[DenseArrays]:
     """The weights of an MLP of Dense layers as plain arrays and activation names."""
     layers = []
@@ -66,10 +55,3 @@ def dense_arrays(model: keras.Sequential) -> list[DenseArrays]:
                             f"{', '.join(NUMPY_ACTIVATIONS)} act in NumPy")
         layers.append((layer.kernel.numpy(), layer.bias.numpy(), activation))
     return layers
-
-
-def numpy_forward(layers: Sequence[DenseArrays], x: np.ndarray) -> np.ndarray:
-    """[B, D] → [B, outputs] through the layers of :func:`dense_arrays`."""
-    for kernel, bias, activation in layers:
-        x = NUMPY_ACTIVATIONS[activation](x @ kernel + bias)
-    return x

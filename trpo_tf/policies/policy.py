@@ -1,11 +1,10 @@
-"""The policy as one object, and the picklable NumPy snapshot it hands out for acting.
+"""The policy as one object; it hands out picklable NumPy snapshots (:mod:`trpo_tf.policies.acting`) for acting.
 
 Shapes: B is the batch size, D the flat feature size, A the action shape.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import gymnasium as gym
@@ -13,10 +12,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trpo_tf.normalization import NumpyNormalizer, ObservationNormalizer
+from trpo_tf.normalization import ObservationNormalizer
+from trpo_tf.policies.acting import PolicySnapshot
 from trpo_tf.policies.encoders import ObservationEncoder
-from trpo_tf.policies.heads import HEAD_KINDS, ActionHead, action_head
-from trpo_tf.policies.networks import DenseArrays, dense_arrays, numpy_forward, policy_network
+from trpo_tf.policies.heads import ActionHead, action_head
+from trpo_tf.policies.networks import dense_arrays, policy_network
 
 
 class Policy(keras.Model):
@@ -99,31 +99,3 @@ def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: t
     normalizer = ObservationNormalizer(encoder.dim, enabled=normalize_observations)
     network = policy_network(encoder.dim, head.param_size, hidden, activation, seed)
     return Policy(encoder, normalizer, network, head)
-
-
-@dataclasses.dataclass(frozen=True)
-class PolicySnapshot:
-    """The policy frozen as plain arrays: acts in NumPy, without TensorFlow calls, in any process.
-
-    Holds the encoder (a plain object), the normalizer's statistics, the network's layers as
-    (kernel, bias, activation name) and the head's ``kind`` with its arrays; it pickles.
-    """
-
-    encoder: ObservationEncoder
-    normalizer: NumpyNormalizer
-    layers: tuple[DenseArrays, ...]
-    head_kind: str
-    head_arrays: dict[str, Any]
-
-    def features(self, observations: np.ndarray) -> np.ndarray:
-        """Raw observations [B, *obs_shape] → normalized features [B, D]."""
-        return self.normalizer(self.encoder.numpy(observations))
-
-    def act(self, observations: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-        """Raw observations [B, *obs_shape] → (actions for the environment, actions as stored in a batch).
-
-        Actions are drawn with ``rng``; with ``rng`` None they are the most probable ones.
-        """
-        head = HEAD_KINDS[self.head_kind]
-        actions = head.numpy_act(self.head_arrays, numpy_forward(self.layers, self.features(observations)), rng)
-        return head.numpy_to_env(self.head_arrays, actions), actions
