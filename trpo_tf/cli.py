@@ -23,7 +23,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from trpo_tf import evaluation
+from trpo_tf import evaluation, startup
 from trpo_tf.errors import InputError, SpaceMismatchError
 from trpo_tf.files import PROGRESS_FILE
 
@@ -158,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.command_line = " ".join([PROG, shlex.join(argv)])
+    if args.handler is not cmd_plot:  # first, without the lines TensorFlow's libraries log while loading
+        startup.import_tensorflow()
     with warnings.catch_warnings():
         if getattr(args, "quiet", False):
             from trpo_tf.checkpoint import CheckpointWarning
