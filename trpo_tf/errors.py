@@ -38,5 +38,9 @@ class RunDirError(InputError):
     """A run directory that is missing, incomplete, corrupted or belongs to another run."""
 
 
+class MissingDependencyError(InputError):
+    """An optional feature whose packages are not installed; the message names the install command."""
+
+
 class CheckpointWarning(UserWarning):
     """Part of the training state could not be saved or restored exactly."""
