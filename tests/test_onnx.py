@@ -168,3 +168,15 @@ def test_cli_export_onnx_and_the_example_drive_the_environment_with_onnxruntime_
     stdout = isolated_python(script, out_dir, "--episodes", "2", "--seed", "3",
                              blocked=("trpo_tf", "tensorflow", "tensorflow_probability", "keras"), cwd=str(tmp_path))
     assert episode_returns(stdout) == reference_returns(agent, "CartPole-v1", 2, seed=3)
+
+
+@pytest.mark.parametrize("name", ["pendulum", "multidiscrete", "multibinary"])
+def test_onnxruntime_refuses_observations_of_another_shape_or_dtype(name, converted):
+    """The SavedModel's EnsureShape becomes a no-op in ONNX; onnxruntime checks the declared input instead."""
+    item = converted[name]
+    session = onnxruntime.InferenceSession(item.onnx_files["serving_default"], providers=["CPUExecutionProvider"])
+    observations = item.observations
+    for bad in (observations.reshape(1, -1), np.asarray(observations[0]), observations[None],
+                observations.astype(np.float64)):
+        with pytest.raises(onnxruntime.capi.onnxruntime_pybind11_state.InvalidArgument):
+            session.run(None, {export.INPUT_NAME: bad})
