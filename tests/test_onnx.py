@@ -131,7 +131,7 @@ def test_files_hold_only_onnx_operators_and_random_ones_only_in_sample(converted
             assert bool(random) == (signature == "sample"), (signature, operators)
 
 
-def test_unknown_signature_and_unconvertible_ops_are_named(converted, tmp_path):
+def test_unknown_signatures_unconvertible_ops_and_dropped_checks_are_named(converted, tmp_path):
     saved_model = os.path.join(str(tmp_path), "strings")
     module = tf.Module()
     module.value = tf.function(lambda observation: {"value": tf.cast(tf.strings.length(
@@ -140,6 +140,15 @@ def test_unknown_signature_and_unconvertible_ops_are_named(converted, tmp_path):
     tf.saved_model.save(module, saved_model, signatures={"value": module.value})
     with pytest.raises(RuntimeError, match="could not convert the TensorFlow op.s. StringLength"):
         export.to_onnx(saved_model, str(tmp_path / "strings-onnx"))
+    checked = os.path.join(str(tmp_path), "checked")
+    module = tf.Module()
+    module.value = tf.function(lambda observation: {"value": tf.debugging.check_numerics(observation, "bad")[:, 0]},
+                               input_signature=[tf.TensorSpec([None, 2], tf.float32, name=export.INPUT_NAME)])
+    tf.saved_model.save(module, checked, signatures={"value": module.value})
+    with pytest.warns(RuntimeWarning, match="no operator for CheckNumerics"):
+        files = export.to_onnx(checked, str(tmp_path / "checked-onnx"))
+    nan = np.array([[np.nan, 1.0]], np.float32)
+    assert np.isnan(run_onnx(files["value"], nan)["value"]).all()  # what the warning says: no check in ONNX
     with pytest.raises(InputError, match=r"unknown signature.*'act'"):
         export.to_onnx(converted["cartpole"].path, str(tmp_path / "act"), signatures=["act"])
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import warnings
 from typing import Any
 
 import tensorflow as tf
@@ -29,6 +30,7 @@ from trpo_tf.errors import InputError, MissingDependencyError
 from trpo_tf.export.saved_model import INPUT_NAME, resolve_saved_model_dir
 
 OPSET = 17
+DROPPED_CHECKS = ("Assert", "CheckNumerics", "CheckNumericsV2")  # tf2onnx removes them
 INSTALL_HINT = "pip install -e '.[onnx]'"
 
 
@@ -38,8 +40,10 @@ def to_onnx(saved_model_dir: str, out_dir: str, signatures: list[str] | tuple[st
 
     ``saved_model_dir`` is a version folder or the model folder above it (its highest
     version); ``signatures`` defaults to all of them. Raises :class:`MissingDependencyError`
-    (before converting anything) without the ``onnx`` extra, :class:`InputError` for an unknown signature, and
-    RuntimeError naming the TensorFlow ops tf2onnx could not convert.
+    (before converting anything) without the ``onnx`` extra, :class:`InputError` for an
+    unknown signature, and RuntimeError naming the TensorFlow ops tf2onnx could not convert.
+    Warns (RuntimeWarning) when a signature holds checks ONNX has no operator for
+    (:data:`DROPPED_CHECKS`): tf2onnx leaves them out, so the file does not make them.
     """
     check_dependencies()
     tf2onnx = importlib.import_module("tf2onnx")
@@ -54,6 +58,7 @@ def to_onnx(saved_model_dir: str, out_dir: str, signatures: list[str] | tuple[st
     written = {}
     for name in keys:
         function, spec = _observation_function(loaded.signatures[name])
+        _warn_dropped_checks(function, spec, f"signature {name!r} of {path}")
         model, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=opset)
         _check_converted(model, f"signature {name!r} of {path}")
         written[name] = os.path.join(out_dir, f"{name}.onnx")
@@ -74,6 +79,17 @@ def _observation_function(signature: Any) -> tuple[Any, tf.TensorSpec]:
     spec = tf.TensorSpec(inputs[INPUT_NAME].shape, inputs[INPUT_NAME].dtype, name=INPUT_NAME)
     function = tf.function(lambda observation: signature(**{INPUT_NAME: observation}), input_signature=[spec])
     return function, spec
+
+
+def _warn_dropped_checks(function: Any, spec: tf.TensorSpec, what: str) -> None:
+    """RuntimeWarning naming the :data:`DROPPED_CHECKS` ops in ``function``'s graph and the functions it calls."""
+    graph = function.get_concrete_function(spec).graph.as_graph_def()
+    ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}
+    dropped = sorted(ops & set(DROPPED_CHECKS))
+    if dropped:
+        warnings.warn(f"{what}: ONNX has no operator for {', '.join(dropped)}; the .onnx file leaves these "
+                      f"checks out (e.g. it does not refuse a NaN observation the SavedModel refuses)",
+                      RuntimeWarning, stacklevel=3)
 
 
 def _check_converted(model: Any, what: str) -> None:
