@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from trpo_tf import startup as _startup
+
+_startup.quiet_tensorflow_logging()  # before anything imports TensorFlow; a level the user set stays
 __version__ = "0.1.0"
 __all__ = ["CheckpointCallback", "EvalCallback", "StopOnNoImprovement", "StopOnReward", "TRPO", "TRPOConfig",
            "__version__"]
@@ -17,5 +20,6 @@ _LAZY = {"TRPO": "trpo_tf.trpo", "TRPOConfig": "trpo_tf.config", "CheckpointCall
 def __getattr__(name: str) -> Any:
     """Import ``TRPO``, the callbacks (and TensorFlow) on first use, so ``trpo-tf --help`` answers at once."""
     if name in _LAZY:
+        _startup.import_tensorflow()
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'trpo_tf' has no attribute {name!r}")

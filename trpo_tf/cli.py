@@ -23,7 +23,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from trpo_tf import evaluation
+from trpo_tf import evaluation, startup
 from trpo_tf.errors import InputError, SpaceMismatchError
 from trpo_tf.files import DEFAULT_CHECKPOINT_EVERY
 
@@ -133,10 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         "export", formatter_class=_Formatter, help="export a training run's policy as a SavedModel",
         description="Export the policy of RUN_DIR's last checkpoint to OUT_DIR/<version>/ (TF Serving "
                     "layout, with assets/metadata.json), and with --tflite also to "
-                    "OUT_DIR/<version>/model.tflite.")
+                    "OUT_DIR/<version>/model.tflite, with --onnx to OUT_DIR/<version>/onnx/.")
     export.add_argument("run_dir", metavar="RUN_DIR", help="training run directory")
     export.add_argument("out_dir", metavar="OUT_DIR", help="export directory (versions go below it)")
     export.add_argument("--tflite", action="store_true", help="also convert to TFLite (LiteRT)")
+    export.add_argument("--onnx", action="store_true",
+                        help="also convert each signature to OUT_DIR/<version>/onnx/<signature>.onnx "
+                             "(needs pip install -e '.[onnx]')")
     export.add_argument("--version", type=_non_negative_int, default=None, metavar="N",
                         help="version folder (default: one more than the highest in OUT_DIR)")
     export.add_argument("--eval-episodes", type=_positive_int, default=evaluation.DEFAULT_EPISODES, metavar="N",
@@ -163,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.command_line = " ".join([PROG, shlex.join(argv)])
+    if args.handler is not cmd_plot:  # first, without the lines TensorFlow's libraries log while loading
+        startup.import_tensorflow()
     with warnings.catch_warnings():
         if getattr(args, "quiet", False):
             from trpo_tf.checkpoint import CheckpointWarning
@@ -477,6 +482,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.version is not None and os.path.exists(os.path.join(args.out_dir, str(args.version))):
         raise CLIError(f"{os.path.join(args.out_dir, str(args.version))} already exists; choose another "
                        f"--version or leave it out to use the next free one")
+    if args.onnx:
+        exporting.onnx.check_dependencies()  # before anything is written
     with TRPO.load(args.run_dir) as agent:
         evaluation_result = agent.evaluate(episodes=args.eval_episodes) if agent.env_id else None
         path = agent.export(args.out_dir, version=args.version, evaluation=evaluation_result,
@@ -486,6 +493,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         line += f" (evaluation {evaluation_result['mean_return']:.2f} ± {evaluation_result['std_return']:.2f})"
     if args.tflite:
         line += f"; TFLite: {exporting.to_tflite(path, os.path.join(path, 'model.tflite'))}"
+    if args.onnx:
+        onnx_dir = os.path.join(path, "onnx")
+        exporting.to_onnx(path, onnx_dir)
+        line += f"; ONNX: {onnx_dir}/<signature>.onnx"
     print(line)
     return 0
 

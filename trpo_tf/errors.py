@@ -42,5 +42,9 @@ class CallbackError(InputError):
     """A training callback given arguments it cannot work with, or used where it cannot work."""
 
 
+class MissingDependencyError(InputError):
+    """An optional feature whose packages are not installed; the message names the install command."""
+
+
 class CheckpointWarning(UserWarning):
     """Part of the training state could not be saved or restored exactly."""

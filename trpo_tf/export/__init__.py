@@ -6,9 +6,11 @@ model and the metadata the caller builds (:func:`build_metadata`); it never sees
 - :mod:`trpo_tf.export.saved_model`: the SavedModel, its signatures and metadata;
 - :mod:`trpo_tf.export.spaces`: gymnasium spaces ↔ JSON;
 - :mod:`trpo_tf.export.tflite`: TFLite conversion and a LiteRT runner;
+- :mod:`trpo_tf.export.onnx`: ONNX conversion, one file per signature (the ``onnx`` extra);
 - :mod:`trpo_tf.export.rest`: TF Serving's REST predict request and response bodies.
 """
 
+from trpo_tf.export.onnx import to_onnx
 from trpo_tf.export.rest import rest_predict
 from trpo_tf.export.saved_model import (DETERMINISTIC_SIGNATURES, FORMAT_VERSION, INPUT_NAME, METADATA_FILE,
                                         SIGNATURES, build_metadata, describe_signatures, export_saved_model,
@@ -21,5 +23,5 @@ __all__ = [
     "DETERMINISTIC_SIGNATURES", "FORMAT_VERSION", "INPUT_NAME", "METADATA_FILE", "SIGNATURES", "build_metadata",
     "describe_signatures", "export_saved_model", "library_versions", "litert_runner", "next_version",
     "read_metadata", "resolve_saved_model_dir", "rest_predict", "serving_module", "signature_graphs",
-    "space_from_metadata", "space_to_metadata", "to_tflite", "write_saved_model",
+    "space_from_metadata", "space_to_metadata", "to_onnx", "to_tflite", "write_saved_model",
 ]

@@ -18,8 +18,10 @@ from typing import Any, Callable, Sequence, TypeAlias, Union
 import gymnasium as gym
 import numpy as np
 from gymnasium.utils import EzPickle
+from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+from trpo_tf import startup
 from trpo_tf.errors import InputError, UnknownEnvironmentError
 
 EnvLike: TypeAlias = Union[str, gym.Env, gym.vector.VectorEnv]
@@ -87,6 +89,7 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **extra: Any
     """``gymnasium.make(env_id, **env_kwargs, **extra)``; an unknown id or keyword raises UnknownEnvironmentError."""
     check_env_id(env_id)
     try:
+        _import_environment_module(env_id)
         return gym.make(env_id, **(env_kwargs or {}), **extra)
     except TypeError as error:
         if not env_kwargs:
@@ -94,6 +97,15 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **extra: Any
         raise UnknownEnvironmentError(f"{env_id} does not accept env_kwargs {env_kwargs}: {error}") from None
     except gym.error.Error as error:  # a missing dependency, a deprecated version, ...
         raise UnknownEnvironmentError(f"{env_id} cannot be made: {' '.join(str(error).split())}") from None
+
+
+def _import_environment_module(env_id: str) -> None:
+    """Import the module of ``env_id``'s entry point (MuJoCo with it, for a MuJoCo environment), so
+    that MuJoCo's warnings are filtered before the environment compiles its model."""
+    entry_point = gym.spec(env_id).entry_point
+    if isinstance(entry_point, str):
+        load_env_creator(entry_point)
+    startup.filter_mujoco_warnings()
 
 
 def make_vector_env(env: EnvLike, n_envs: int, env_kwargs: dict[str, Any] | None = None) -> gym.vector.VectorEnv:

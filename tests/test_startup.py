@@ -1,0 +1,89 @@
+"""A quiet start-up: ``trpo-tf train --quiet`` prints its final line and nothing else; a log level
+the user set is kept; MuJoCo's known deprecation is dropped and its other warnings are Python warnings."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from trpo_tf import startup
+from trpo_tf.sampling import make_env
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUMMARY = re.compile(r"^CartPole-v1: 256 timesteps, 2 iterations, episode_return_mean [\d.]+ \([\d.]+s\); "
+                     r"run: quiet-run$")
+
+
+def _env_without_log_level(**extra: str) -> dict[str, str]:
+    """This process's environment with PYTHONPATH set and TF_CPP_MIN_LOG_LEVEL as a user would leave it."""
+    env = {key: value for key, value in os.environ.items() if key != startup.LOG_LEVEL_VARIABLE}
+    return dict(env, PYTHONPATH=REPO, **extra)
+
+
+def _command() -> list[str]:
+    script = os.path.join(os.path.dirname(sys.executable), "trpo-tf")
+    return [script] if os.path.isfile(script) else [sys.executable, "-m", "trpo_tf.cli"]
+
+
+def test_train_quiet_prints_exactly_the_final_line(tmp_path):
+    process = subprocess.run(_command() + ["train", "CartPole-v1", "--timesteps", "256", "--quiet",
+                                           "--set", "steps_per_iteration=128", "--logdir", "quiet-run"],
+                             cwd=tmp_path, env=_env_without_log_level(), capture_output=True, text=True,
+                             timeout=300)
+    assert process.returncode == 0, process.stderr
+    assert process.stderr == ""
+    assert SUMMARY.match(process.stdout.rstrip("\n")) and process.stdout.count("\n") == 1, process.stdout
+
+
+def test_a_log_level_the_user_set_keeps_tensorflows_logging():
+    """With TF_CPP_MIN_LOG_LEVEL=0, XLA's INFO line on compiling a function still reaches stderr."""
+    script = ("import os, trpo_tf\n"
+              "from trpo_tf import TRPOConfig\n"  # imports TensorFlow through trpo_tf
+              "import tensorflow as tf\n"
+              "tf.function(lambda x: x + 1.0, jit_compile=True)(tf.constant(1.0))\n"
+              "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n")
+    process = subprocess.run([sys.executable, "-c", script], env=_env_without_log_level(TF_CPP_MIN_LOG_LEVEL="0"),
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    assert process.stdout == "0\n"
+    assert re.search(r"^I\d{4} .*\] XLA service .* initialized", process.stderr, re.MULTILINE), process.stderr
+
+
+@pytest.mark.parametrize("level, hidden", [(0, ""), (1, "I"), (2, "IW"), (3, "IWE")])
+def test_a_level_hides_the_absl_lines_below_it(level, hidden):
+    lines = {"I": "I0000 00:00:1795901793.096627   23090 cudart_stub.cc:31] Could not find cuda drivers\n",
+             "W": "W0000 00:00:1795901658.526544   21569 tf_tfl_flatbuffer_helpers.cc:364] Ignored output_format.\n",
+             "E": "E0000 00:00:1795901442.176337   20456 cuda_platform.cc:52] failed call to cuInit\n",
+             "F": "F0000 00:00:1795901442.176337   20456 a.cc:1] fatal\n"}
+    assert {severity for severity, line in lines.items() if startup.hidden_by_level(line, level)} == set(hidden)
+    preamble = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    assert startup.hidden_by_level(preamble, level) == (level >= 1)
+    for other in ("Traceback (most recent call last):\n", "trpo-tf: warning: I0000 is not a log line\n",
+                  "To enable the following instructions: AVX2 FMA\n"):
+        assert not startup.hidden_by_level(other, level)
+
+
+def test_mujoco_settotalmass_deprecation_is_dropped(capfd):
+    capfd.readouterr()
+    make_env("HalfCheetah-v5").close()  # gymnasium's half_cheetah.xml sets settotalmass
+    out, err = capfd.readouterr()
+    assert "settotalmass" not in out + err
+
+
+def test_other_mujoco_warnings_become_python_warnings_and_never_raise(capfd):
+    make_env("Hopper-v5").close()  # imports MuJoCo and installs the handler
+    import mujoco
+    handler = mujoco.get_mju_user_warning()
+    assert handler is not None
+    with pytest.warns(RuntimeWarning, match="MuJoCo: Nan, Inf or huge value in QACC"):
+        handler("Nan, Inf or huge value in QACC at DOF 0")
+    capfd.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        handler("Nan, Inf or huge value in QACC at DOF 1")  # an exception here would abort MuJoCo's caller
+    assert "MuJoCo warning: Nan, Inf or huge value in QACC at DOF 1" in capfd.readouterr().err

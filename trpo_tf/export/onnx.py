@@ -1,0 +1,109 @@
+"""ONNX conversion of an export's signatures (tf2onnx), to run with onnxruntime or any ONNX runtime.
+
+Each signature becomes its own file, ``OUT_DIR/<signature>.onnx``, with the SavedModel's names:
+input ``observation`` float32 [B, *obs_shape] (dynamic batch), outputs as in
+:mod:`trpo_tf.export.saved_model` (``action``; ``mean``/``log_std`` or ``logits``; ``value``).
+One file per signature rather than one model with every output: the deterministic files hold
+no random op, a program loads only what it runs, and the names stay those of the SavedModel
+(``serving_default`` and ``sample`` both output ``action``). The variables are frozen into
+constants; observation normalization is in the graph, as in the SavedModel.
+
+``sample.onnx`` draws with ONNX's random operators (``RandomNormalLike`` for a Gaussian,
+``Multinomial`` for Categoricals), so its draws are not those of TensorFlow; its
+distribution is the same. The SavedModel's shape check (``EnsureShape``) becomes a no-op:
+onnxruntime refuses an observation whose shape or dtype differs from the declared input.
+
+Needs the ``onnx`` extra: ``pip install -e '.[onnx]'`` (tf2onnx, onnx and onnxruntime).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import warnings
+from typing import Any
+
+import tensorflow as tf
+
+from trpo_tf.errors import InputError, MissingDependencyError
+from trpo_tf.export.saved_model import INPUT_NAME, resolve_saved_model_dir
+
+OPSET = 17
+DROPPED_CHECKS = ("Assert", "CheckNumerics", "CheckNumericsV2")  # tf2onnx removes them
+INSTALL_HINT = "pip install -e '.[onnx]'"
+
+
+def to_onnx(saved_model_dir: str, out_dir: str, signatures: list[str] | tuple[str, ...] | None = None,
+            opset: int = OPSET) -> dict[str, str]:
+    """Convert signatures of an export to ``out_dir/<signature>.onnx``; returns signature → path.
+
+    ``saved_model_dir`` is a version folder or the model folder above it (its highest
+    version); ``signatures`` defaults to all of them. Raises :class:`MissingDependencyError`
+    (before converting anything) without the ``onnx`` extra, :class:`InputError` for an
+    unknown signature, and RuntimeError naming the TensorFlow ops tf2onnx could not convert.
+    Warns (RuntimeWarning) when a signature holds checks ONNX has no operator for
+    (:data:`DROPPED_CHECKS`): tf2onnx leaves them out, so the file does not make them.
+    """
+    check_dependencies()
+    tf2onnx = importlib.import_module("tf2onnx")
+    path = resolve_saved_model_dir(saved_model_dir)
+    loaded = tf.saved_model.load(path)
+    available = sorted(loaded.signatures.keys())
+    keys = list(available if signatures is None else signatures)
+    unknown = sorted(set(keys) - set(available))
+    if unknown or not keys:
+        raise InputError(f"unknown signature(s) {unknown or keys}; {path} has {available}")
+    os.makedirs(out_dir, exist_ok=True)
+    written = {}
+    for name in keys:
+        function, spec = _observation_function(loaded.signatures[name])
+        _warn_dropped_checks(function, spec, f"signature {name!r} of {path}")
+        model, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=opset)
+        _check_converted(model, f"signature {name!r} of {path}")
+        written[name] = os.path.join(out_dir, f"{name}.onnx")
+        with open(written[name], "wb") as file:
+            file.write(model.SerializeToString())
+    return written
+
+
+def _observation_function(signature: Any) -> tuple[Any, tf.TensorSpec]:
+    """(tf.function of one positional observation, its TensorSpec) calling a loaded ``signature``.
+
+    tf2onnx converts a tf.function with an input signature; a loaded signature takes keyword
+    arguments only.
+    """
+    inputs = signature.structured_input_signature[1]
+    if list(inputs) != [INPUT_NAME]:
+        raise InputError(f"expected one input named {INPUT_NAME!r}; the signature takes {sorted(inputs)}")
+    spec = tf.TensorSpec(inputs[INPUT_NAME].shape, inputs[INPUT_NAME].dtype, name=INPUT_NAME)
+    function = tf.function(lambda observation: signature(**{INPUT_NAME: observation}), input_signature=[spec])
+    return function, spec
+
+
+def _warn_dropped_checks(function: Any, spec: tf.TensorSpec, what: str) -> None:
+    """RuntimeWarning naming the :data:`DROPPED_CHECKS` ops in ``function``'s graph and the functions it calls."""
+    graph = function.get_concrete_function(spec).graph.as_graph_def()
+    ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}
+    dropped = sorted(ops & set(DROPPED_CHECKS))
+    if dropped:
+        warnings.warn(f"{what}: ONNX has no operator for {', '.join(dropped)}; the .onnx file leaves these "
+                      f"checks out (e.g. it does not refuse a NaN observation the SavedModel refuses)",
+                      RuntimeWarning, stacklevel=3)
+
+
+def _check_converted(model: Any, what: str) -> None:
+    """RuntimeError naming the nodes that are not ONNX operators (ops tf2onnx left unconverted)."""
+    onnx = importlib.import_module("onnx")
+    unconverted = sorted({node.op_type for node in model.graph.node if not onnx.defs.has(node.op_type, node.domain)})
+    if unconverted:
+        raise RuntimeError(f"tf2onnx could not convert the TensorFlow op(s) {', '.join(unconverted)} in {what}")
+    onnx.checker.check_model(model)
+
+
+def check_dependencies() -> None:
+    """Raise :class:`MissingDependencyError` unless tf2onnx, onnx and onnxruntime can be imported."""
+    missing = [name for name in ("tf2onnx", "onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingDependencyError(f"ONNX export needs {', '.join(missing)}, not installed: "
+                                     f"{INSTALL_HINT} (tf2onnx, onnx and onnxruntime, the onnx extra)")
