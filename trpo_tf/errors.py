@@ -31,7 +31,8 @@ class SpaceMismatchError(InputError):
 
 
 class EnvironmentValueError(InputError):
-    """An environment returned a NaN or infinite observation or reward."""
+    """An environment returned an observation or reward that training cannot use: of the wrong shape
+    or type, not finite in float32, or (Discrete) outside the space."""
 
 
 class RunDirError(InputError):
