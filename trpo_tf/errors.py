@@ -39,5 +39,9 @@ class RunDirError(InputError):
     """A run directory that is missing, incomplete, corrupted or belongs to another run."""
 
 
+class ExportError(InputError):
+    """An export whose metadata is missing pieces, is not JSON or does not have the expected form."""
+
+
 class CheckpointWarning(UserWarning):
     """Part of the training state could not be saved or restored exactly."""
