@@ -356,3 +356,19 @@ def test_a_gymnasium_vector_env_is_checked_too(snapshots):
     with pytest.raises(EnvironmentValueError, match=r"^environment 0 \(FaultyEnv\) returned a non-finite final "
                                                     r"observation \[0.0, 0.0, inf\] from step\(\) after 5 "):
         sampler.collect(snapshots["Box"], 2 * EPISODE)
+
+
+def test_a_vector_env_with_rewards_of_the_wrong_shape_is_named(snapshots):
+    class TwoRewards(gym.vector.SyncVectorEnv):
+        """Returns one reward too many at every step."""
+
+        def step(self, actions: np.ndarray) -> tuple:
+            observations, rewards, terminated, truncated, info = super().step(actions)
+            return observations, np.append(rewards, 0.0), terminated, truncated, info
+
+    vector = TwoRewards([lambda: FaultyEnv(BOX, "observation", "never", None)],
+                        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    with pytest.raises(EnvironmentValueError, match=r"^the vector environment returned rewards array\(\[1., 0.\]\) "
+                                                    r"from step\(\) after 1 environment steps; expected one number "
+                                                    r"per environment, shape \(1,\)$"):
+        Sampler(vector, seed=0, rng=np.random.default_rng(0)).collect(snapshots["Box"], 3)

@@ -201,13 +201,15 @@ class Sampler:
 
     def _rewards(self, reward_list: list[np.ndarray], steps_before: int) -> np.ndarray:
         """The rewards of the vectorized steps as float64 [T, N], checked to be finite in float32."""
+        if not reward_list:
+            return np.zeros((0, self.n_envs))
         try:
             rewards = np.asarray(reward_list, dtype=np.float64)
         except (ValueError, TypeError):
             rewards = np.zeros(0)
         if rewards.shape != (len(reward_list), self.n_envs):
-            t = next(t for t, r in enumerate(reward_list) if np.shape(r) != (self.n_envs,) or
-                     np.asarray(r).dtype.kind not in NUMERIC_KINDS)
+            t = next((t for t, r in enumerate(reward_list) if np.shape(r) != (self.n_envs,) or
+                     np.asarray(r).dtype.kind not in NUMERIC_KINDS), 0)
             raise EnvironmentValueError(f"the vector environment returned rewards {reward_list[t]!r} from step() "
                                         f"after {steps_before + (t + 1) * self.n_envs} environment steps; "
                                         f"expected one number per environment, shape ({self.n_envs},)")
