@@ -144,7 +144,7 @@ def test_truncated_steps_bootstrap_from_the_final_observation():
 
 def test_non_finite_observation_is_reported_with_where_and_when():
     agent = TRPO(CountingEnv(terminate_at=100, truncate_at=100, nan_at=6), SMALL, seed=0)
-    with pytest.raises(EnvironmentValueError, match=r"environment 0 returned a non-finite observation \[nan\] "
+    with pytest.raises(EnvironmentValueError, match=r"environment 0 \(CountingEnv\) returned a non-finite observation \[nan\] "
                                                      r"from step\(\) after 6 environment steps"):
         agent.learn(256)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any, Mapping
+
+import numpy as np
 
 from trpo_tf.errors import ConfigError
 
@@ -39,6 +42,10 @@ class TRPOConfig:
     ``n_envs / n_workers`` environments with its own copy of the policy.
     Environment: ``env_kwargs`` go to ``gymnasium.make`` for every environment built from the
     agent's env id (training, evaluation); checkpoints and exports record them with the rest.
+
+    Numbers may be NumPy scalars (``np.int64(2048)``, ``np.float32(0.01)``); they are stored as
+    plain Python numbers (a float32 as the shortest decimal that denotes it: 0.01), so config.yaml
+    and JSON stay plain. Every number must be finite: no range here is closed or open at infinity.
     """
 
     steps_per_iteration: int = 2048
@@ -71,7 +78,7 @@ class TRPOConfig:
         for name in ("policy_hidden", "value_hidden"):
             value = getattr(self, name)
             if isinstance(value, (list, tuple)):
-                object.__setattr__(self, name, tuple(value))
+                object.__setattr__(self, name, tuple(_plain_int(width) for width in value))
         self._check_int("steps_per_iteration", 1)
         self._check_int("n_envs", 1)
         self._check_int("cg_iters", 1)
@@ -87,6 +94,8 @@ class TRPOConfig:
         self._check_float("entropy_coef", 0.0, None)
         self._check_float("init_log_std", -20.0, 5.0)
         for name in ("normalize_observations", "normalize_advantages", "normalize_rewards"):
+            if isinstance(getattr(self, name), np.bool_):
+                object.__setattr__(self, name, bool(getattr(self, name)))
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"TRPOConfig.{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("policy_hidden", "value_hidden"):
@@ -109,9 +118,9 @@ class TRPOConfig:
             raise ConfigError("TRPOConfig.env_kwargs must be a mapping of gymnasium.make keyword arguments, "
                              f"got {self.env_kwargs!r}")
         try:  # as checkpoints and exports record them (tuples become lists), so a restored run equals this one
-            object.__setattr__(self, "env_kwargs", json.loads(json.dumps(dict(self.env_kwargs))))
+            object.__setattr__(self, "env_kwargs", json.loads(json.dumps(dict(self.env_kwargs), allow_nan=False)))
         except (TypeError, ValueError):
-            raise ConfigError("TRPOConfig.env_kwargs must hold plain values (numbers, strings, booleans, lists, "
+            raise ConfigError("TRPOConfig.env_kwargs must hold plain values (finite numbers, strings, booleans, lists, "
                              f"mappings), as checkpoints and exports record them; got {self.env_kwargs!r}") from None
         if self.steps_per_iteration % self.n_envs:
             raise ConfigError(
@@ -157,14 +166,20 @@ class TRPOConfig:
         return cls().replace(**dict(values))
 
     def _check_int(self, name: str, minimum: int) -> None:
-        value = getattr(self, name)
+        """Store field ``name`` as a plain int; ConfigError unless it is a whole number >= ``minimum``."""
+        value = _plain_int(getattr(self, name))
         if not _is_int(value) or value < minimum:
             raise ConfigError(f"TRPOConfig.{name} must be an integer >= {minimum}, got {value!r}")
+        object.__setattr__(self, name, value)
 
     def _check_float(self, name: str, low: float, high: float | None,
                      low_open: bool = False, high_open: bool = False) -> None:
+        """Store field ``name`` as a plain number; ConfigError unless it is finite and in the interval."""
         value = getattr(self, name)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        if isinstance(value, np.floating):
+            value = float(str(value))  # the shortest decimal of its own precision: float32 0.01 → 0.01
+        value = _plain_int(value)
+        ok = (_is_int(value) or isinstance(value, float)) and _finite(value)
         if ok:
             ok = (value > low if low_open else value >= low)
             if high is not None:
@@ -173,6 +188,7 @@ class TRPOConfig:
             interval = ("(" if low_open else "[") + f"{low}, " + (
                 "inf)" if high is None else f"{high}" + (")" if high_open else "]"))
             raise ConfigError(f"TRPOConfig.{name} must be a number in {interval}, got {value!r}")
+        object.__setattr__(self, name, value)
 
 
 def field_names() -> list[str]:
@@ -181,4 +197,18 @@ def field_names() -> list[str]:
 
 
 def _is_int(value: Any) -> bool:
+    """Whether ``value`` is a Python int and not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: int | float) -> bool:
+    """Whether ``value`` is a finite float64 (a Python int too large for one is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _plain_int(value: Any) -> Any:
+    """A NumPy integer scalar as a Python int; anything else unchanged."""
+    return int(value) if isinstance(value, np.integer) else value

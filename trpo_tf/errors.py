@@ -31,7 +31,8 @@ class SpaceMismatchError(InputError):
 
 
 class EnvironmentValueError(InputError):
-    """An environment returned a NaN or infinite observation or reward."""
+    """An environment returned an observation or reward that training cannot use: of the wrong shape
+    or type, not finite in float32, or (Discrete) outside the space."""
 
 
 class RunDirError(InputError):
@@ -44,6 +45,10 @@ class CallbackError(InputError):
 
 class MissingDependencyError(InputError):
     """An optional feature whose packages are not installed; the message names the install command."""
+
+
+class ExportError(InputError):
+    """An export whose metadata is missing pieces, is not JSON or does not have the expected form."""
 
 
 class CheckpointWarning(UserWarning):

@@ -83,4 +83,5 @@ def _error_message(error: Exception) -> str:
     message = error.message if isinstance(error, tf.errors.OpError) else str(error)
     lines = [line.strip() for line in message.splitlines()]
     useful = [line for line in lines if line and not line.startswith(_NOISE)]
-    return re.sub(r"\s*\[\[.*$|\s*\[Op:.*$", "", useful[0]) if useful else type(error).__name__
+    return re.sub(r"^\{\{function_node [^}]*\}\}\s*|\s*\[\[.*$|\s*\[Op:.*$", "", useful[0]) if useful \
+        else type(error).__name__

@@ -25,7 +25,12 @@ signature            outputs
 
 An observation of the wrong shape is refused by an ``EnsureShape`` check in the graph; a
 tensor of the wrong dtype is refused by the signature (Python lists and NumPy arrays are
-first converted to float32 by TensorFlow, as TF Serving converts JSON numbers).
+first converted to float32 by TensorFlow, as TF Serving converts JSON numbers). An observation
+holding NaN or ±infinity is refused by a ``CheckNumerics`` op (``InvalidArgumentError``
+"observation holds NaN or infinity"). Converters drop that op (TFLite, tf2onnx): there, and
+only there, every normalized feature that a non-finite entry feeds is 0 (the entry reads as its
+training mean, or as 0 with normalization off; a non-finite Discrete observation reads as the mean
+one-hot vector), so every output stays finite and every action inside the action space.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trpo_tf.errors import ExportError
 from trpo_tf.export.spaces import space_to_metadata
 from trpo_tf.policies import Policy
 
@@ -52,6 +58,8 @@ DETERMINISTIC_SIGNATURES = ("serving_default", "distribution", "value")
 INPUT_NAME = "observation"
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
+NON_FINITE_MESSAGE = "observation holds NaN or infinity"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 _VERSION_DIR = re.compile(r"^\d+$")
 
@@ -114,19 +122,33 @@ def serving_module(policy: Policy, value: keras.Model) -> tf.Module:
 def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[tf.Tensor], dict[str, tf.Tensor]]]:
     """Name → function of raw observations [B, *obs_shape] returning the signature's outputs.
 
-    Every function first checks the observation's shape, so that a wrong one raises instead
-    of being reshaped or broadcast.
+    Every function first checks the observation's shape and that it is finite, so that a wrong
+    one raises instead of being reshaped, broadcast or answered with NaN (see the module docstring
+    for what the converted formats answer instead).
     """
     obs_shape = (None,) + tuple(policy.encoder.shape)
 
-    def checked(observation: tf.Tensor) -> tf.Tensor:
-        return tf.ensure_shape(observation, obs_shape, name="check_observation_shape")
+    def features(observation: tf.Tensor) -> tf.Tensor:
+        """Checked raw observations [B, *obs_shape] → normalized features [B, D], 0 where not finite."""
+        observation = tf.ensure_shape(observation, obs_shape, name="check_observation_shape")
+        observation = tf.debugging.check_numerics(observation, NON_FINITE_MESSAGE, name="check_observation_finite")
+        # Where the check above is dropped (TFLite, tf2onnx): NaN → 0 and ±inf → ±max float32 keep the
+        # features finite, then the mask zeroes those they feed. tf2onnx turns a select into
+        # arithmetic (NaN · 0 = NaN) unless its condition is an IsNaN, hence this form.
+        usable = tf.where(tf.math.is_nan(observation), tf.zeros_like(observation), observation)
+        usable = tf.clip_by_value(usable, -FLOAT32_MAX, FLOAT32_MAX)
+        normalized = policy.normalizer(policy.encoder.tensorflow(usable))
+        finite = tf.cast(tf.math.is_finite(observation), tf.float32)
+        return normalized * policy.encoder.tensorflow_feature_mask(finite)
+
+    def parameters(observation: tf.Tensor) -> list[tf.Tensor]:
+        return policy.distribution_parameters(features(observation))
 
     return {
-        "serving_default": lambda observation: {"action": policy.deterministic_action(checked(observation))},
-        "sample": lambda observation: {"action": policy.sample_action(checked(observation))},
-        "distribution": lambda observation: policy.named_parameters(checked(observation)),
-        "value": lambda observation: {"value": value(policy.features(checked(observation)))[:, 0]},
+        "serving_default": lambda observation: {"action": policy.head.deterministic(parameters(observation))},
+        "sample": lambda observation: {"action": policy.head.sample(parameters(observation))},
+        "distribution": lambda observation: policy.head.named_parameters(parameters(observation)),
+        "value": lambda observation: {"value": value(features(observation))[:, 0]},
     }
 
 
@@ -222,13 +244,40 @@ def build_metadata(env_id: str | None, observation_space: gym.Space, action_spac
     }
 
 
+METADATA_TYPES: dict[str, tuple[type, ...]] = {
+    "env_id": (str, type(None)), "observation_space": (dict,), "action_space": (dict,), "config": (dict,),
+    "signatures": (dict,), "evaluation": (dict, type(None))}
+"""The metadata keys that readers rely on, and the JSON types each may have (when present)."""
+
+
 def read_metadata(saved_model_dir: str) -> dict[str, Any]:
-    """The ``assets/metadata.json`` of an export (a version folder, or the model folder above it)."""
+    """The ``assets/metadata.json`` of an export (a version folder, or the model folder above it).
+
+    Raises FileNotFoundError when there is none, and :class:`ExportError` naming the file when it is
+    not UTF-8 JSON, not an object, or holds one of :data:`METADATA_TYPES` with another type.
+    """
     path = os.path.join(resolve_saved_model_dir(saved_model_dir), "assets", METADATA_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: this SavedModel was not written by trpo_tf.export")
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)
+    try:
+        with open(path, encoding="utf-8") as file:
+            metadata = json.load(file)
+    except UnicodeDecodeError as error:
+        raise ExportError(f"{path} is not UTF-8 text (byte offset {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise ExportError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(metadata, dict):
+        raise ExportError(f"{path} must hold a JSON object, got {type(metadata).__name__}")
+    for key, types in METADATA_TYPES.items():
+        if key in metadata and not isinstance(metadata[key], types):
+            raise ExportError(f"{path}: {key!r} must be {' or '.join(_JSON_NAMES[t] for t in types)}, "
+                              f"got {json.dumps(metadata[key])[:80]}")
+    if not isinstance(metadata.get("config", {}).get("env_kwargs", {}), dict):
+        raise ExportError(f"{path}: 'config'.'env_kwargs' must be an object")
+    return metadata
+
+
+_JSON_NAMES = {str: "a string", dict: "an object", type(None): "null"}
 
 
 def library_versions() -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from trpo_tf.export.saved_model import INPUT_NAME, resolve_saved_model_dir
+from trpo_tf.export.saved_model import INPUT_NAME, NON_FINITE_MESSAGE, resolve_saved_model_dir
 
 
 def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple[str, ...] | None = None) -> str:
@@ -18,9 +18,10 @@ def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple
     ops are used and the variables are frozen into constants, so the file runs under
     ``ai_edge_litert.interpreter.Interpreter`` with its default delegates. The batch
     dimension stays dynamic: ``interpreter.get_signature_runner(name)(observation=x)``
-    resizes the input to ``x.shape``. The SavedModel's shape check does not survive the
-    conversion and LiteRT reshapes what it is given, so check shapes first (see
-    :func:`litert_runner`).
+    resizes the input to ``x.shape``. The SavedModel's shape and finiteness checks do not
+    survive the conversion: LiteRT reshapes what it is given, so check shapes first (see
+    :func:`litert_runner`), and a non-finite entry of an observation reads as its training mean
+    (see :mod:`trpo_tf.export.saved_model`).
     """
     path = resolve_saved_model_dir(saved_model_dir)
     available = sorted(tf.saved_model.load(path).signatures.keys())
@@ -44,7 +45,8 @@ def litert_runner(tflite_path: str, signature: str = "serving_default"
 
     Observations are float32 [B, *obs_shape]; outputs are as in the SavedModel. Unlike the
     bare signature runner, which would silently reshape an observation of the wrong shape,
-    this one raises ValueError for a shape or dtype the signature does not declare.
+    this one raises ValueError for a shape or dtype the signature does not declare, and, as the
+    SavedModel does, for an observation that holds NaN or infinity.
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -63,6 +65,9 @@ def litert_runner(tflite_path: str, signature: str = "serving_default"
         if not shape_ok or observations.dtype != declared["dtype"]:
             raise ValueError(f"observation {observations.dtype.name}{list(observations.shape)} does not fit "
                              f"{np.dtype(declared['dtype']).name}{[None if e < 0 else e for e in expected]}")
+        finite = np.isfinite(observations).all(axis=tuple(range(1, observations.ndim)))  # [B]
+        if not finite.all():
+            raise ValueError(f"{NON_FINITE_MESSAGE} (row {int(np.argmin(finite))} of the batch)")
         return runner(**{INPUT_NAME: observations})
 
     return run

@@ -66,6 +66,13 @@ class ObservationEncoder:
             return np.eye(self.dim, dtype=np.float32)[np.asarray(observations, np.int64) - self.start]
         return np.asarray(observations, dtype=np.float32).reshape(len(observations), self.dim)
 
+    def tensorflow_feature_mask(self, entry_mask: tf.Tensor) -> tf.Tensor:
+        """float32 [B, *obs_shape] (1 where an observation's entry is usable, else 0) → a mask that
+        multiplies features [B, D]: per feature [B, D] for Box, per observation [B, 1] for Discrete."""
+        if self.one_hot:
+            return entry_mask[:, None]
+        return tf.reshape(entry_mask, [-1, self.dim])
+
     def tensorflow(self, observations: tf.Tensor) -> tf.Tensor:
         """[B, *obs_shape] → [B, D] in the TensorFlow graph."""
         import tensorflow as tf

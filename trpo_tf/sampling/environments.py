@@ -12,8 +12,9 @@ import copyreg
 import difflib
 import functools
 import io
+import numbers
 import pickle
-from typing import Any, Callable, Sequence, TypeAlias, Union
+from typing import Any, Callable, NoReturn, Sequence, TypeAlias, Union
 
 import gymnasium as gym
 import numpy as np
@@ -22,10 +23,13 @@ from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from trpo_tf import startup
-from trpo_tf.errors import InputError, UnknownEnvironmentError
+from trpo_tf.errors import EnvironmentValueError, InputError, UnknownEnvironmentError
 
 EnvLike: TypeAlias = Union[str, gym.Env, gym.vector.VectorEnv]
 """What :class:`~trpo_tf.TRPO` trains on: an environment id, a gymnasium Env or a VectorEnv."""
+
+_PLAIN_REWARD_TYPES = frozenset({float, int, np.float64, np.float32, np.int64, np.int32})
+"""Reward types taken without further checks (one set look-up per step)."""
 
 
 class SerialVectorEnv(gym.vector.VectorEnv):
@@ -52,7 +56,10 @@ class SerialVectorEnv(gym.vector.VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
         observations = [env.reset(seed=s, options=options)[0] for env, s in zip(self.envs, seeds)]
-        return np.stack(observations), {}
+        try:
+            return np.array(observations), {}
+        except (ValueError, TypeError):
+            self._refuse_unstackable(observations)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         observations, rewards = [], np.zeros(self.num_envs)
@@ -60,7 +67,8 @@ class SerialVectorEnv(gym.vector.VectorEnv):
         truncated = np.zeros(self.num_envs, dtype=bool)
         final_observations = None
         for i, env in enumerate(self.envs):
-            observation, rewards[i], terminated[i], truncated[i], _ = env.step(actions[i])
+            observation, reward, terminated[i], truncated[i], _ = env.step(actions[i])
+            rewards[i] = reward if type(reward) in _PLAIN_REWARD_TYPES else self._checked_reward(reward, i)
             if terminated[i] or truncated[i]:
                 if final_observations is None:
                     final_observations = np.full(self.num_envs, None, dtype=object)
@@ -69,11 +77,51 @@ class SerialVectorEnv(gym.vector.VectorEnv):
             observations.append(observation)
         info = {} if final_observations is None else {
             "final_obs": final_observations, "_final_obs": terminated | truncated}
-        return np.array(observations), rewards, terminated, truncated, info
+        try:
+            stacked = np.array(observations)
+        except (ValueError, TypeError):
+            self._refuse_unstackable(observations)
+        return stacked, rewards, terminated, truncated, info
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
             env.close()
+
+    def _refuse_unstackable(self, observations: list[Any]) -> NoReturn:
+        """Raise EnvironmentValueError naming the environment whose observation (one per environment)
+        does not stack with the others into [N, *obs_shape]."""
+        shapes = [_shape_of(o) for o in observations]
+        expected = self.single_observation_space.shape
+        i = next((i for i, shape in enumerate(shapes) if shape != expected), 0)
+        raise EnvironmentValueError(
+            f"environment {i} ({environment_name(self, i)}) returned an observation of "
+            f"{'shape ' + str(shapes[i]) if shapes[i] is not None else type(observations[i]).__name__} "
+            f"({self.single_observation_space} has shape {expected})")
+
+    def _checked_reward(self, reward: Any, i: int) -> float:
+        """``reward`` of environment ``i`` as a float; EnvironmentValueError unless it is one real number."""
+        if isinstance(reward, np.ndarray) and reward.ndim == 0:
+            reward = reward[()]
+        if isinstance(reward, (numbers.Real, np.bool_)):
+            return float(reward)
+        raise EnvironmentValueError(f"environment {i} ({environment_name(self, i)}) returned the reward "
+                                    f"{reward!r}, not one real number")
+
+
+def _shape_of(value: Any) -> tuple[int, ...] | None:
+    """``np.shape(value)``, or None when ``value`` is no array (a ragged list, say)."""
+    try:
+        return tuple(np.shape(value))
+    except (ValueError, TypeError):
+        return None
+
+
+def environment_name(env: gym.vector.VectorEnv, index: int) -> str:
+    """How errors name environment ``index`` of ``env``: its id, else its class name."""
+    envs = getattr(env, "envs", None)
+    single = envs[index] if envs is not None and index < len(envs) else env
+    spec = getattr(single, "spec", None)
+    return spec.id if spec is not None else type(getattr(single, "unwrapped", single)).__name__
 
 
 def check_env_id(env_id: str) -> None:

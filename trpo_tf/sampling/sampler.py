@@ -11,14 +11,16 @@ environments' state is a pickle (:meth:`Sampler.environment_state`).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import gymnasium as gym
 import numpy as np
 
 from trpo_tf.errors import CheckpointWarning, EnvironmentValueError
 from trpo_tf.sampling.batch import Batch
-from trpo_tf.sampling.environments import environment_state, restore_environment_state
+from trpo_tf.sampling.checks import (NUMERIC_KINDS, describe_invalid, invalid_rows, structure_problem,
+                                     to_float32)
+from trpo_tf.sampling.environments import environment_name, environment_state, restore_environment_state
 
 
 class Actor(Protocol):
@@ -48,50 +50,68 @@ class Sampler:
     def collect(self, policy: Actor, steps: int) -> Batch:
         """Run ``steps`` vectorized steps, acting with ``policy.act(observations, rng)``.
 
-        The loop only steps and records; episode bookkeeping and the finiteness checks run on
-        the whole batch afterwards, which keeps the per-step cost near the environment's own.
+        The loop only steps, records and checks each observation's shape and dtype; episode
+        bookkeeping and the value checks (finite in float32, Discrete values in range) run on the
+        whole batch afterwards, which keeps the per-step cost near the environment's own. A bad
+        value raises :class:`EnvironmentValueError` naming the environment, the value and the step,
+        before anything learns from the batch; an exception the environment raises itself
+        propagates unchanged (unless a bad value it returned earlier explains it).
         """
         if self.observations is None:
-            self.observations, _ = self.env.reset(seed=self.seed)
-            self._check_finite(self.observations[None], "observation", "reset", self.total_steps)
+            self.observations = self._reset()
         seen_list: list[np.ndarray] = []
         action_list, reward_list, terminated_list, truncated_list = [], [], [], []
         infos: dict[int, dict] = {}
         step, obs, act, rng = self.env.step, self.observations, policy.act, self.rng
-        for t in range(steps):
-            env_actions, stored_actions = act(obs, rng)
-            seen_list.append(obs)
-            action_list.append(stored_actions)
-            obs, reward, term, trunc, info = step(env_actions)
-            reward_list.append(reward)
-            terminated_list.append(term)
-            truncated_list.append(trunc)
-            if info:
-                infos[t] = info
-        self.observations = obs
-        steps_before, self.total_steps = self.total_steps, self.total_steps + steps * self.n_envs
+        batch_shape, n_envs, steps_before = (self.n_envs,) + self.obs_shape, self.n_envs, self.total_steps
+        try:
+            for t in range(steps):
+                env_actions, stored_actions = act(obs, rng)
+                seen_list.append(obs)
+                action_list.append(stored_actions)
+                try:
+                    obs, reward, term, trunc, info = step(env_actions)
+                except EnvironmentValueError as error:  # from SerialVectorEnv, which does not count steps
+                    raise EnvironmentValueError(
+                        f"{error} from step() after {steps_before + (t + 1) * n_envs} environment steps") from None
+                if type(obs) is not np.ndarray or obs.shape != batch_shape or obs.dtype.kind not in NUMERIC_KINDS:
+                    self._refuse_structure(obs, "step", steps_before + (t + 1) * n_envs)
+                reward_list.append(reward)
+                terminated_list.append(term)
+                truncated_list.append(trunc)
+                if info:
+                    infos[t] = info
+        except Exception as error:
+            if not isinstance(error, EnvironmentValueError):  # a bad value may explain the failure
+                recorded = seen_list if seen_list and seen_list[-1] is obs else seen_list + [obs]
+                self._check_values(np.asarray(recorded), steps_before, error)
+            raise
         seen = np.asarray(seen_list + [obs])  # [T + 1, N, ...]: seen[t + 1] came from step t
-        rewards = np.asarray(reward_list, dtype=np.float64)
-        self._check_finite(seen[1:], "observation", "step", steps_before)
-        self._check_finite(rewards, "reward", "step", steps_before)
+        seen32 = self._check_values(seen, steps_before)
+        rewards = self._rewards(reward_list, steps_before)
         terminated = np.asarray(terminated_list, dtype=bool)
         truncated = np.asarray(truncated_list, dtype=bool)
         final_index = np.argwhere(terminated | truncated)  # [M, 2] (t, n), in time order
-        final_observations = [self._final_observation(infos, t, n, steps_before) for t, n in final_index]
+        final_observations = self._final_observations(infos, final_index, steps_before)
+        self.observations, self.total_steps = obs, steps_before + steps * n_envs
         episode_returns, episode_lengths = self._finish_episodes(rewards, final_index)
-        obs_shape = obs.shape[1:]
         return Batch(
-            observations=seen[:-1].astype(np.float32),
+            observations=seen32[:-1],
             actions=np.asarray(action_list),
             rewards=rewards.astype(np.float32),
             terminated=terminated,
             truncated=truncated,
-            final_observations=np.asarray(final_observations, dtype=np.float32).reshape((-1,) + obs_shape),
+            final_observations=final_observations,
             final_index=final_index.astype(np.int64).reshape(-1, 2),
-            last_observations=np.asarray(obs, dtype=np.float32),
+            last_observations=seen32[-1],
             episode_returns=episode_returns,
             episode_lengths=episode_lengths,
         )
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """The shape of one environment's observation, as its observation space declares."""
+        return tuple(self.env.single_observation_space.shape or ())
 
     def state(self) -> dict[str, Any]:
         """Where sampling stands, as plain data (arrays, numbers): resumes with :meth:`load_state`."""
@@ -150,16 +170,52 @@ class Sampler:
         """Close the environments."""
         self.env.close()
 
-    def _final_observation(self, infos: dict[int, dict], t: int, n: int, steps_before: int) -> np.ndarray:
-        """The last observation of the episode that ended at step t in environment n."""
-        info = infos.get(t, {})
-        if "final_obs" not in info:
-            raise ValueError(f"environment {n} ended an episode at step {t} without a 'final_obs' in the "
-                             "vector environment's info: trpo_tf needs the final observation of every episode, "
-                             "as gymnasium's vector environments report it in AutoresetMode.SAME_STEP")
-        final = np.asarray(info["final_obs"][n])
-        self._check_finite(final[None, None], "final observation", "step", steps_before + t * self.n_envs, n)
-        return final
+    def _reset(self) -> np.ndarray:
+        """Reset the environments with ``seed``; their first observations [N, *obs_shape], checked."""
+        try:
+            observations, _ = self.env.reset(seed=self.seed)
+        except EnvironmentValueError as error:  # from SerialVectorEnv, which does not count steps
+            raise EnvironmentValueError(f"{error} from reset() after {self.total_steps} environment steps") from None
+        self._refuse_structure(observations, "reset", self.total_steps)
+        self._refuse_invalid(observations, to_float32(observations), "observation",
+                             lambda k: (k, "reset", self.total_steps))
+        return observations
+
+    def _final_observations(self, infos: dict[int, dict], final_index: np.ndarray, steps_before: int) -> np.ndarray:
+        """The last observation of each episode that ended at step t in environment n, for (t, n) in
+        ``final_index`` [M, 2], as float32 [M, *obs_shape], checked like every observation."""
+        finals = []
+        for t, n in final_index:
+            info = infos.get(t, {})
+            if "final_obs" not in info:
+                raise ValueError(f"environment {n} ended an episode at step {t} without a 'final_obs' in the "
+                                 "vector environment's info: trpo_tf needs the final observation of every episode, "
+                                 "as gymnasium's vector environments report it in AutoresetMode.SAME_STEP")
+            final = _as_array(info["final_obs"][n])
+            if structure_problem(final, self.obs_shape) is not None:
+                self._refuse_structure(final, "step", steps_before + (t + 1) * self.n_envs, n, "a final observation")
+            finals.append(final)
+        values = np.asarray(finals).reshape((-1,) + self.obs_shape)
+        return self._refuse_invalid(values, to_float32(values), "final observation", lambda k: (
+            int(final_index[k, 1]), "step", steps_before + (int(final_index[k, 0]) + 1) * self.n_envs))
+
+    def _rewards(self, reward_list: list[np.ndarray], steps_before: int) -> np.ndarray:
+        """The rewards of the vectorized steps as float64 [T, N], checked to be finite in float32."""
+        if not reward_list:
+            return np.zeros((0, self.n_envs))
+        try:
+            rewards = np.asarray(reward_list, dtype=np.float64)
+        except (ValueError, TypeError):
+            rewards = np.zeros(0)
+        if rewards.shape != (len(reward_list), self.n_envs):
+            t = next((t for t, r in enumerate(reward_list) if np.shape(r) != (self.n_envs,) or
+                     np.asarray(r).dtype.kind not in NUMERIC_KINDS), 0)
+            raise EnvironmentValueError(f"the vector environment returned rewards {reward_list[t]!r} from step() "
+                                        f"after {steps_before + (t + 1) * self.n_envs} environment steps; "
+                                        f"expected one number per environment, shape ({self.n_envs},)")
+        self._refuse_invalid(rewards.reshape(-1), to_float32(rewards.reshape(-1)), "reward", lambda k: (
+            k % self.n_envs, "step", steps_before + (k // self.n_envs + 1) * self.n_envs))
+        return rewards
 
     def _finish_episodes(self, rewards: np.ndarray, final_index: np.ndarray) -> tuple[list[float], list[int]]:
         """Returns and lengths of the episodes that ended in this batch (rewards [T, N], final_index
@@ -182,19 +238,55 @@ class Sampler:
             self.running_lengths[n] += len(rewards) - first_step[n]
         return episode_returns, episode_lengths
 
-    def _check_finite(self, values: np.ndarray, what: str, call: str, steps_before: int,
-                      env_index: int | None = None) -> None:
-        """Raise :class:`EnvironmentValueError` naming the environment, the value and the step.
+    def _check_values(self, seen: np.ndarray, steps_before: int, cause: BaseException | None = None) -> np.ndarray:
+        """``seen`` [T + 1, N, *obs_shape] as float32, after checking ``seen[1:]``, which T consecutive
+        vectorized steps returned after ``steps_before`` environment steps (``seen[0]`` was checked
+        before). A bad value raises EnvironmentValueError (from ``cause``, the failure it explains)."""
+        converted = to_float32(seen)
+        rows = (-1,) + self.obs_shape  # [T·N, *obs_shape]
+        self._refuse_invalid(seen[1:].reshape(rows), converted[1:].reshape(rows), "observation", lambda k: (
+            k % self.n_envs, "step", steps_before + (k // self.n_envs + 1) * self.n_envs), cause)
+        return converted
 
-        ``values`` is [T, N, ...] from consecutive vectorized steps that began after
-        ``steps_before`` environment steps (or [1, 1, ...] for one environment's value).
-        """
-        if np.isfinite(values).all():
-            return
-        flat = np.asarray(values, dtype=np.float64).reshape(values.shape[0], values.shape[1], -1)
-        t, n = np.argwhere(~np.isfinite(flat).all(axis=2))[0]
-        env = n if env_index is None else env_index
-        steps = steps_before + (t + 1) * self.n_envs if call == "step" else steps_before
+    def _refuse_invalid(self, values: np.ndarray, converted: np.ndarray, what: str,
+                        locate: Callable[[int], tuple[int, str, int]], cause: BaseException | None = None
+                        ) -> np.ndarray:
+        """``converted`` (``values`` [K, ...] as float32) when every row is valid; else raise
+        EnvironmentValueError for the first invalid row k, placed by ``locate(k)`` → (environment
+        index, "step" or "reset", environment steps taken when it was returned)."""
+        space = None if what == "reward" else self.env.single_observation_space
+        bad = invalid_rows(values, converted, space)
+        if not bad.any():
+            return converted
+        k = int(np.argmax(bad))
+        n, call, steps = locate(k)
         raise EnvironmentValueError(
-            f"environment {env} returned a non-finite {what} {flat[t, n].tolist()} from {call}() "
-            f"after {steps} environment steps")
+            f"environment {n} ({environment_name(self.env, n)}) returned {describe_invalid(values[k], what, space)} "
+            f"from {call}() after {steps} environment steps") from cause
+
+    def _refuse_structure(self, observations: Any, call: str, steps: int, env_index: int | None = None,
+                          what: str = "an observation") -> None:
+        """Raise EnvironmentValueError unless ``observations`` is numeric [N, *obs_shape], as the vector
+        environment returns them (or one environment's [*obs_shape] when ``env_index`` is given)."""
+        if env_index is None:
+            batch_shape = (self.n_envs,) + self.obs_shape
+            if isinstance(observations, np.ndarray) and observations.ndim >= 1 and len(observations) == self.n_envs:
+                observations, env_index = observations[0, ...], 0  # [N, ...] stacks alike observations
+            elif structure_problem(observations, batch_shape) is not None:
+                raise EnvironmentValueError(
+                    f"the vector environment ({environment_name(self.env, 0)}) returned observations of "
+                    f"{structure_problem(observations, batch_shape)} from {call}() after {steps} environment "
+                    f"steps; expected numbers of shape {batch_shape}")
+        problem = structure_problem(observations, self.obs_shape)
+        if problem is not None:
+            raise EnvironmentValueError(
+                f"environment {env_index} ({environment_name(self.env, env_index or 0)}) returned {what} of "
+                f"{problem} from {call}() after {steps} environment steps; {self.env.single_observation_space} "
+                f"holds numbers of shape {self.obs_shape}")
+
+def _as_array(value: Any) -> Any:
+    """``value`` as a NumPy array when NumPy can make one (a number, a list of numbers), else ``value``."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError):
+        return value

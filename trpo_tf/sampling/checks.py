@@ -1,0 +1,65 @@
+"""What the sampler accepts from an environment, in NumPy: the checks behind its errors.
+
+An observation must have the observation space's shape and a numeric dtype (checked on every
+step, cheaply), and, like a reward, be finite once converted to float32 (what training computes
+in); a ``Discrete`` observation must also be a whole number in the space's range. The value
+checks run on whole arrays [K, ...] of values (K: steps × environments) at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+NUMERIC_KINDS = "biuf"
+"""``dtype.kind`` of the arrays accepted as observations: bool, signed, unsigned, float."""
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def structure_problem(observation: Any, shape: tuple[int, ...]) -> str | None:
+    """Why ``observation`` is not a numeric array of ``shape``, or None when it is one."""
+    if not isinstance(observation, np.ndarray):
+        return f"a {type(observation).__name__}, not an array"
+    if observation.shape != shape:
+        return f"shape {observation.shape}"
+    if observation.dtype.kind not in NUMERIC_KINDS:
+        return f"dtype {observation.dtype}, not a number type"
+    return None
+
+
+def to_float32(values: np.ndarray) -> np.ndarray:
+    """``values`` as float32; too large a number becomes ±inf (no warning), as :func:`invalid_rows` expects."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return values.astype(np.float32)
+
+
+def invalid_rows(values: np.ndarray, converted: np.ndarray, space: gym.Space | None) -> np.ndarray:
+    """Bool [K]: which rows of ``values`` [K, ...] (as returned) are not valid.
+
+    ``converted`` [K, ...] is ``to_float32(values)``: a row is invalid when any of its numbers is
+    not finite there; for a ``Discrete`` ``space`` also when it is not a whole number in range.
+    """
+    bad = ~np.isfinite(converted).all(axis=tuple(range(1, converted.ndim)))
+    if isinstance(space, gym.spaces.Discrete):
+        flat = values.reshape(len(values))
+        with np.errstate(invalid="ignore"):
+            bad |= (flat != np.floor(flat)) | (flat < space.start) | (flat >= space.start + space.n)
+    return bad
+
+
+def describe_invalid(value: np.ndarray, what: str, space: gym.Space | None) -> str:
+    """What is wrong with one invalid ``value`` (a row :func:`invalid_rows` flagged), e.g.
+    ``a non-finite observation [nan, 1.0]``."""
+    numbers = np.asarray(value, dtype=np.float64)
+    shown = np.asarray(value).tolist()
+    if not np.all(np.isfinite(numbers)):
+        return f"a non-finite {what} {shown}"
+    article = "an" if what[0] in "aeiou" else "a"
+    if np.any(np.abs(numbers) > FLOAT32_MAX):
+        return f"{article} {what} {shown} too large for float32 (magnitude above {FLOAT32_MAX:.4g}), which training uses"
+    assert isinstance(space, gym.spaces.Discrete), "only Discrete values have a range to check"
+    return (f"{article} {what} {shown} outside {space}: it must be a whole number in "
+            f"[{space.start}, {space.start + space.n})")
