@@ -267,13 +267,16 @@ class TRPO:
         return checkpoint.save(self, run_dir)
 
     @classmethod
-    def load(cls, run_dir: str, env: EnvLike | None = None, resume: bool = False) -> "TRPO":
-        """Rebuild an agent from the latest checkpoint in ``run_dir`` (on ``env``, default: the run's env id).
+    def load(cls, run_dir: str, env: EnvLike | None = None, resume: bool = False, trust: bool = False) -> "TRPO":
+        """Rebuild an agent from the newest intact checkpoint in ``run_dir`` (on ``env``, default: the run's env id).
 
         With ``resume=True`` the environments' pickled state is restored too, so training
-        continues exactly where it stopped: unpickling runs code, so resume only runs you (or
-        someone you trust) wrote. Without it nothing is unpickled and the environments start
-        fresh episodes: safe for evaluating or exporting a downloaded run.
+        continues exactly where it stopped. Unpickling runs code, so this is done only for a
+        state signed with this user's run key (a run this user saved on this machine, see
+        :mod:`trpo_tf.signing`), or with ``trust=True`` for a run you trust whoever wrote;
+        otherwise :class:`~trpo_tf.errors.UntrustedRunError`. Without ``resume`` nothing is
+        unpickled and the environments start fresh episodes: safe for evaluating, exporting
+        or continuing to train a downloaded run.
         """
         env_id, config, seed = checkpoint.read_run(run_dir)
         target = env if env is not None else env_id
@@ -281,7 +284,11 @@ class TRPO:
             raise InputError(f"{run_dir} was trained on an environment instance without a registered id; "
                              "pass TRPO.load(run_dir, env=...) the environment to continue on")
         agent = cls(target, config, seed=seed)
-        checkpoint.restore(agent, run_dir, environments=resume)
+        try:
+            checkpoint.restore(agent, run_dir, environments=resume, trust=trust)
+        except BaseException:
+            agent.close()
+            raise
         return agent
 
     def export(self, out_dir: str, version: int | None = None, evaluation: dict[str, Any] | None = None,
