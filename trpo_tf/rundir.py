@@ -41,7 +41,10 @@ def lock_run_dir(run_dir: str, create: bool = True) -> Iterator[None]:
     if created:
         if not create:
             raise RunDirError(f"no run directory at {run_dir}")
-        os.makedirs(run_dir, exist_ok=True)
+        try:
+            os.makedirs(run_dir, exist_ok=True)
+        except OSError as error:
+            raise RunDirError(f"cannot create the run directory {run_dir}: {error.strerror or error}") from None
     path = os.path.join(run_dir, LOCK_FILE)
     descriptor = _acquire(path)
     try:
@@ -49,7 +52,8 @@ def lock_run_dir(run_dir: str, create: bool = True) -> Iterator[None]:
         os.write(descriptor, f"{os.getpid()}\n".encode())
         yield
     finally:
-        os.unlink(path)  # still holding the lock: a process that opened this file now retries
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # still holding the lock: a process that opened this file now retries
         os.close(descriptor)
         if created:
             with contextlib.suppress(OSError):  # not empty: the run wrote into it
@@ -80,7 +84,10 @@ def run_files(run_dir: str) -> list[str]:
 def _acquire(path: str) -> int:
     """An open descriptor of ``path`` holding its exclusive flock; RunDirInUseError when taken."""
     while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise RunDirError(f"cannot create the lock file {path}: {error.strerror or error}") from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -90,6 +97,9 @@ def _acquire(path: str) -> int:
             raise RunDirInUseError(f"{run_dir} is in use by another training (process {owner}, which holds "
                                    f"{path}); wait for it to end or stop it, or choose another run "
                                    f"directory (--logdir)") from None
+        except OSError as error:  # a file system without locks
+            os.close(descriptor)
+            raise RunDirError(f"cannot lock {path}: {error.strerror or error}") from None
         if _is_same_file(descriptor, path):
             return descriptor
         os.close(descriptor)  # the owner removed the file as we locked it: take the new one
