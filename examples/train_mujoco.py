@@ -21,7 +21,7 @@ if len(sys.argv) > 2:
     timesteps = int(sys.argv[2])
 run_dir = f"runs/example-{env_id}"
 
-if checkpoint.latest(run_dir):
+if checkpoint.checkpoints(run_dir):  # the newest intact one is used; damaged ones are skipped
     agent = TRPO.load(run_dir, resume=True)  # our own run: restoring its environments is safe
     print(f"continuing {run_dir} from {agent.timesteps:,} timesteps")
 else:

@@ -236,7 +236,8 @@ def test_a_new_run_refuses_a_directory_with_checkpoints(trained, capsys):
     workdir, _ = trained
     run = str(workdir / "runs" / "CartPole-v1-seed0")
     assert cli.main(["train", "CartPole-v1", "--logdir", run, "--quiet"]) == 2
-    assert "already holds a run (checkpoints/ and progress.csv); continue it with --resume" in capsys.readouterr().err
+    assert ("already holds a run (run.json, progress.csv, checkpoints/ckpt-4); continue it with --resume"
+            in capsys.readouterr().err)
     assert cli.main(["train", "CartPole-v1", "--logdir", run, "--resume", "--set", "steps_per_iteration=1024",
                      "--set", "max_kl=0.5"]) == 2
     assert ("--set would change the config of the run being resumed: max_kl 0.5 (recorded: 0.01); a run"

@@ -92,7 +92,7 @@ def test_a_log_dir_of_another_run_is_refused_and_a_resumed_agent_continues_it(tm
         first.learn(128, log_dir=run)
     before = _tree(run)
     with TRPO("CartPole-v1", TINY, seed=2) as second:
-        with pytest.raises(RunDirError, match="already holds a run .checkpoints/ and progress.csv."):
+        with pytest.raises(RunDirError, match="already holds a run .run.json, progress.csv, checkpoints/ckpt-1."):
             second.learn(128, log_dir=run)
         with pytest.raises(InputError, match="reset_num_timesteps starts a new count"):
             first.learn(128, log_dir=run, reset_num_timesteps=True)

@@ -2,6 +2,7 @@
 
 import math
 import os
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -60,7 +61,6 @@ def test_a_snapshot_acts_in_another_process_without_tensorflow(env_id):
     """What a worker does: unpickle the snapshot, act; the actions equal the TensorFlow policy's."""
     import pickle
     import subprocess
-    import sys
 
     with TRPO(env_id, TRPOConfig(n_envs=1), seed=0) as agent:
         observations = np.stack([agent.observation_space.sample() for _ in range(5)])
@@ -138,3 +138,10 @@ def test_train_with_workers_on_the_command_line_records_them(tmp_path, capsys):
     assert cli.main(["train", "CartPole-v1", "--workers", "3", "--logdir", str(tmp_path / "other"),
                      "--set", "steps_per_iteration=256"]) == 2
     assert "steps_per_iteration (256) must be a multiple of n_envs (3)" in capsys.readouterr().err
+
+
+def test_asking_for_ray_without_it_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError, as when it is not installed
+    with pytest.raises(InputError, match=r"sampler='ray' needs Ray, which is not installed: pip install -e '.\[ray\]'"):
+        start_workers("CartPole-v1", None, n_envs=2, n_workers=2, backend="ray", seed=0,
+                      stream=np.random.SeedSequence(0))

@@ -15,16 +15,24 @@ One checkpoint is one ``tf.train.Checkpoint`` of:
   history, recent returns, random generator states and ``sampler.state()``;
 - ``environment`` (bytes, as a ``PythonState``): ``sampler.environment_state()``, the
   environments pickled (simulators, random generators, wrappers); empty when they cannot be
-  pickled, and such a run resumes with fresh episodes (with a warning).
+  pickled, and such a run resumes with fresh episodes (with a warning). The JSON state holds
+  its signature (``environment_signature``, see :mod:`trpo_tf.signing`).
 
 Because the Python state lives inside the TensorFlow checkpoint, it is written and made
 current together with the weights: TensorFlow writes ``ckpt-N`` under temporary names and
 only then atomically rewrites ``checkpoints/checkpoint``, so a process killed during a save
 leaves the previous checkpoint current and intact.
 
+Damage: :func:`restore` reads every tensor of a checkpoint (TensorFlow checks their
+checksums) and its JSON state before it changes the agent, and falls back, with a
+:class:`CheckpointWarning` naming what it skipped, to the newest intact checkpoint: the one
+``checkpoints/checkpoint`` names, then older ones, and all ``ckpt-N`` files found when that
+file is damaged or missing.
+
 Trust: only :func:`restore` with ``environments=True`` (resuming training) unpickles
-anything. Restoring for evaluation or export reads weights and JSON only, so a downloaded
-run directory can be inspected and exported safely.
+anything, and only bytes signed with this user's run key, unless ``trust=True``. Restoring
+for evaluation or export reads weights and JSON only, so a downloaded run directory can be
+inspected and exported safely.
 """
 
 from __future__ import annotations
@@ -33,21 +41,23 @@ import datetime
 import json
 import os
 import re
+import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import tensorflow as tf
 import yaml
 
+from trpo_tf import signing
 from trpo_tf.config import TRPOConfig
-from trpo_tf.errors import CheckpointWarning, RunDirError
-from trpo_tf.files import PROGRESS_FILE, atomic_write
+from trpo_tf.errors import CheckpointWarning, RunDirError, UnreadableCheckpointError, UntrustedRunError
+from trpo_tf.files import atomic_write
 
 if TYPE_CHECKING:
     from trpo_tf.trpo import TRPO
 
-__all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_new_run_dir", "check_same_run",
-           "checkpoint_state", "iteration_of", "latest", "read_config", "read_run", "read_run_info", "restore", "save",
+__all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_same_run", "checkpoint_state",
+           "checkpoints", "iteration_of", "latest", "read_config", "read_run", "read_run_info", "restore", "save",
            "update_run", "write_run"]
 
 RUN_FILE = "run.json"
@@ -82,29 +92,6 @@ def write_run(run_dir: str, agent: TRPO, command: str | None = None, total_times
     header.append("# Edit before --resume to change hyperparameters of the rest of the run.")
     body = yaml.safe_dump(agent.config.to_dict(), sort_keys=False, default_flow_style=None)
     atomic_write(os.path.join(run_dir, CONFIG_FILE), "\n".join(header) + "\n" + body)
-
-
-def check_new_run_dir(run_dir: str, agent: TRPO | None = None) -> None:
-    """RunDirError unless ``run_dir`` is free for a new run.
-
-    Free: absent, or holding no checkpoint and no progress rows; a ``run.json`` there must
-    describe ``agent`` (a run created for it that never trained). A directory with another
-    run's checkpoints or progress is never started over: nothing in it is touched.
-    """
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise RunDirError(f"{run_dir} exists and is not a directory")
-    held = []
-    checkpoints = os.path.join(run_dir, CHECKPOINT_DIR)
-    if os.path.isdir(checkpoints) and os.listdir(checkpoints):
-        held.append(f"{CHECKPOINT_DIR}/")
-    progress = os.path.join(run_dir, PROGRESS_FILE)
-    if os.path.isfile(progress) and os.path.getsize(progress) > 0:
-        held.append(PROGRESS_FILE)
-    if held:
-        raise RunDirError(f"{run_dir} already holds a run ({' and '.join(held)}); continue it with --resume "
-                          f"(in Python: TRPO.load(run_dir, resume=True)), or choose another run directory")
-    if agent is not None and os.path.isfile(os.path.join(run_dir, RUN_FILE)):
-        check_same_run(agent, run_dir)
 
 
 def update_run(run_dir: str, **changes: Any) -> None:
@@ -177,62 +164,78 @@ def iteration_of(path: str) -> int:
     return int(match.group(1))
 
 
+def checkpoints(run_dir: str) -> list[str]:
+    """Path prefixes of the checkpoints in ``run_dir`` to restore from, newest first (some may be damaged).
+
+    When ``checkpoints/checkpoint`` is readable and names a checkpoint that has files: that
+    one and every older one with files (files of newer numbers are interrupted saves). When
+    it is damaged, missing or names a checkpoint without files: every ``ckpt-N`` with files.
+    """
+    return _candidates(run_dir)[0]
+
+
 def save(agent: TRPO, run_dir: str) -> str:
     """Checkpoint ``agent`` as ``run_dir/checkpoints/ckpt-<iteration>``; returns that path.
 
     Writes ``run.json``/``config.yaml`` first when the directory has none, and refuses a
     directory that holds a run of another environment, seed or config. Keeps the last
-    :data:`MAX_TO_KEEP` checkpoints. Saving twice at the same iteration writes once.
+    :data:`MAX_TO_KEEP` checkpoints. Saving twice at the same iteration writes once (unless
+    the first is damaged). The environment state is signed with this user's run key.
     """
     if os.path.isfile(os.path.join(run_dir, RUN_FILE)):
         check_same_run(agent, run_dir)
     else:
         write_run(run_dir, agent)
-    checkpoint = tf.train.Checkpoint(**agent.trackables(), state=_Serialized(lambda: _encode_state(agent.state())),
-                                     environment=_Serialized(agent.sampler.environment_state))
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, CHECKPOINT_DIR), max_to_keep=MAX_TO_KEEP,
-                                         checkpoint_name=CHECKPOINT_NAME)
+    directory = os.path.join(run_dir, CHECKPOINT_DIR)
+    _repair_state_file(run_dir)
     number = len(agent.history)
-    if manager.latest_checkpoint and iteration_of(manager.latest_checkpoint) == number:
-        return manager.latest_checkpoint
+    path = os.path.join(directory, f"{CHECKPOINT_NAME}-{number}")
+    if _current_number(directory)[0] == number and _is_intact(path):
+        return path
+    pickled = agent.sampler.environment_state()
+    document = _encode_state(agent.state(), signing.sign(pickled) if pickled else None)
+    checkpoint = tf.train.Checkpoint(**agent.trackables(), state=_Serialized(lambda: document),
+                                     environment=_Serialized(lambda: pickled))
+    manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=MAX_TO_KEEP,
+                                         checkpoint_name=CHECKPOINT_NAME)
     return manager.save(checkpoint_number=number)
 
 
-def restore(agent: TRPO, run_dir: str, path: str | None = None, environments: bool = True) -> str:
-    """Load the current checkpoint of ``run_dir`` (or ``path``) into ``agent``; returns its path.
+def restore(agent: TRPO, run_dir: str, path: str | None = None, environments: bool = True,
+            trust: bool = False) -> str:
+    """Load the newest intact checkpoint of ``run_dir`` (or ``path``) into ``agent``; returns its path.
 
     ``agent`` must have been built with the run's env id, config and seed (as
-    :meth:`TRPO.load` does). With ``environments`` the pickled environment state is
-    restored (this unpickles: only for runs you trust); without, nothing is unpickled and the
-    environments start fresh episodes. Raises :class:`RunDirError` saying what is wrong when
-    there is no checkpoint or it cannot be read.
+    :meth:`TRPO.load` does). A damaged newer checkpoint is skipped with a
+    :class:`CheckpointWarning` that names it and the one used. With ``environments`` the
+    pickled environment state is restored: this unpickles, so it is done only when the state
+    is signed with this user's run key (:mod:`trpo_tf.signing`) or ``trust`` is true, and
+    :class:`UntrustedRunError` is raised otherwise. Without ``environments`` nothing is
+    unpickled and the environments start fresh episodes. Raises :class:`RunDirError` saying
+    what is wrong when there is no checkpoint or none can be restored; the agent is changed
+    only after its checkpoint has been read whole.
     """
-    path = path or latest(run_dir)
     if path is None:
-        raise RunDirError(f"{run_dir} has no checkpoint yet (nothing under {CHECKPOINT_DIR}/)")
-    state, environment = _Serialized(), _Serialized()
+        path, document, pickled = _newest_intact(run_dir)
+    else:
+        document, pickled = _read_checkpoint(path)
+    if environments and pickled and not trust:
+        _check_signature(path, document, pickled)
     try:
-        tf.train.Checkpoint(**agent.trackables(), state=state, environment=environment).restore(
+        tf.train.Checkpoint(**agent.trackables(), state=_Serialized(), environment=_Serialized()).restore(
             path).assert_existing_objects_matched()
-    except Exception as error:  # noqa: BLE001 - truncated files raise IndexError, OpError, ...
-        raise RunDirError(f"checkpoint {path} cannot be restored (corrupted, or written with another "
-                          f"config or trpo_tf version): {_first_line(error)}") from None
-    if state.restored is None:
-        raise RunDirError(f"checkpoint {path} cannot be restored: it has no agent state")
+    except Exception as error:  # noqa: BLE001 - mismatched structures raise AssertionError, ValueError, ...
+        raise RunDirError(f"checkpoint {path} cannot be restored (written with another config or trpo_tf "
+                          f"version): {_first_line(error)}") from None
     try:
-        values = _decode_state(state.restored)
-        if values["agent"].get("iteration") != iteration_of(path):
-            raise RunDirError(f"checkpoint {path} is inconsistent: it holds iteration "
-                              f"{values['agent'].get('iteration')}")
-        agent.load_state(values["agent"])
+        agent.load_state(document["agent"])
     except (ValueError, KeyError, TypeError, AttributeError) as error:
-        if isinstance(error, RunDirError):
-            raise
-        raise RunDirError(f"checkpoint {path} holds an unreadable agent state: {_first_line(error)}") from None
+        raise RunDirError(f"checkpoint {path} holds an agent state that does not fit this agent: "
+                          f"{_first_line(error)}") from None
     # New episodes, not a replay of the first ones: their reset seed follows from the progress.
     fresh_seed = int(np.random.SeedSequence([agent.seed, agent.timesteps]).generate_state(1)[0] % 2**31)
     if environments:
-        agent.sampler.load_environment_state(environment.restored, fresh_seed)
+        agent.sampler.load_environment_state(pickled, fresh_seed)
     else:
         agent.sampler.restart_episodes(fresh_seed)
     return path
@@ -240,11 +243,7 @@ def restore(agent: TRPO, run_dir: str, path: str | None = None, environments: bo
 
 def checkpoint_state(path: str) -> dict[str, Any]:
     """The agent state (timesteps, history, ...) stored in checkpoint ``path``, without an agent."""
-    reader = tf.train.load_checkpoint(path)
-    keys = [key for key in reader.get_variable_to_shape_map() if key.startswith("state/")]
-    if not keys:
-        raise RunDirError(f"checkpoint {path} has no agent state")
-    return _decode_state(reader.get_tensor(keys[0]))["agent"]
+    return _read_checkpoint(path)[0]["agent"]
 
 
 class CheckpointCallback:
@@ -277,9 +276,12 @@ class _Serialized(tf.train.experimental.PythonState):
         self.restored = bytes(string_value)
 
 
-def _encode_state(agent_state: dict[str, Any]) -> bytes:
+def _encode_state(agent_state: dict[str, Any], environment_signature: str | None) -> bytes:
     """The checkpoint's JSON document for ``agent.state()`` (arrays keep their dtype and shape)."""
-    return json.dumps({"format": STATE_FORMAT, "agent": agent_state}, default=_json_default).encode("utf-8")
+    document = {"format": STATE_FORMAT, "agent": agent_state}
+    if environment_signature is not None:
+        document["environment_signature"] = environment_signature
+    return json.dumps(document, default=_json_default).encode("utf-8")
 
 
 def _decode_state(data: bytes) -> dict[str, Any]:
@@ -306,6 +308,133 @@ def _json_object(value: dict[str, Any]) -> Any:
         array = value["__ndarray__"]
         return np.asarray(array["data"], dtype=np.dtype(array["dtype"])).reshape(array["shape"])
     return value
+
+
+def _candidates(run_dir: str) -> tuple[list[str], str | None]:
+    """(:func:`checkpoints`, what is wrong with ``checkpoints/checkpoint`` or None)."""
+    directory = os.path.join(run_dir, CHECKPOINT_DIR)
+    on_disk = _numbers_on_disk(directory)
+    current, problem = _current_number(directory)
+    if current is not None and current not in on_disk:
+        problem = f"{directory}/checkpoint names {CHECKPOINT_NAME}-{current}, which has no files"
+    if current is not None and problem is None:
+        on_disk = [n for n in on_disk if n <= current]
+    return [os.path.join(directory, f"{CHECKPOINT_NAME}-{n}") for n in on_disk], problem
+
+
+def _numbers_on_disk(directory: str) -> list[int]:
+    """The numbers N of ``ckpt-N`` with an index or data file in ``directory``, newest first."""
+    pattern = re.compile(rf"{CHECKPOINT_NAME}-(\d+)\.(index|data-\d+-of-\d+)")
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    return sorted({int(match.group(1)) for match in map(pattern.fullmatch, names) if match}, reverse=True)
+
+
+def _current_number(directory: str) -> tuple[int | None, str | None]:
+    """(N of the checkpoint ``directory/checkpoint`` names, None) or (None, what is wrong with that file)."""
+    path = os.path.join(directory, "checkpoint")
+    if not os.path.isfile(path):
+        return None, f"{path} is missing"
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+        if state is None or not state.model_checkpoint_path:
+            return None, f"{path} is damaged (it names no checkpoint)"
+        return iteration_of(state.model_checkpoint_path), None
+    except (tf.errors.OpError, ValueError) as error:  # unreadable text, a garbled proto, a foreign name
+        return None, f"{path} is damaged ({_first_line(error)})"
+
+
+def _repair_state_file(run_dir: str) -> None:
+    """Rewrite a damaged or missing ``checkpoints/checkpoint`` from the checkpoint files there.
+
+    The newest becomes current and all are kept in the list, so that the
+    CheckpointManager deletes old ones as usual; their contents are not checked here.
+    """
+    candidates, problem = _candidates(run_dir)
+    state_file = os.path.join(run_dir, CHECKPOINT_DIR, "checkpoint")
+    if problem is None:
+        return
+    if candidates:  # the CheckpointState text format, as CheckpointManager writes it
+        names = [os.path.basename(path) for path in reversed(candidates)]
+        atomic_write(state_file, "".join([f'model_checkpoint_path: "{names[-1]}"\n']
+                                         + [f'all_model_checkpoint_paths: "{name}"\n' for name in names]))
+    elif os.path.isfile(state_file):
+        os.remove(state_file)
+
+
+def _newest_intact(run_dir: str) -> tuple[str, dict[str, Any], bytes]:
+    """(path, state document, environment bytes) of the newest checkpoint that reads whole.
+
+    Warns (:class:`CheckpointWarning`) naming what was skipped and the checkpoint used.
+    """
+    candidates, problem = _candidates(run_dir)
+    if not candidates:
+        raise RunDirError(f"{run_dir} has no checkpoint yet (nothing under {CHECKPOINT_DIR}/)")
+    skipped = [problem] if problem else []
+    for path in candidates:
+        try:
+            document, pickled = _read_checkpoint(path)
+        except UnreadableCheckpointError as error:
+            skipped.append(str(error))
+            continue
+        if skipped:
+            warnings.warn(f"{'; '.join(skipped)}; using {path}, the newest intact checkpoint", CheckpointWarning,
+                          stacklevel=3)
+        return path, document, pickled
+    if len(skipped) == 1:
+        raise UnreadableCheckpointError(skipped[0])
+    raise UnreadableCheckpointError(f"{run_dir} has no intact checkpoint: {'; '.join(skipped)}")
+
+
+def _read_checkpoint(path: str) -> tuple[dict[str, Any], bytes]:
+    """(state document, environment bytes) of checkpoint ``path``, after reading all of it.
+
+    Every tensor is read, so TensorFlow checks every checksum; nothing is unpickled. Raises
+    :class:`UnreadableCheckpointError` for missing or damaged files and unreadable or
+    inconsistent state.
+    """
+    try:
+        reader = tf.train.load_checkpoint(path)
+        tensors = {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()}
+    except Exception as error:  # noqa: BLE001 - damaged files raise DataLossError, NotFoundError, ...
+        raise UnreadableCheckpointError(f"checkpoint {path} cannot be restored: its files are damaged or "
+                                        f"missing ({_first_line(error)})") from None
+    state = [value for key, value in tensors.items() if key.startswith("state/")]
+    environment = [bytes(value) for key, value in tensors.items() if key.startswith("environment/")]
+    if not state:
+        raise UnreadableCheckpointError(f"checkpoint {path} cannot be restored: it has no agent state")
+    try:
+        document = _decode_state(state[0])
+    except (ValueError, KeyError, TypeError) as error:
+        raise UnreadableCheckpointError(f"checkpoint {path} cannot be restored: its agent state is unreadable "
+                                        f"({_first_line(error)})") from None
+    if document["agent"].get("iteration") != iteration_of(path):
+        raise UnreadableCheckpointError(f"checkpoint {path} cannot be restored: it is inconsistent (it holds "
+                                        f"iteration {document['agent'].get('iteration')!r})")
+    return document, environment[0] if environment else b""
+
+
+def _is_intact(path: str) -> bool:
+    """Whether checkpoint ``path`` reads whole (see :func:`_read_checkpoint`)."""
+    try:
+        _read_checkpoint(path)
+    except UnreadableCheckpointError:
+        return False
+    return True
+
+
+def _check_signature(path: str, document: dict[str, Any], pickled: bytes) -> None:
+    """UntrustedRunError unless ``pickled`` carries this user's signature in ``document``."""
+    signature = document.get("environment_signature")
+    if signing.verify(pickled, signature):
+        return
+    why = ("carries no signature (written before trpo_tf signed checkpoints, or not by trpo_tf)"
+           if signature is None else
+           "is signed with another key (written by another user or machine, or altered)")
+    raise UntrustedRunError(
+        f"checkpoint {path}: its pickled environment state {why}, not with this user's run key "
+        f"{signing.key_file()}; unpickling it could run any code. If you trust whoever wrote this run, "
+        f"resume with --trust-run (TRPO.load(run_dir, resume=True, trust=True)); otherwise resume with "
+        f"--fresh-episodes (TRPO.load(run_dir)): weights and statistics, without the environment state")
 
 
 def check_same_run(agent: TRPO, run_dir: str) -> None:

@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true",
                        help="continue the run in the run directory from its last checkpoint, with its "
                             "recorded config (--set/--config/--n-envs may be repeated, not changed)")
+    train.add_argument("--trust-run", action="store_true",
+                       help="with --resume: restore the environments' pickled state even when it is not signed "
+                            "with your run key (a run written elsewhere or by an older trpo_tf); unpickling "
+                            "runs code, so only for runs you trust")
+    train.add_argument("--fresh-episodes", action="store_true",
+                       help="with --resume: leave the environments' pickled state unread and start fresh "
+                            "episodes (safe for any run; the history then differs from an uninterrupted run)")
     train.add_argument("--export", default=None, metavar="DIR",
                        help="export the final policy as a SavedModel to DIR/<version>/")
     train.add_argument("--eval-episodes", type=_positive_int, default=evaluation.DEFAULT_EPISODES, metavar="N",
@@ -189,23 +196,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------------- train
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trpo_tf import TRPO, checkpoint
+    """Train in the run directory, holding its lock throughout (a second training there is refused)."""
+    from trpo_tf import rundir, signing
     from trpo_tf.sampling import check_env_id
 
     check_env_id(args.env_id)
     if args.ray:
         os.environ["RAY_ADDRESS"] = args.ray  # ray.init() connects to it
+    for flag, given in (("--trust-run", args.trust_run), ("--fresh-episodes", args.fresh_episodes)):
+        if given and not args.resume:
+            raise CLIError(f"{flag} applies to --resume only")
+    if args.trust_run and args.fresh_episodes:
+        raise CLIError("--trust-run and --fresh-episodes exclude each other: choose one")
     seed = DEFAULT_SEED if args.seed is None else args.seed
     run_dir = args.logdir or os.path.join("runs", f"{_safe_name(args.env_id)}-seed{seed}")
+    new_run = None if args.resume else _resolve_config(args)  # bad input fails before the directory is made
+    signing.run_key()  # checkpoints are signed: a missing or bad key fails now, not at the first save
+    with rundir.lock_run_dir(run_dir, create=not args.resume):
+        return _train(args, run_dir, seed, new_run)
+
+
+def _train(args: argparse.Namespace, run_dir: str, seed: int, new_run: tuple[TRPOConfig, int, str] | None) -> int:
+    """Train a new run (``new_run``: its config, timesteps and their sources) or resume one."""
+    from trpo_tf import TRPO, checkpoint, rundir
+
     say = _printer(args.quiet)
 
-    if args.resume:
+    if new_run is None:
         agent, total = _resume(args, run_dir)
         say(f"resuming {run_dir} from iteration {len(agent.history)} at {agent.timesteps:,} timesteps "
             f"(training to {total:,})")
     else:
-        config, total, sources = _resolve_config(args)
-        checkpoint.check_new_run_dir(run_dir)
+        config, total, sources = new_run
+        rundir.check_new_run_dir(run_dir)
         agent = TRPO(args.env_id, config, seed=seed)
         checkpoint.write_run(run_dir, agent, command=args.command_line, total_timesteps=total)
         say(f"training {args.env_id} for {total:,} timesteps in {run_dir} (config: {sources})")
@@ -309,10 +332,11 @@ def _resume(args: argparse.Namespace, run_dir: str) -> tuple[TRPO, int]:
             raise CLIError(f"{', '.join(given)} would change the config of the run being resumed: "
                            f"{'; '.join(changed)}; a run continues with its recorded config "
                            f"(edit {os.path.join(run_dir, checkpoint.CONFIG_FILE)} to change it)")
-    if checkpoint.latest(run_dir) is None:
+    if not checkpoint.checkpoints(run_dir):
         raise CLIError(f"{run_dir} has no checkpoint to resume from (it stopped before its first "
-                       f"checkpoint); start it again without --resume")
-    agent = TRPO.load(run_dir, resume=True)  # unpickles the environments' state: a run this user wrote
+                       f"checkpoint); delete it to start again, or start a new run with another --logdir")
+    # Unpickles the environments' state only when this user's key signed it, or with --trust-run.
+    agent = TRPO.load(run_dir, resume=not args.fresh_episodes, trust=args.trust_run)
     total = args.timesteps or info.get("total_timesteps") or DEFAULT_TIMESTEPS
     checkpoint.update_run(run_dir, total_timesteps=total,
                           resumed=list(info.get("resumed") or []) + [args.command_line])

@@ -51,5 +51,21 @@ class ExportError(InputError):
     """An export whose metadata is missing pieces, is not JSON or does not have the expected form."""
 
 
+class RunDirInUseError(RunDirError):
+    """A run directory locked by another training process."""
+
+
+class UnreadableCheckpointError(RunDirError):
+    """A checkpoint whose files or state cannot be read: damaged, missing, or from another version."""
+
+
+class UntrustedRunError(RunDirError):
+    """A checkpoint whose pickled environment state is not signed with this user's run key."""
+
+
+class RunKeyError(InputError):
+    """The per-user key that signs checkpoints cannot be read or created."""
+
+
 class CheckpointWarning(UserWarning):
     """Part of the training state could not be saved or restored exactly."""

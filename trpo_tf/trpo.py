@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import math
 import numbers
 import os
@@ -27,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from trpo_tf import advantages as gae
-from trpo_tf import checkpoint, evaluation, export, monitor
+from trpo_tf import checkpoint, evaluation, export, monitor, rundir
 from trpo_tf.config import TRPOConfig
 from trpo_tf.errors import InputError, SpaceMismatchError
 from trpo_tf.files import DEFAULT_CHECKPOINT_EVERY
@@ -60,7 +61,7 @@ class TRPO:
         (None with workers);
         history: one dict per iteration (see :meth:`learn`);
         timesteps: environment steps taken so far, over all environments;
-        log_dir: the run directory this agent writes (``learn(log_dir=...)``, ``load(..., resume=True)``), or None.
+        log_dir: the run directory this agent writes (``learn(log_dir=...)``) or was loaded from, or None.
     """
 
     def __init__(self, env: EnvLike, config: TRPOConfig | None = None, seed: int | None = None):
@@ -127,7 +128,8 @@ class TRPO:
             log_dir: a run directory, written as ``trpo-tf train`` writes one (``run.json``,
                 ``config.yaml``, ``progress.csv``, TensorBoard events, ``checkpoints/``; a last
                 checkpoint when training ends), so ``trpo-tf plot/evaluate/export`` work on it.
-                It must be new, or this agent's own (one it trained in or was loaded from).
+                It must be new, or this agent's own (one it trained in or was loaded from); it is
+                locked while training (another training there is refused at once).
             progress_bar: show a progress bar over these steps.
             checkpoint_every: with ``log_dir``, checkpoint every this many iterations (0: only at the end).
             reset_num_timesteps: count from zero: :attr:`timesteps` and :attr:`history` start
@@ -150,34 +152,36 @@ class TRPO:
             self.recent_returns.clear()
         target = self.timesteps + steps
         loggers = monitor.Callbacks([])  # this call's own: closed at its end (the user's callback is not)
-        if log_dir is not None:
-            self._open_log_dir(log_dir, target)
-            loggers.callbacks += monitor.run_directory_loggers(self, log_dir, checkpoint_every)
-        if progress_bar:
-            loggers.callbacks.append(monitor.ProgressBar(target, initial=self.timesteps, description=self.env_id))
-        try:
-            while self.timesteps < target:
-                entry = self.iterate()
-                keep_going = callback is None or callback(entry) is not False
-                if loggers(entry) is False or not keep_going:
-                    break
-        finally:
-            loggers.close()
-        if log_dir is not None:
-            checkpoint.save(self, log_dir)
+        with contextlib.ExitStack() as run_directory:
+            if log_dir is not None:
+                run_directory.enter_context(rundir.lock_run_dir(log_dir))  # one training per run directory
+                self._open_log_dir(log_dir, target)
+                loggers.callbacks += monitor.run_directory_loggers(self, log_dir, checkpoint_every)
+            if progress_bar:
+                loggers.callbacks.append(monitor.ProgressBar(target, initial=self.timesteps,
+                                                             description=self.env_id))
+            try:
+                while self.timesteps < target:
+                    entry = self.iterate()
+                    keep_going = callback is None or callback(entry) is not False
+                    if loggers(entry) is False or not keep_going:
+                        break
+            finally:
+                loggers.close()
+            if log_dir is not None:
+                checkpoint.save(self, log_dir)
         return self
 
     def _open_log_dir(self, log_dir: str, total_timesteps: int) -> None:
         """Make ``log_dir`` this agent's run directory (see :meth:`learn`), recording the run's target length."""
-        if self.log_dir is not None and _same_path(log_dir, self.log_dir):
-            checkpoint.update_run(log_dir, total_timesteps=total_timesteps)
-            return
-        checkpoint.check_new_run_dir(log_dir, self)
-        if os.path.isfile(os.path.join(log_dir, checkpoint.RUN_FILE)):  # created for this agent, not started
-            checkpoint.update_run(log_dir, total_timesteps=total_timesteps)
-        else:
-            checkpoint.write_run(log_dir, self, total_timesteps=total_timesteps)
-        self.log_dir = log_dir
+        if self.log_dir is None or not _same_path(log_dir, self.log_dir):
+            if rundir.run_files(log_dir) == [checkpoint.RUN_FILE]:  # created for this agent (trpo-tf train), unused
+                checkpoint.check_same_run(self, log_dir)
+            else:
+                rundir.check_new_run_dir(log_dir)
+                checkpoint.write_run(log_dir, self)
+            self.log_dir = log_dir
+        checkpoint.update_run(log_dir, total_timesteps=total_timesteps)
 
     def iterate(self) -> dict[str, Any]:
         """One TRPO iteration: rollout, GAE, trust-region step, value fit. Returns its history entry."""
@@ -337,13 +341,16 @@ class TRPO:
         return checkpoint.save(self, run_dir)
 
     @classmethod
-    def load(cls, run_dir: str, env: EnvLike | None = None, resume: bool = False) -> "TRPO":
-        """Rebuild an agent from the latest checkpoint in ``run_dir`` (on ``env``, default: the run's env id).
+    def load(cls, run_dir: str, env: EnvLike | None = None, resume: bool = False, trust: bool = False) -> "TRPO":
+        """Rebuild an agent from the newest intact checkpoint in ``run_dir`` (on ``env``, default: the run's env id).
 
         With ``resume=True`` the environments' pickled state is restored too, so training
-        continues exactly where it stopped: unpickling runs code, so resume only runs you (or
-        someone you trust) wrote. Without it nothing is unpickled and the environments start
-        fresh episodes: safe for evaluating or exporting a downloaded run.
+        continues exactly where it stopped. Unpickling runs code, so this is done only for a
+        state signed with this user's run key (a run this user saved on this machine, see
+        :mod:`trpo_tf.signing`), or with ``trust=True`` for a run you trust whoever wrote;
+        otherwise :class:`~trpo_tf.errors.UntrustedRunError`. Without ``resume`` nothing is
+        unpickled and the environments start fresh episodes: safe for evaluating, exporting
+        or continuing to train a downloaded run.
         """
         env_id, config, seed = checkpoint.read_run(run_dir)
         target = env if env is not None else env_id
@@ -351,9 +358,12 @@ class TRPO:
             raise InputError(f"{run_dir} was trained on an environment instance without a registered id; "
                              "pass TRPO.load(run_dir, env=...) the environment to continue on")
         agent = cls(target, config, seed=seed)
-        checkpoint.restore(agent, run_dir, environments=resume)
-        if resume:
-            agent.log_dir = run_dir
+        try:
+            checkpoint.restore(agent, run_dir, environments=resume, trust=trust)
+        except BaseException:
+            agent.close()
+            raise
+        agent.log_dir = run_dir  # learn(log_dir=run_dir) continues this run
         return agent
 
     def export(self, out_dir: str, version: int | None = None, evaluation: dict[str, Any] | None = None,

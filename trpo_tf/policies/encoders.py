@@ -69,6 +69,7 @@ class ObservationEncoder:
     def tensorflow_feature_mask(self, entry_mask: tf.Tensor) -> tf.Tensor:
         """float32 [B, *obs_shape] (1 where an observation's entry is usable, else 0) → a mask that
         multiplies features [B, D]: per feature [B, D] for Box, per observation [B, 1] for Discrete."""
+        import tensorflow as tf
         if self.one_hot:
             return entry_mask[:, None]
         return tf.reshape(entry_mask, [-1, self.dim])
