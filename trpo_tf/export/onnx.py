@@ -56,14 +56,21 @@ def to_onnx(saved_model_dir: str, out_dir: str, signatures: list[str] | tuple[st
         raise InputError(f"unknown signature(s) {unknown or keys}; {path} has {available}")
     os.makedirs(out_dir, exist_ok=True)
     written = {}
+    dropped: dict[str, list[str]] = {}  # check op → signatures that hold it
     for name in keys:
         function, spec = _observation_function(loaded.signatures[name])
-        _warn_dropped_checks(function, spec, f"signature {name!r} of {path}")
+        for op in _dropped_checks(function, spec):
+            dropped.setdefault(op, []).append(name)
         model, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=opset)
         _check_converted(model, f"signature {name!r} of {path}")
         written[name] = os.path.join(out_dir, f"{name}.onnx")
         with open(written[name], "wb") as file:
             file.write(model.SerializeToString())
+    if dropped:
+        found = "; ".join(f"{op} (in {', '.join(names)})" for op, names in sorted(dropped.items()))
+        warnings.warn(f"{path}: ONNX has no operator for {found}; the .onnx files leave these checks out "
+                      "(e.g. they do not refuse a NaN observation the SavedModel refuses)", RuntimeWarning,
+                      stacklevel=2)
     return written
 
 
@@ -81,15 +88,11 @@ def _observation_function(signature: Any) -> tuple[Any, tf.TensorSpec]:
     return function, spec
 
 
-def _warn_dropped_checks(function: Any, spec: tf.TensorSpec, what: str) -> None:
-    """RuntimeWarning naming the :data:`DROPPED_CHECKS` ops in ``function``'s graph and the functions it calls."""
+def _dropped_checks(function: Any, spec: tf.TensorSpec) -> list[str]:
+    """The :data:`DROPPED_CHECKS` ops in ``function``'s graph and the functions it calls."""
     graph = function.get_concrete_function(spec).graph.as_graph_def()
     ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}
-    dropped = sorted(ops & set(DROPPED_CHECKS))
-    if dropped:
-        warnings.warn(f"{what}: ONNX has no operator for {', '.join(dropped)}; the .onnx file leaves these "
-                      f"checks out (e.g. it does not refuse a NaN observation the SavedModel refuses)",
-                      RuntimeWarning, stacklevel=3)
+    return sorted(ops & set(DROPPED_CHECKS))
 
 
 def _check_converted(model: Any, what: str) -> None:
