@@ -99,6 +99,7 @@ def test_resuming_with_workers_matches_an_uninterrupted_run(tmp_path):
 
 @pytest.mark.parametrize("changes, message", [
     ({"n_envs": 3, "n_workers": 2}, "n_envs .3. must be a multiple of n_workers .2."),
+    ({"n_envs": 2, "n_workers": 4}, "n_envs .2. must be a multiple of n_workers .4."),  # more workers than envs
     ({"n_workers": 0}, "n_workers must be an integer >= 1"),
     ({"sampler": "dask"}, "sampler must be one of .'local', 'ray'."),
 ])
@@ -145,3 +146,16 @@ def test_asking_for_ray_without_it_names_the_install_command(monkeypatch):
     with pytest.raises(InputError, match=r"sampler='ray' needs Ray, which is not installed: pip install -e '.\[ray\]'"):
         start_workers("CartPole-v1", None, n_envs=2, n_workers=2, backend="ray", seed=0,
                       stream=np.random.SeedSequence(0))
+
+
+def test_workers_make_an_environment_registered_by_a_module_named_in_the_id(tmp_path, monkeypatch):
+    """"module:Env-v0": each process imports the module, which registers the environment."""
+    (tmp_path / "registers_cartpole.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('ShortCartPole-v0', entry_point='gymnasium.envs.classic_control:CartPoleEnv',"
+        " max_episode_steps=20)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with TRPO("registers_cartpole:ShortCartPole-v0", SMALL, seed=0) as agent:
+        agent.learn(256)
+        assert max(agent.sampler.collect(agent.policy.snapshot(), 30).episode_lengths) <= 20  # its time limit

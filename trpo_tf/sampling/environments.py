@@ -11,6 +11,7 @@ from __future__ import annotations
 import copyreg
 import difflib
 import functools
+import importlib
 import io
 import numbers
 import pickle
@@ -124,10 +125,21 @@ def environment_name(env: gym.vector.VectorEnv, index: int) -> str:
     return spec.id if spec is not None else type(getattr(single, "unwrapped", single)).__name__
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise :class:`UnknownEnvironmentError` with close matches when ``env_id`` is not registered."""
+def check_env_id(env_id: str) -> str:
+    """The registered id of ``env_id``; :class:`UnknownEnvironmentError` with close matches when there is none.
+
+    ``"module:Env-v0"`` imports ``module`` first (which registers ``Env-v0``) and gives ``"Env-v0"``,
+    so a worker process that builds environments from the id finds one registered by a module.
+    """
+    module, separator, name = env_id.partition(":")
+    if separator:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise UnknownEnvironmentError(f"{env_id}: cannot import {module!r} ({error})") from None
+        env_id = name
     if env_id in gym.registry:
-        return
+        return env_id
     close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnknownEnvironmentError(f"unknown environment id {env_id!r}{hint}")
@@ -135,10 +147,10 @@ def check_env_id(env_id: str) -> None:
 
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **extra: Any) -> gym.Env:
     """``gymnasium.make(env_id, **env_kwargs, **extra)``; an unknown id or keyword raises UnknownEnvironmentError."""
-    check_env_id(env_id)
+    registered = check_env_id(env_id)
     try:
-        _import_environment_module(env_id)
-        return gym.make(env_id, **(env_kwargs or {}), **extra)
+        _import_environment_module(registered)
+        return gym.make(registered, **(env_kwargs or {}), **extra)
     except TypeError as error:
         if not env_kwargs:
             raise
