@@ -159,3 +159,17 @@ def test_workers_make_an_environment_registered_by_a_module_named_in_the_id(tmp_
     with TRPO("registers_cartpole:ShortCartPole-v0", SMALL, seed=0) as agent:
         agent.learn(256)
         assert max(agent.sampler.collect(agent.policy.snapshot(), 30).episode_lengths) <= 20  # its time limit
+
+
+def test_a_killed_worker_is_named_and_does_not_hang_the_learner():
+    import signal
+
+    with TRPO("CartPole-v1", SMALL, seed=0) as agent:
+        agent.learn(256)
+        processes = [handle.process for handle in agent.sampler.handles]
+        victim = processes[1]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+        with pytest.raises(RuntimeError, match=r"sampler worker \(environments from seed 1\) died \(exit code -9\)"):
+            agent.learn(256)
+    assert all(process.poll() is not None for process in processes)  # close() stopped the survivor too
