@@ -89,10 +89,9 @@ class WorkerSampler:
     segments are joined.
     """
 
-    def __init__(self, handles: Sequence[_Handle], worker_envs: Sequence[int], seed: int):
+    def __init__(self, handles: Sequence[_Handle], worker_envs: Sequence[int]):
         self.handles = list(handles)
         self.worker_envs = list(worker_envs)
-        self.seed = seed
         self.n_envs = sum(self.worker_envs)
 
     def collect(self, policy: Actor, steps: int) -> Batch:
@@ -129,20 +128,16 @@ class WorkerSampler:
             self.restart_episodes(fresh_seed)
             return
         self._call_all("load_environment_state",
-                       [(part, fresh_seed + offset) for part, offset in zip(parts, self._offsets())])
+                       [(part, fresh_seed + offset) for part, offset in zip(parts, env_offsets(self.worker_envs))])
 
     def restart_episodes(self, seed: int) -> None:
-        self.seed = seed
-        self._call_all("restart_episodes", [(seed + offset,) for offset in self._offsets()])
+        self._call_all("restart_episodes", [(seed + offset,) for offset in env_offsets(self.worker_envs)])
 
     def close(self) -> None:
         """Close the workers' environments and stop the workers (idempotent)."""
         handles, self.handles = self.handles, []
         for handle in handles:
             handle.shutdown()
-
-    def _offsets(self) -> list[int]:
-        return [int(offset) for offset in np.cumsum([0] + self.worker_envs[:-1])]
 
     def _call_all(self, method: str, args: Sequence[tuple[Any, ...]] | None = None) -> list[Any]:
         """Call ``method`` on every worker at once; their results in worker order."""
@@ -159,9 +154,8 @@ def join_batches(batches: Sequence[Batch], worker_envs: Sequence[int]) -> Batch:
     Final observations, their indices and the finished episodes are ordered by step, then by
     environment — as one sampler stepping all environments records them.
     """
-    offsets = np.cumsum([0] + list(worker_envs[:-1]))
     final_index = np.concatenate([batch.final_index + np.array([0, offset]) for batch, offset in
-                                  zip(batches, offsets)]).reshape(-1, 2)
+                                  zip(batches, env_offsets(worker_envs))]).reshape(-1, 2)
     order = np.lexsort((final_index[:, 1], final_index[:, 0]))  # by t, then n
     returns = [r for batch in batches for r in batch.episode_returns]
     lengths = [n for batch in batches for n in batch.episode_lengths]
@@ -187,12 +181,16 @@ def start_workers(env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, n
     ``stream`` itself, so it samples exactly as the in-process :class:`Sampler` would.
     """
     sizes = split_envs(n_envs, n_workers)
-    offsets = np.cumsum([0] + sizes[:-1])
     streams = [stream] if n_workers == 1 else stream.spawn(n_workers)
-    arguments = [(env_id, env_kwargs, size, seed + int(offset), child)
-                 for size, offset, child in zip(sizes, offsets, streams)]
+    arguments = [(env_id, env_kwargs, size, seed + offset, child)
+                 for size, offset, child in zip(sizes, env_offsets(sizes), streams)]
     handles: Sequence[_Handle] = process_workers(arguments) if backend == "local" else ray_workers(arguments)
-    return WorkerSampler(handles, sizes, seed)
+    return WorkerSampler(handles, sizes)
+
+
+def env_offsets(worker_envs: Sequence[int]) -> list[int]:
+    """The index (among all environments) of each worker's first environment."""
+    return [int(offset) for offset in np.cumsum([0] + list(worker_envs[:-1]))]
 
 
 def split_envs(n_envs: int, n_workers: int) -> list[int]:
