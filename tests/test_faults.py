@@ -86,6 +86,9 @@ def config_cases() -> list[tuple[str, Any, bool, Any]]:
     for field in FLAGS:
         cases += [(field, v, isinstance(v, (bool, np.bool_)), bool(v) if isinstance(v, (bool, np.bool_)) else None)
                   for v in FLAG_VALUES]
+    for v in FLAG_VALUES:  # a flag that needs workers: alone (n_workers=1) only False is accepted
+        ok = isinstance(v, (bool, np.bool_)) and not v
+        cases.append(("restart_workers", v, ok, False if ok else None))
     for field in WIDTHS:
         for value in WIDTH_VALUES:
             ok = isinstance(value, (list, tuple)) and all(

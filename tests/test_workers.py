@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import sys
 
 import gymnasium as gym
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from trpo_tf import TRPO, TRPOConfig
-from trpo_tf.errors import ConfigError, InputError
+from trpo_tf.errors import ConfigError, EnvironmentValueError, InputError
 from trpo_tf.sampling import Sampler, SerialVectorEnv, make_env
 from trpo_tf.sampling.workers import start_workers
 
@@ -102,6 +103,8 @@ def test_resuming_with_workers_matches_an_uninterrupted_run(tmp_path):
     ({"n_envs": 2, "n_workers": 4}, "n_envs .2. must be a multiple of n_workers .4."),  # more workers than envs
     ({"n_workers": 0}, "n_workers must be an integer >= 1"),
     ({"sampler": "dask"}, "sampler must be one of .'local', 'ray'."),
+    ({"restart_workers": True}, "restart_workers needs sampling workers"),
+    ({"restart_workers": 1, "n_workers": 2, "n_envs": 2}, "restart_workers must be True or False"),
 ])
 def test_worker_settings_are_validated(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -170,6 +173,100 @@ def test_a_killed_worker_is_named_and_does_not_hang_the_learner():
         victim = processes[1]
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
-        with pytest.raises(RuntimeError, match=r"sampler worker \(environments from seed 1\) died \(exit code -9\)"):
+        with pytest.raises(RuntimeError, match=r"sampler worker 1 of 2 \(environments 1–1\) died \(exit code -9\)"):
             agent.learn(256)
     assert all(process.poll() is not None for process in processes)  # close() stopped the survivor too
+
+
+def test_a_killed_worker_is_replaced_with_restart_workers_and_training_goes_on():
+    import signal
+
+    with TRPO("CartPole-v1", SMALL.replace(restart_workers=True), seed=0) as agent:
+        agent.learn(256)
+        victim = agent.sampler.handles[0].process
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+        with pytest.warns(UserWarning, match=r"sampler worker 0 of 2 \(environments 0–0\) died \(exit code -9\); "
+                                             "replacing it with fresh environments"):
+            agent.learn(512)
+        assert [entry["worker_restarts"] for entry in agent.history] == [0, 1, 0]
+        assert [entry["timesteps"] for entry in agent.history] == [256, 512, 768]  # the segment was sampled again
+        assert agent.sampler.handles[0].process.poll() is None and agent.sampler.handles[0].process is not victim
+
+
+FLAKY_MODULE = """
+import os
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.classic_control import CartPoleEnv
+
+
+class Flaky(CartPoleEnv):
+    \"\"\"CartPole whose step raises once, in whichever environment first takes the flag file.\"\"\"
+
+    def step(self, action):
+        try:
+            os.remove(os.environ["FLAKY_FLAG"])
+        except FileNotFoundError:
+            return super().step(action)
+        raise RuntimeError("the simulator lost its licence")
+
+
+class NanFromSeedOne(CartPoleEnv):
+    \"\"\"CartPole that returns NaN after a few steps in the environment first reset with seed 1.\"\"\"
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.first_seed, self.steps = seed, 0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = super().step(action)
+        self.steps += 1
+        if self.first_seed == 1 and self.steps == 5:
+            observation = np.full_like(observation, np.nan)
+        return observation, reward, terminated, truncated, info
+
+
+gym.register("Flaky-v0", entry_point="flaky_envs:Flaky", max_episode_steps=50)
+gym.register("NanFromSeedOne-v0", entry_point="flaky_envs:NanFromSeedOne", max_episode_steps=50)
+"""
+
+
+@pytest.fixture
+def flaky_envs(tmp_path, monkeypatch):
+    """A module registering Flaky-v0 and NanFromSeedOne-v0, importable by worker processes; the flag file's path."""
+    (tmp_path / "flaky_envs.py").write_text(FLAKY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    flag = tmp_path / "raise-once"
+    monkeypatch.setenv("FLAKY_FLAG", str(flag))
+    return flag
+
+
+def test_an_environment_raising_in_a_worker_is_raised_naming_the_worker(flaky_envs):
+    with TRPO("flaky_envs:Flaky-v0", SMALL, seed=0) as agent:
+        agent.learn(256)
+        flaky_envs.touch()
+        with pytest.raises(RuntimeError, match="the simulator lost its licence") as raised:
+            agent.learn(256)
+    assert any(re.fullmatch(r"raised in sampler worker [01] of 2 \(environments ([01])–\1\)", note)
+               for note in raised.value.__notes__)
+
+
+def test_an_environment_raising_in_a_worker_is_replaced_with_restart_workers(flaky_envs):
+    with TRPO("flaky_envs:Flaky-v0", SMALL.replace(restart_workers=True), seed=0) as agent:
+        agent.learn(256)
+        flaky_envs.touch()
+        with pytest.warns(UserWarning, match="the simulator lost its licence"):
+            agent.learn(512)
+        assert [entry["worker_restarts"] for entry in agent.history] == [0, 1, 0]
+        assert not flaky_envs.exists()
+
+
+def test_a_bad_value_in_a_worker_names_the_environment_among_all_of_them(flaky_envs):
+    """Worker 1's only environment is environment 1 of the run (reset with seed 0 + 1), not its local 0."""
+    with TRPO("flaky_envs:NanFromSeedOne-v0", SMALL.replace(restart_workers=True), seed=0) as agent:
+        with pytest.raises(EnvironmentValueError, match=r"^environment 1 \(NanFromSeedOne-v0\) returned a "
+                                                       r"non-finite observation \[nan, .* after 5 environment steps"):
+            agent.learn(256)  # a bad value names a bug to fix: never restarted

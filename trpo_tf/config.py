@@ -39,7 +39,10 @@ class TRPOConfig:
     (as OpenAI Baselines does with every 5th), while the line search checks the KL on all.
     Workers: ``n_workers`` > 1 samples in that many processes (``sampler="local"``) or Ray
     actors (``sampler="ray"``; one actor with ``n_workers=1``), each stepping
-    ``n_envs / n_workers`` environments with its own copy of the policy.
+    ``n_envs / n_workers`` environments with its own copy of the policy. ``restart_workers``
+    replaces a worker that dies or whose environment raises, with fresh environments, and
+    samples its segment again (history: ``worker_restarts``); without it the failure stops
+    training, naming the worker.
     Environment: ``env_kwargs`` go to ``gymnasium.make`` for every environment built from the
     agent's env id (training, evaluation); checkpoints and exports record them with the rest.
 
@@ -73,6 +76,7 @@ class TRPOConfig:
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     n_workers: int = 1
     sampler: str = "local"
+    restart_workers: bool = False
 
     def __post_init__(self) -> None:
         for name in ("policy_hidden", "value_hidden"):
@@ -93,7 +97,7 @@ class TRPOConfig:
         self._check_float("value_lr", 0.0, None, low_open=True)
         self._check_float("entropy_coef", 0.0, None)
         self._check_float("init_log_std", -20.0, 5.0)
-        for name in ("normalize_observations", "normalize_advantages", "normalize_rewards"):
+        for name in ("normalize_observations", "normalize_advantages", "normalize_rewards", "restart_workers"):
             if isinstance(getattr(self, name), np.bool_):
                 object.__setattr__(self, name, bool(getattr(self, name)))
             if not isinstance(getattr(self, name), bool):
@@ -109,6 +113,9 @@ class TRPOConfig:
         self._check_int("n_workers", 1)
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"TRPOConfig.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.restart_workers and self.n_workers == 1 and self.sampler == "local":
+            raise ConfigError("TRPOConfig.restart_workers needs sampling workers (n_workers > 1 or sampler='ray'): "
+                              "with n_workers=1 the environments step in this process")
         if self.n_envs % self.n_workers:
             raise ConfigError(f"TRPOConfig.n_envs ({self.n_envs}) must be a multiple of n_workers "
                               f"({self.n_workers}): each worker steps n_envs / n_workers environments")

@@ -110,7 +110,7 @@ class TRPO:
         self.sampler: Sampler | WorkerSampler = (
             Sampler(self.vector_env, seed=self.seed, rng=np.random.default_rng(sampling)) if self.vector_env is not None
             else start_workers(str(self.env_id), cfg.env_kwargs, cfg.n_envs, cfg.n_workers, cfg.sampler, self.seed,
-                               sampling))
+                               sampling, cfg.restart_workers))
 
     # ------------------------------------------------------------------ the algorithm
 
@@ -223,6 +223,8 @@ class TRPO:
             "policy_step_seconds": policy_seconds,
             "value_fit_seconds": value_seconds,
         }
+        if isinstance(self.sampler, WorkerSampler):
+            entry["worker_restarts"] = self.sampler.take_restarts()
         self.history.append(entry)
         return entry
 

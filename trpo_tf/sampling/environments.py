@@ -44,8 +44,9 @@ class SerialVectorEnv(gym.vector.VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]):
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], first_index: int = 0):
         self.envs = [make() for make in env_fns]
+        self.first_index = first_index  # environment 0 here is environment first_index of the run (workers)
         self.num_envs = len(self.envs)
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
@@ -95,7 +96,7 @@ class SerialVectorEnv(gym.vector.VectorEnv):
         expected = self.single_observation_space.shape
         i = next((i for i, shape in enumerate(shapes) if shape != expected), 0)
         raise EnvironmentValueError(
-            f"environment {i} ({environment_name(self, i)}) returned an observation of "
+            f"{describe_environment(self, i)} returned an observation of "
             f"{'shape ' + str(shapes[i]) if shapes[i] is not None else type(observations[i]).__name__} "
             f"({self.single_observation_space} has shape {expected})")
 
@@ -105,7 +106,7 @@ class SerialVectorEnv(gym.vector.VectorEnv):
             reward = reward[()]
         if isinstance(reward, (numbers.Real, np.bool_)):
             return float(reward)
-        raise EnvironmentValueError(f"environment {i} ({environment_name(self, i)}) returned the reward "
+        raise EnvironmentValueError(f"{describe_environment(self, i)} returned the reward "
                                     f"{reward!r}, not one real number")
 
 
@@ -123,6 +124,12 @@ def environment_name(env: gym.vector.VectorEnv, index: int) -> str:
     single = envs[index] if envs is not None and index < len(envs) else env
     spec = getattr(single, "spec", None)
     return spec.id if spec is not None else type(getattr(single, "unwrapped", single)).__name__
+
+
+def describe_environment(env: gym.vector.VectorEnv, index: int) -> str:
+    """"environment i (id)" for environment ``index`` of ``env``, i counted among all the run's
+    environments (a worker's ``env`` starts at its ``first_index``)."""
+    return f"environment {index + getattr(env, 'first_index', 0)} ({environment_name(env, index)})"
 
 
 def check_env_id(env_id: str) -> str:
@@ -168,13 +175,15 @@ def _import_environment_module(env_id: str) -> None:
     startup.filter_mujoco_warnings()
 
 
-def make_vector_env(env: EnvLike, n_envs: int, env_kwargs: dict[str, Any] | None = None) -> gym.vector.VectorEnv:
+def make_vector_env(env: EnvLike, n_envs: int, env_kwargs: dict[str, Any] | None = None,
+                    first_index: int = 0) -> gym.vector.VectorEnv:
     """A vector environment in ``SAME_STEP`` autoreset mode from an id, an Env or a VectorEnv.
 
-    ``env_kwargs`` are passed to ``gymnasium.make`` and apply to an id only.
+    ``env_kwargs`` are passed to ``gymnasium.make`` and apply to an id only; errors name an id's
+    environments from ``first_index`` on (a worker's share of the run's environments).
     """
     if isinstance(env, str):
-        return SerialVectorEnv([functools.partial(make_env, env, env_kwargs)] * n_envs)
+        return SerialVectorEnv([functools.partial(make_env, env, env_kwargs)] * n_envs, first_index)
     if env_kwargs:
         raise InputError(f"env_kwargs {env_kwargs} apply to environment ids only; got an environment "
                          f"instance {env!r}: build it with those arguments yourself")

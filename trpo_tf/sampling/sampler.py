@@ -20,7 +20,8 @@ from trpo_tf.errors import CheckpointWarning, EnvironmentValueError
 from trpo_tf.sampling.batch import Batch
 from trpo_tf.sampling.checks import (NUMERIC_KINDS, describe_invalid, invalid_rows, structure_problem,
                                      to_float32)
-from trpo_tf.sampling.environments import environment_name, environment_state, restore_environment_state
+from trpo_tf.sampling.environments import (describe_environment, environment_name, environment_state,
+                                           restore_environment_state)
 
 
 class Actor(Protocol):
@@ -261,7 +262,7 @@ class Sampler:
         k = int(np.argmax(bad))
         n, call, steps = locate(k)
         raise EnvironmentValueError(
-            f"environment {n} ({environment_name(self.env, n)}) returned {describe_invalid(values[k], what, space)} "
+            f"{describe_environment(self.env, n)} returned {describe_invalid(values[k], what, space)} "
             f"from {call}() after {steps} environment steps") from cause
 
     def _refuse_structure(self, observations: Any, call: str, steps: int, env_index: int | None = None,
@@ -280,7 +281,7 @@ class Sampler:
         problem = structure_problem(observations, self.obs_shape)
         if problem is not None:
             raise EnvironmentValueError(
-                f"environment {env_index} ({environment_name(self.env, env_index or 0)}) returned {what} of "
+                f"{describe_environment(self.env, env_index or 0)} returned {what} of "
                 f"{problem} from {call}() after {steps} environment steps; {self.env.single_observation_space} "
                 f"holds numbers of shape {self.obs_shape}")
 

@@ -23,7 +23,7 @@ import struct
 import subprocess
 import sys
 import warnings
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -39,12 +39,13 @@ class SamplerWorker:
     """One worker: ``n_envs`` environments made from ``env_id`` and a :class:`Sampler` over them.
 
     ``seed`` resets the worker's first environment (its others get ``seed + 1``, ...);
-    ``stream`` seeds the worker's action sampling.
+    ``stream`` seeds the worker's action sampling; errors name the environments from
+    ``first_index`` on, their index among all the run's environments.
     """
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, seed: int,
-                 stream: np.random.SeedSequence):
-        self.sampler = Sampler(make_vector_env(env_id, n_envs, env_kwargs), seed=seed,
+                 stream: np.random.SeedSequence, first_index: int = 0):
+        self.sampler = Sampler(make_vector_env(env_id, n_envs, env_kwargs, first_index), seed=seed,
                                rng=np.random.default_rng(stream))
 
     def collect(self, policy: Actor, steps: int) -> Batch:
@@ -69,8 +70,24 @@ class SamplerWorker:
         self.sampler.close()
 
 
+class WorkerDiedError(RuntimeError):
+    """A sampling worker (process or Ray actor) is gone; the message names it and, when known, why."""
+
+
+class WorkerRestartWarning(UserWarning):
+    """A sampling worker failed and was replaced (``restart_workers=True``); training went on."""
+
+
+MAX_RESTARTS_PER_CALL = 3
+"""Replacements of one worker within one call before its failure is raised after all."""
+
+
 class _Handle(Protocol):
-    """A worker somewhere: ``submit`` a method call, then ``result`` it (in submission order)."""
+    """A worker somewhere: ``submit`` a method call, then ``result`` it (in submission order).
+
+    ``result`` raises :class:`WorkerDiedError` when the worker is gone, or the exception the
+    worker's method raised.
+    """
 
     def submit(self, method: str, *args: Any) -> None: ...
 
@@ -86,18 +103,29 @@ class WorkerSampler:
     """A sampler whose environments live in K workers; the interface of :class:`Sampler`.
 
     ``worker_envs[k]`` is the number of environments of worker k, in the order their
-    segments are joined.
+    segments are joined. ``restart(k)``, when given, starts a replacement for worker k with
+    fresh environments: :meth:`collect` then replaces a worker that died or whose environment
+    raised, resamples its segment and counts it in :meth:`take_restarts`.
     """
 
-    def __init__(self, handles: Sequence[_Handle], worker_envs: Sequence[int]):
+    def __init__(self, handles: Sequence[_Handle], worker_envs: Sequence[int],
+                 restart: Callable[[int], _Handle] | None = None):
         self.handles = list(handles)
         self.worker_envs = list(worker_envs)
         self.n_envs = sum(self.worker_envs)
+        self.restart = restart
+        self.restarts = 0  # since the last take_restarts()
 
     def collect(self, policy: Actor, steps: int) -> Batch:
         """Every worker samples ``steps`` vectorized steps with ``policy``; their segments, joined."""
         shared = self.handles[0].share(policy) if self.handles else policy
-        return join_batches(self._call_all("collect", [(shared, steps)] * len(self.handles)), self.worker_envs)
+        segments = self._call_all("collect", [(shared, steps)] * len(self.handles), may_restart=True)
+        return join_batches(segments, self.worker_envs)
+
+    def take_restarts(self) -> int:
+        """Workers replaced since the last call (0 without ``restart``)."""
+        restarts, self.restarts = self.restarts, 0
+        return restarts
 
     def state(self) -> dict[str, Any]:
         return {"workers": self._call_all("state")}
@@ -139,13 +167,79 @@ class WorkerSampler:
         for handle in handles:
             handle.shutdown()
 
-    def _call_all(self, method: str, args: Sequence[tuple[Any, ...]] | None = None) -> list[Any]:
-        """Call ``method`` on every worker at once; their results in worker order."""
+    def describe(self, k: int) -> str:
+        """How messages name worker k: "sampler worker k of K (environments a–b)"."""
+        first = env_offsets(self.worker_envs)[k]
+        return (f"sampler worker {k} of {len(self.worker_envs)} "
+                f"(environments {first}–{first + self.worker_envs[k] - 1})")
+
+    def _call_all(self, method: str, args: Sequence[tuple[Any, ...]] | None = None,
+                  may_restart: bool = False) -> list[Any]:
+        """Call ``method`` on every worker at once; their results in worker order.
+
+        Every worker's answer is read before any failure is raised, so the workers that did
+        not fail stay in step. With ``may_restart`` and a ``restart``, a worker that failed
+        (anything but an :class:`InputError`: those name a bug to fix, not a fault) is replaced
+        and asked again.
+        """
         if not self.handles:
             raise RuntimeError("the workers were closed")
-        for handle, arguments in zip(self.handles, args or [()] * len(self.handles)):
+        args = args or [()] * len(self.handles)
+        for handle, arguments in zip(self.handles, args):
             handle.submit(method, *arguments)
-        return [handle.result() for handle in self.handles]
+        outcomes = [_outcome(handle) for handle in self.handles]
+        results = []
+        for k, (failure, value) in enumerate(outcomes):
+            if failure is not None and may_restart and self.restart is not None and not isinstance(failure, InputError):
+                failure, value = self._replace_and_retry(k, failure, method, args[k])
+            if failure is not None:
+                raise self._named(k, failure)
+            results.append(value)
+        return results
+
+    def _replace_and_retry(self, k: int, first_failure: BaseException, method: str,
+                           arguments: tuple[Any, ...]) -> tuple[BaseException | None, Any]:
+        """Replace worker k (it failed with ``first_failure``) and call ``method`` on the new one, up
+        to :data:`MAX_RESTARTS_PER_CALL` times; (None, result) or the last failure."""
+        assert self.restart is not None
+        failure: BaseException | None = first_failure
+        value = None
+        for _ in range(MAX_RESTARTS_PER_CALL):
+            assert failure is not None
+            warnings.warn(f"{self._named(k, failure)}; replacing it with fresh environments and sampling its "
+                          "segment again", WorkerRestartWarning, stacklevel=4)
+            _shutdown_quietly(self.handles[k])
+            self.handles[k] = self.restart(k)
+            self.restarts += 1
+            self.handles[k].submit(method, *arguments)
+            failure, value = _outcome(self.handles[k])
+            if failure is None or isinstance(failure, InputError):
+                break
+        return failure, value
+
+    def _named(self, k: int, failure: BaseException) -> BaseException:
+        """``failure`` of worker k, naming the worker: a death as one message, anything else with a note."""
+        if isinstance(failure, WorkerDiedError):
+            return WorkerDiedError(f"{self.describe(k)} {failure}")
+        if f"raised in {self.describe(k)}" not in getattr(failure, "__notes__", []):
+            failure.add_note(f"raised in {self.describe(k)}")
+        return failure
+
+
+def _outcome(handle: _Handle) -> tuple[BaseException | None, Any]:
+    """(None, the handle's result), or (what it raised, None)."""
+    try:
+        return None, handle.result()
+    except Exception as failure:  # noqa: BLE001 - the caller names the worker and raises it
+        return failure, None
+
+
+def _shutdown_quietly(handle: _Handle) -> None:
+    """Stop a worker that failed, whatever state it is in."""
+    try:
+        handle.shutdown()
+    except Exception:  # noqa: BLE001 - it is being replaced because it failed
+        pass
 
 
 def join_batches(batches: Sequence[Batch], worker_envs: Sequence[int]) -> Batch:
@@ -174,18 +268,28 @@ def join_batches(batches: Sequence[Batch], worker_envs: Sequence[int]) -> Batch:
 
 
 def start_workers(env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, n_workers: int, backend: str,
-                  seed: int, stream: np.random.SeedSequence) -> WorkerSampler:
+                  seed: int, stream: np.random.SeedSequence, restart_workers: bool = False) -> WorkerSampler:
     """``n_workers`` workers (``backend`` "local": processes; "ray": Ray actors) sharing ``n_envs`` environments.
 
     Worker k draws actions from the k-th child of ``stream``; a single worker draws from
-    ``stream`` itself, so it samples exactly as the in-process :class:`Sampler` would.
+    ``stream`` itself, so it samples exactly as the in-process :class:`Sampler` would. With
+    ``restart_workers`` a failed worker k is replaced by one whose environments and actions
+    come from the next child of worker k's stream (fresh episodes, reproducible per run).
     """
     sizes = split_envs(n_envs, n_workers)
+    offsets = env_offsets(sizes)
     streams = [stream] if n_workers == 1 else stream.spawn(n_workers)
-    arguments = [(env_id, env_kwargs, size, seed + offset, child)
-                 for size, offset, child in zip(sizes, env_offsets(sizes), streams)]
-    handles: Sequence[_Handle] = process_workers(arguments) if backend == "local" else ray_workers(arguments)
-    return WorkerSampler(handles, sizes)
+    launch: Callable[[Sequence[tuple[Any, ...]]], Sequence[_Handle]] = (
+        process_workers if backend == "local" else ray_workers)
+    handles = launch([(env_id, env_kwargs, size, seed + offset, child, offset)
+                      for size, offset, child in zip(sizes, offsets, streams)])
+
+    def restart(k: int) -> _Handle:
+        fresh = streams[k].spawn(1)[0]
+        reset_seed = int(fresh.generate_state(1)[0])
+        return launch([(env_id, env_kwargs, sizes[k], reset_seed, fresh, offsets[k])])[0]
+
+    return WorkerSampler(handles, sizes, restart if restart_workers else None)
 
 
 def env_offsets(worker_envs: Sequence[int]) -> list[int]:
@@ -213,7 +317,6 @@ class _ProcessHandle:
 
     def __init__(self, arguments: tuple[Any, ...]):
         mine, theirs = socket.socketpair()
-        self.name = f"sampler worker (environments from seed {arguments[3]})"
         self.process = subprocess.Popen([sys.executable, "-m", "trpo_tf.sampling.worker_process",
                                          str(theirs.fileno())], pass_fds=[theirs.fileno()])
         theirs.close()
@@ -233,7 +336,7 @@ class _ProcessHandle:
         try:
             status, value = self.connection.recv()
         except (EOFError, OSError):
-            raise RuntimeError(f"{self.name} died (exit code {self.process.wait()})") from None
+            raise WorkerDiedError(f"died (exit code {self.process.wait()})") from None
         if status == "error":
             raise value
         return value
@@ -309,10 +412,14 @@ class _RayHandle:
             return self.ray.get(pending)
         except self.ray.exceptions.RayTaskError as error:
             raise error.as_instanceof_cause() from None
+        except self.ray.exceptions.RayActorError as error:
+            raise WorkerDiedError(f"died (Ray: {type(error).__name__})") from None
 
     def shutdown(self) -> None:
         try:
             self.ray.get(self.actor.close.remote())
+        except self.ray.exceptions.RayActorError:
+            pass  # already gone
         finally:
             self.ray.kill(self.actor)
 
