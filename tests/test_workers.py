@@ -270,3 +270,29 @@ def test_a_bad_value_in_a_worker_names_the_environment_among_all_of_them(flaky_e
         with pytest.raises(EnvironmentValueError, match=r"^environment 1 \(NanFromSeedOne-v0\) returned a "
                                                        r"non-finite observation \[nan, .* after 5 environment steps"):
             agent.learn(256)  # a bad value names a bug to fix: never restarted
+
+
+def test_a_killed_ray_actor_is_replaced_with_restart_workers():
+    import ray
+
+    try:
+        with TRPO("CartPole-v1", SMALL.replace(sampler="ray", restart_workers=True), seed=0) as agent:
+            agent.learn(256)
+            ray.kill(agent.sampler.handles[1].actor)
+            with pytest.warns(UserWarning, match=r"sampler worker 1 of 2 \(environments 1–1\) died \(Ray: "):
+                agent.learn(256)
+            assert [entry["worker_restarts"] for entry in agent.history] == [0, 1]
+    finally:
+        ray.shutdown()
+
+
+def test_more_ray_actors_than_the_cluster_has_cpus_is_refused_instead_of_waiting_forever():
+    import ray
+
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
+    try:
+        with pytest.raises(InputError, match="3 Ray actors need 3 CPUs .one each., but the Ray cluster has 2"):
+            start_workers("CartPole-v1", None, n_envs=3, n_workers=3, backend="ray", seed=0,
+                          stream=np.random.SeedSequence(0))
+    finally:
+        ray.shutdown()

@@ -436,6 +436,11 @@ def ray_workers(arguments: Sequence[tuple[Any, ...]]) -> list[_RayHandle]:
         raise InputError(f"sampler='ray' needs Ray, which is not installed: {RAY_INSTALL}") from None
     if not ray.is_initialized():
         ray.init(log_to_driver=False, include_dashboard=False)
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if len(arguments) > cpus:  # the actors that find no CPU would wait forever
+        raise InputError(f"{len(arguments)} Ray actors need {len(arguments)} CPUs (one each), but the Ray cluster has "
+                         f"{cpus:g}: use fewer workers, add machines (ray start --address ...), or start Ray with "
+                         "more logical CPUs (ray start --head --num-cpus N, or ray.init(num_cpus=N) before training)")
     remote = ray.remote(num_cpus=1)(SamplerWorker)
     return [_RayHandle(ray, remote.remote(*args)) for args in arguments]
 
