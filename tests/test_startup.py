@@ -87,3 +87,37 @@ def test_other_mujoco_warnings_become_python_warnings_and_never_raise(capfd):
         warnings.simplefilter("error")
         handler("Nan, Inf or huge value in QACC at DOF 1")  # an exception here would abort MuJoCo's caller
     assert "MuJoCo warning: Nan, Inf or huge value in QACC at DOF 1" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("environment, expected", [
+    ({"TRPO_TF_XLA_CACHE": "/c"}, "--tf_xla_persistent_cache_directory=/c"),
+    ({"TRPO_TF_XLA_CACHE": "/c", "TF_XLA_FLAGS": "--tf_xla_auto_jit=2"},
+     "--tf_xla_auto_jit=2 --tf_xla_persistent_cache_directory=/c"),  # the user's flags stay
+    ({"TRPO_TF_XLA_CACHE": "/c", "TF_XLA_FLAGS": "--tf_xla_persistent_cache_directory=/mine"},
+     "--tf_xla_persistent_cache_directory=/mine"),  # the user's cache wins
+    ({"TRPO_TF_XLA_CACHE": ""}, None),  # off
+    ({"XDG_CACHE_HOME": "/xdg"}, "--tf_xla_persistent_cache_directory=/xdg/trpo_tf/xla"),
+])
+def test_the_xla_cache_flag_is_added_unless_the_user_chose(monkeypatch, environment, expected):
+    for name in ("TRPO_TF_XLA_CACHE", "TF_XLA_FLAGS", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(os, "makedirs", lambda *args, **kwargs: None)
+    startup.use_xla_cache()
+    assert os.environ.get("TF_XLA_FLAGS") == expected
+
+
+def test_a_second_run_loads_the_compiled_steps_from_the_xla_cache(tmp_path):
+    """TensorFlow honours the flag: the first run writes compiled programs, the second writes none."""
+    cache = tmp_path / "xla"
+    command = _command() + ["train", "CartPole-v1", "--timesteps", "128", "--set", "steps_per_iteration=128",
+                            "--logdir", str(tmp_path / "run1"), "--quiet"]
+    environment = dict(_env_without_log_level(TRPO_TF_XLA_CACHE=str(cache)))
+    environment.pop("TF_XLA_FLAGS", None)
+    subprocess.run(command, env=environment, check=True, capture_output=True, timeout=600)
+    written = sorted(p.name for p in cache.iterdir())
+    assert len(written) >= 2 and all(name.startswith("xla_compile_cache__") for name in written)  # step, value fit
+    command[command.index(str(tmp_path / "run1"))] = str(tmp_path / "run2")
+    subprocess.run(command, env=environment, check=True, capture_output=True, timeout=600)
+    assert sorted(p.name for p in cache.iterdir()) == written

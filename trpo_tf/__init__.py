@@ -8,6 +8,7 @@ from typing import Any
 from trpo_tf import startup as _startup
 
 _startup.quiet_tensorflow_logging()  # before anything imports TensorFlow; a level the user set stays
+_startup.use_xla_cache()  # before TensorFlow compiles; flags the user set stay
 __version__ = "0.1.0"
 __all__ = ["CheckpointCallback", "EvalCallback", "StopOnNoImprovement", "StopOnReward", "TRPO", "TRPOConfig",
            "__version__"]

@@ -10,6 +10,10 @@ logged while TensorFlow's libraries load, before TensorFlow reads the variable (
 find cuda drivers``); :func:`import_tensorflow` drops those that the level hides and passes on
 everything else written to stderr meanwhile.
 
+XLA compiles the trust-region step and the value fit on the first iteration (about 1.4 s of
+the first iteration's ~4.4 s); :func:`use_xla_cache` points XLA's persistent cache at
+:func:`xla_cache_directory` so later runs of the same shapes load the compiled code instead.
+
 MuJoCo prints its warnings itself, and appends them to ``MUJOCO_LOG.TXT`` in the working
 directory, unless a handler is set; :func:`filter_mujoco_warnings` sets one that drops
 :data:`KNOWN_MUJOCO_MESSAGES` (deprecations in gymnasium's own model files) and turns the
@@ -47,6 +51,37 @@ def quiet_tensorflow_logging() -> None:
     Has an effect only before TensorFlow is first imported.
     """
     os.environ.setdefault(LOG_LEVEL_VARIABLE, DEFAULT_LOG_LEVEL)
+
+
+XLA_FLAGS_VARIABLE = "TF_XLA_FLAGS"
+XLA_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
+XLA_CACHE_VARIABLE = "TRPO_TF_XLA_CACHE"
+"""Where trpo_tf keeps XLA's compiled code; empty turns the cache off."""
+
+
+def xla_cache_directory() -> str:
+    """``$TRPO_TF_XLA_CACHE``, else ``$XDG_CACHE_HOME/trpo_tf/xla`` (``~/.cache/trpo_tf/xla``); "" when off."""
+    if XLA_CACHE_VARIABLE in os.environ:
+        return os.environ[XLA_CACHE_VARIABLE]
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache_home, "trpo_tf", "xla")
+
+
+def use_xla_cache() -> None:
+    """Add ``--tf_xla_persistent_cache_directory`` to ``TF_XLA_FLAGS`` unless the user's flags name a
+    cache already or :func:`xla_cache_directory` is off or cannot be created.
+
+    Has an effect only before TensorFlow first compiles with XLA.
+    """
+    flags = os.environ.get(XLA_FLAGS_VARIABLE, "")
+    directory = xla_cache_directory()
+    if XLA_CACHE_FLAG in flags or not directory:
+        return
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        return  # a read-only home, say: compile every time, as without the cache
+    os.environ[XLA_FLAGS_VARIABLE] = f"{flags} {XLA_CACHE_FLAG}={directory}".strip()
 
 
 def min_log_level() -> int:

@@ -36,7 +36,7 @@ from trpo_tf.normalization import RewardScaler
 from trpo_tf.policies import make_policy, value_network
 from trpo_tf.sampling import Batch, EnvLike, Sampler, make_env, make_vector_env
 from trpo_tf.sampling.workers import WorkerSampler, split_envs, start_workers
-from trpo_tf.update import PolicyUpdate, ValueFit
+from trpo_tf.update import PolicyUpdate, ValueFit, trace_in_turn
 
 RETURN_WINDOW = 100  # episodes averaged into ``episode_return_mean``
 Callback = Callable[[dict[str, Any]], Any]
@@ -104,7 +104,7 @@ class TRPO:
         self.history: list[dict[str, Any]] = []
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=RETURN_WINDOW)
         self._deterministic_action = tf.function(self.policy.deterministic_action, input_signature=[
-            tf.TensorSpec((None,) + self.policy.encoder.shape, tf.float32)])
+            tf.TensorSpec((None,) + self.policy.encoder.shape, tf.float32)], autograph=False)
         self._background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="value-fit")
         # Last: worker processes start only once nothing else can fail.
         self.sampler: Sampler | WorkerSampler = (
@@ -198,6 +198,7 @@ class TRPO:
 
         # The policy step and the value fit read the same batch and write disjoint variables:
         # they run side by side (TensorFlow releases the GIL), with the same result as in turn.
+        trace_in_turn(self.policy_update, self.value_fit)
         value_fit = self._background.submit(_timed, self.value_fit, features, returns,
                                             self.value_fit.minibatch_order(len(features), self.minibatch_rng))
         actions = _flatten_time(batch.actions).astype(self.policy.head.action_dtype.as_numpy_dtype)

@@ -42,13 +42,18 @@ class PolicyUpdate:
         features = tf.TensorSpec([None, policy.encoder.dim], tf.float32)
         actions = tf.TensorSpec((None,) + policy.head.action_shape, policy.head.action_dtype)
         # XLA fuses the many small ops of CG and the line search: on 2 cores it halves the step
-        # (benchmarks/hvp.py). It compiles once per batch shape, which the config fixes.
+        # (benchmarks/hvp.py). It compiles once per batch shape, which the config fixes. The loops
+        # are tf.while_loop already, so AutoGraph is off: converting the source took half the trace.
         self._step = tf.function(self._step_graph, input_signature=[
-            features, actions, tf.TensorSpec([None], tf.float32)], jit_compile=True)
+            features, actions, tf.TensorSpec([None], tf.float32)], jit_compile=True, autograph=False)
 
     def __call__(self, features: np.ndarray | tf.Tensor, actions: np.ndarray | tf.Tensor,
                  advantages: np.ndarray | tf.Tensor) -> dict[str, tf.Tensor]:
         return self._step(features, actions, advantages)
+
+    def trace(self) -> None:
+        """Build the graph now (a no-op once built); see :func:`trace_in_turn`."""
+        self._step.get_concrete_function()
 
     def _step_graph(self, features: tf.Tensor, actions: tf.Tensor, advantages: tf.Tensor) -> dict[str, tf.Tensor]:
         cfg, policy = self.config, self.policy
@@ -118,12 +123,16 @@ class ValueFit:
         features = tf.TensorSpec([None, feature_dim], tf.float32)
         vector = tf.TensorSpec([None], tf.float32)
         self._fit = tf.function(self._fit_graph, input_signature=[
-            features, vector, tf.TensorSpec([None, None], tf.int32)], jit_compile=True)
-        self._predict = tf.function(lambda f: self.value(f)[:, 0], input_signature=[features])
+            features, vector, tf.TensorSpec([None, None], tf.int32)], jit_compile=True, autograph=False)
+        self._predict = tf.function(lambda f: self.value(f)[:, 0], input_signature=[features], autograph=False)
 
     def __call__(self, features: np.ndarray | tf.Tensor, returns: np.ndarray | tf.Tensor,
                  order: np.ndarray | tf.Tensor) -> tf.Tensor:
         return self._fit(features, returns, order)
+
+    def trace(self) -> None:
+        """Build the graph now (a no-op once built); see :func:`trace_in_turn`."""
+        self._fit.get_concrete_function()
 
     def predict(self, features: np.ndarray | tf.Tensor) -> np.ndarray:
         """V(s) [B] at normalized features [B, D]."""
@@ -144,12 +153,26 @@ class ValueFit:
 
     def _fit_graph(self, features: tf.Tensor, returns: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
         variables = self.value.trainable_variables
-        total = tf.constant(0.0)
-        for rows in tf.range(tf.shape(order)[0]):
-            index = order[rows]
+        minibatches = tf.shape(order)[0]
+
+        def adam_step(row: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            index = order[row]
             with tf.GradientTape() as tape:
                 prediction = self.value(tf.gather(features, index))[:, 0]
                 loss = tf.reduce_mean(tf.square(prediction - tf.gather(returns, index)))
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            total += loss
-        return total / tf.cast(tf.maximum(tf.shape(order)[0], 1), tf.float32)
+            return row + 1, total + loss
+
+        _, total = tf.while_loop(lambda row, _: row < minibatches, adam_step, (tf.constant(0), tf.constant(0.0)))
+        return total / tf.cast(tf.maximum(minibatches, 1), tf.float32)
+
+
+def trace_in_turn(*steps: PolicyUpdate | ValueFit) -> None:
+    """Trace ``steps`` one after another in this thread, before they first run side by side.
+
+    Graph names number functions in the order they are traced and XLA's persistent compilation
+    cache keys on those names: traced at once in two threads, they would be numbered
+    differently from run to run, and every run would compile again.
+    """
+    for step in steps:
+        step.trace()
