@@ -1,12 +1,16 @@
-"""Shared by all tests: the run key that signs checkpoints lives in a temporary directory.
+"""Shared by all tests: the run key that signs checkpoints lives in a temporary directory, and
+XLA's persistent cache is off.
 
 Set before any test runs, so no test reads or creates the user's own key
-(~/.config/trpo_tf/run-key); subprocesses inherit it through the environment.
+(~/.config/trpo_tf/run-key) or fills ~/.cache/trpo_tf/xla; subprocesses inherit both through
+the environment.
 """
 
 import os
 
 import pytest
+
+os.environ.setdefault("TRPO_TF_XLA_CACHE", "")  # read when trpo_tf is imported, just below
 
 from trpo_tf.signing import KEY_FILE_VARIABLE
 
