@@ -20,7 +20,7 @@ import tensorflow as tf
 from test_checkpoint import _assert_same_history, _weights
 from test_export import LOAD_SCRIPT, isolated_python
 from trpo_tf import TRPO, TRPOConfig
-from trpo_tf.errors import InputError, NetworkError
+from trpo_tf.errors import InputError, NetworkError, RunDirError
 from trpo_tf.export import litert_runner, to_tflite
 from trpo_tf.policies import make_policy
 
@@ -214,6 +214,8 @@ def test_load_rebuilds_or_names_the_network_to_pass(tmp_path):
     with TRPO.load(str(tmp_path / "custom"), policy_network=with_unregistered_layer) as loaded:
         for a, b in zip(weights, [v.numpy() for v in loaded.policy.weights]):
             np.testing.assert_array_equal(a, b)
+    with pytest.raises(RunDirError, match="cannot be restored .*or other networks of your own"):
+        TRPO.load(str(tmp_path / "custom"), policy_network=dense_trunk)
     with TRPO("CartPole-v1", CONFIG, seed=1) as builtin:
         builtin.save(str(tmp_path / "builtin"))
     with pytest.raises(NetworkError, match="trained with the built-in value MLP: do not pass value_network"):

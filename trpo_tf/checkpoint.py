@@ -237,8 +237,9 @@ def restore(agent: TRPO, run_dir: str, path: str | None = None, environments: bo
         tf.train.Checkpoint(**agent.trackables(), state=_Serialized(), environment=_Serialized()).restore(
             path).assert_existing_objects_matched()
     except Exception as error:  # noqa: BLE001 - mismatched structures raise AssertionError, ValueError, ...
-        raise RunDirError(f"checkpoint {path} cannot be restored (written with another config, policy_network/"
-                          f"value_network or trpo_tf version): {_first_line(error)}") from None
+        own = any(record is not None for record in agent.network_records().values())
+        raise RunDirError(f"checkpoint {path} cannot be restored (written with another config or trpo_tf version"
+                          f"{', or other networks of your own' if own else ''}): {_first_line(error)}") from None
     try:
         agent.load_state(document["agent"])
     except (ValueError, KeyError, TypeError, AttributeError) as error:
