@@ -59,8 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_same_run", "checkpoint_state",
            "checkpoints", "iteration_of", "latest", "read_config", "read_networks", "read_run", "read_run_info",
-           "restore", "save",
-           "update_run", "write_run"]
+           "restore", "save", "update_run", "write_run"]
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"

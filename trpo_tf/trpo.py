@@ -300,8 +300,9 @@ class TRPO:
         Runs a separate environment (``env``, or a new one made from the training env id with
         ``config.env_kwargs``); episode i is reset with ``seed + i`` (default seed:
         :data:`trpo_tf.evaluation.DEFAULT_SEED`, as ``trpo-tf evaluate``). Acts as rollouts do
-        (:meth:`Policy.actor`: the NumPy snapshot when the network has one). Returns ``mean_return``, ``std_return``, ``episodes``, ``returns`` (per
-        episode), ``seed`` and ``deterministic``.
+        (:meth:`Policy.actor`: the NumPy snapshot when the network has one). Returns
+        ``mean_return``, ``std_return``, ``episodes``, ``returns`` (per episode), ``seed`` and
+        ``deterministic``.
         """
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise InputError(f"episodes must be a positive integer, got {episodes!r}")
