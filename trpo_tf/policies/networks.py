@@ -27,6 +27,7 @@ from trpo_tf.policies.acting import NUMPY_ACTIVATIONS, DenseArrays, numpy_forwar
 NetworkSpec = Union[keras.Model, Callable[[int], keras.Model]]
 """A network of the user's own: a Keras model of features [B, D] → [B, H], or a builder D → such a model."""
 
+
 def mlp(hidden: Sequence[int], outputs: int, activation: str, output_gain: float, seed: int,
         name: str) -> keras.Sequential:
     """Dense layers ``hidden`` with ``activation``, then a linear layer of ``outputs`` units.
