@@ -50,9 +50,11 @@ def gaussian_kl(mean_old, log_std_old, mean_new, log_std_new) -> float:
 
 
 @pytest.fixture(scope="module")
-def trained():
-    """The module's agent after ITERATIONS iterations, and per iteration the KL(old ‖ new) on its batch
-    computed here: Gaussian parameters at the old and the new weights, from the features the step saw."""
+def trained(tmp_path_factory):
+    """The module's agent after ITERATIONS iterations; per iteration the KL(old ‖ new) on its batch
+    computed here (Gaussian parameters at the old and the new weights, from the features the step
+    saw); and the run directory where it saved a checkpoint after iteration 2."""
+    run = str(tmp_path_factory.mktemp("networks") / "run")
     agent = TRPO("Pendulum-v1", CONFIG, seed=SEED, policy_network=layer_norm_trunk, value_network=dense_trunk)
     batches = []
     collect = agent.sampler.collect
@@ -64,7 +66,9 @@ def trained():
     agent.sampler.collect = recording_collect
     variables = agent.policy.trainable_parameters()
     kls = []
-    for _ in range(ITERATIONS):
+    for iteration in range(ITERATIONS):
+        if iteration == 2:
+            agent.save(run)
         old = [v.numpy() for v in variables]
         agent.iterate()
         new = [v.numpy() for v in variables]
@@ -76,12 +80,12 @@ def trained():
             parameters.append([p.numpy() for p in agent.policy.distribution_parameters(features)])
         kls.append(gaussian_kl(*parameters[0], *parameters[1]))
     agent.sampler.collect = collect
-    yield agent, kls
+    yield agent, kls, run
     agent.close()
 
 
 def test_a_custom_network_trains_inside_the_trust_region(trained):
-    agent, kls = trained
+    agent, kls, _ = trained
     assert isinstance(agent.policy.network.trunk.layers[1], keras.layers.LayerNormalization)
     assert not agent.policy.acts_in_numpy and agent.value.trunk.layers[-1].units == 6
     assert sum(entry["step_accepted"] for entry in agent.history) >= 2
@@ -91,17 +95,15 @@ def test_a_custom_network_trains_inside_the_trust_region(trained):
         assert entry["surrogate_gain"] > 0 if entry["step_accepted"] else kl == 0.0
 
 
-def test_checkpoint_load_continue_equals_an_uninterrupted_run(trained, tmp_path):
-    """Two iterations, save, TRPO.load (the networks rebuilt from the Keras configs in run.json), two more."""
-    straight, _ = trained
-    first = TRPO("Pendulum-v1", CONFIG, seed=SEED, policy_network=layer_norm_trunk, value_network=dense_trunk)
-    first.learn(2 * CONFIG.steps_per_iteration)
-    first.save(str(tmp_path / "run"))
-    first.close()
-    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["networks"]
+def test_checkpoint_load_continue_equals_an_uninterrupted_run(trained):
+    """The checkpoint after two iterations, TRPO.load (the networks rebuilt from the Keras configs in
+    run.json), two more iterations: the history and every weight equal the module agent's."""
+    straight, _, run = trained
+    with open(f"{run}/run.json", encoding="utf-8") as handle:
+        recorded = json.load(handle)["networks"]
     assert [layer["class_name"] for layer in recorded["policy_network"]["keras"]["config"]["layers"]] == [
         "InputLayer", "Dense", "LayerNormalization", "Dense"]
-    with TRPO.load(str(tmp_path / "run"), resume=True) as resumed:
+    with TRPO.load(run, resume=True) as resumed:
         assert isinstance(resumed.policy.network.trunk.layers[1], keras.layers.LayerNormalization)
         resumed.learn(2 * CONFIG.steps_per_iteration)
         _assert_same_history(straight.history, resumed.history)
@@ -110,7 +112,7 @@ def test_checkpoint_load_continue_equals_an_uninterrupted_run(trained, tmp_path)
 
 
 def test_export_loads_with_tensorflow_alone_and_converts_to_tflite(trained, tmp_path):
-    agent, _ = trained
+    agent, _, _ = trained
     path = agent.export(str(tmp_path / "model"), evaluation=agent.evaluate(episodes=1))
     observations = np.random.default_rng(0).uniform(-1.0, 1.0, size=(9, 3)).astype(np.float32)
     # Independently of the exported graph: NumPy normalization, the Keras network, the action bounds.
