@@ -2,7 +2,8 @@
 
 A run directory holds::
 
-    run.json            env id, seed, command line, target timesteps, library version
+    run.json            env id, seed, command line, target timesteps, library version, and the
+                        Keras configs of networks of the user's own (``networks``)
     config.yaml         the TRPOConfig of the run (also usable as ``trpo-tf train --config``)
     checkpoints/        tf.train.CheckpointManager: checkpoint, ckpt-<iteration>.{index,data-*}
     progress.csv, events.out.tfevents.*   written by trpo_tf.monitor
@@ -57,8 +58,8 @@ if TYPE_CHECKING:
     from trpo_tf.trpo import TRPO
 
 __all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_same_run", "checkpoint_state",
-           "checkpoints", "iteration_of", "latest", "read_config", "read_run", "read_run_info", "restore", "save",
-           "update_run", "write_run"]
+           "checkpoints", "iteration_of", "latest", "read_config", "read_networks", "read_run", "read_run_info",
+           "restore", "save", "update_run", "write_run"]
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -83,6 +84,7 @@ def write_run(run_dir: str, agent: TRPO, command: str | None = None, total_times
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "trpo_tf_version": __version__,
         "tensorflow_version": tf.__version__,
+        "networks": agent.network_records(),
         **extra,
     }
     atomic_write(os.path.join(run_dir, RUN_FILE), json.dumps(info, indent=2) + "\n")
@@ -135,6 +137,15 @@ def read_config(run_dir: str) -> TRPOConfig:
         return TRPOConfig.from_dict(values)
     except (TypeError, ValueError) as error:
         raise RunDirError(f"{path}: {error}") from None
+
+
+def read_networks(run_dir: str) -> dict[str, Any]:
+    """The run's network records by role (``policy_network``, ``value_network``; see
+    :meth:`TRPO.network_records`); {} for a run of built-in MLPs (or one written before they were recorded)."""
+    networks = read_run_info(run_dir).get("networks") or {}
+    if not isinstance(networks, dict):
+        raise RunDirError(f"{os.path.join(run_dir, RUN_FILE)} is corrupted: 'networks' must be an object")
+    return networks
 
 
 def read_run(run_dir: str) -> tuple[str | None, TRPOConfig, int]:
@@ -225,8 +236,9 @@ def restore(agent: TRPO, run_dir: str, path: str | None = None, environments: bo
         tf.train.Checkpoint(**agent.trackables(), state=_Serialized(), environment=_Serialized()).restore(
             path).assert_existing_objects_matched()
     except Exception as error:  # noqa: BLE001 - mismatched structures raise AssertionError, ValueError, ...
-        raise RunDirError(f"checkpoint {path} cannot be restored (written with another config or trpo_tf "
-                          f"version): {_first_line(error)}") from None
+        own = any(record is not None for record in agent.network_records().values())
+        raise RunDirError(f"checkpoint {path} cannot be restored (written with another config or trpo_tf version"
+                          f"{', or other networks of your own' if own else ''}): {_first_line(error)}") from None
     try:
         agent.load_state(document["agent"])
     except (ValueError, KeyError, TypeError, AttributeError) as error:
@@ -449,6 +461,11 @@ def check_same_run(agent: TRPO, run_dir: str) -> None:
     if config != agent.config:
         changed = [k for k, v in config.to_dict().items() if agent.config.to_dict()[k] != v]
         differences.append(f"config values of {', '.join(changed)}")
+    recorded = read_networks(run_dir)
+    for role, record in agent.network_records().items():
+        if (recorded.get(role) is None) != (record is None):
+            differences.append(f"{role} ({'built-in MLP' if recorded.get(role) is None else 'your own'}; agent: "
+                               f"{'built-in MLP' if record is None else 'your own'})")
     if differences:
         raise RunDirError(f"{run_dir} holds another run: {'; '.join(differences)}")
 

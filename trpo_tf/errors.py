@@ -30,6 +30,12 @@ class SpaceMismatchError(InputError):
     """An environment whose spaces differ from those the policy was trained on."""
 
 
+class NetworkError(InputError):
+    """A network of the user's own (``TRPO(policy_network=..., value_network=...)``) that cannot serve:
+    its builder failed, it does not take the features or give [B, H], policy and value share
+    variables, or a run's network cannot be rebuilt."""
+
+
 class EnvironmentValueError(InputError):
     """An environment returned an observation or reward that training cannot use: of the wrong shape
     or type, not finite in float32, or (Discrete) outside the space."""

@@ -30,10 +30,11 @@ import tensorflow as tf
 from trpo_tf import advantages as gae
 from trpo_tf import checkpoint, evaluation, export, monitor, rundir
 from trpo_tf.config import TRPOConfig
-from trpo_tf.errors import InputError, SpaceMismatchError
+from trpo_tf.errors import InputError, NetworkError, SpaceMismatchError
 from trpo_tf.files import DEFAULT_CHECKPOINT_EVERY
 from trpo_tf.normalization import RewardScaler
-from trpo_tf.policies import make_policy, value_network
+from trpo_tf.policies import make_policy, networks
+from trpo_tf.policies.networks import NetworkSpec
 from trpo_tf.sampling import Batch, EnvLike, Sampler, make_env, make_vector_env
 from trpo_tf.sampling.workers import WorkerSampler, split_envs, start_workers
 from trpo_tf.update import PolicyUpdate, ValueFit, trace_in_turn
@@ -53,6 +54,17 @@ class TRPO:
             streams (``SeedSequence(seed).spawn``), action sampling, minibatch order and
             stochastic evaluation; the same seed on the same machine gives the same history.
             None draws one.
+        policy_network, value_network: networks of your own instead of the MLPs of
+            ``config.policy_hidden`` / ``config.value_hidden`` (which are then not used): a
+            ``keras.Model`` mapping normalized features [B, D] to hidden features [B, H], or a
+            builder ``D -> keras.Model`` (a fresh network per call: what :meth:`load` needs when
+            Keras cannot rebuild the network from its config). The library adds the output layer
+            (the head's outputs; one value). A model passed as such is trained in place. Policy
+            and value must not share variables (NetworkError): a shared trunk would let the value
+            fit move the policy outside the trust region. A policy network that is a chain of
+            Dense layers with NumPy activations acts in NumPy; any other acts through one
+            compiled TensorFlow call per vectorized step, in this process only (no ``n_workers``
+            > 1, no Ray).
 
     Attributes:
         policy (:class:`~trpo_tf.policies.Policy`), value (Keras model of normalized features),
@@ -64,7 +76,8 @@ class TRPO:
         log_dir: the run directory this agent writes (``learn(log_dir=...)``) or was loaded from, or None.
     """
 
-    def __init__(self, env: EnvLike, config: TRPOConfig | None = None, seed: int | None = None):
+    def __init__(self, env: EnvLike, config: TRPOConfig | None = None, seed: int | None = None, *,
+                 policy_network: NetworkSpec | None = None, value_network: NetworkSpec | None = None):
         self.config = config if config is not None else TRPOConfig()
         if not isinstance(self.config, TRPOConfig):
             raise TypeError(f"config must be a TRPOConfig, got {type(self.config).__name__}")
@@ -92,8 +105,15 @@ class TRPO:
             self.observation_space, self.action_space = probe.observation_space, probe.action_space
             probe.close()
         self.policy = make_policy(self.observation_space, self.action_space, cfg.policy_hidden, cfg.activation,
-                                  cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1)
-        self.value = value_network(self.policy.encoder.dim, cfg.value_hidden, cfg.activation, seed=self.seed * 7 + 4)
+                                  cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1,
+                                  network=policy_network)
+        self.value = networks.value_network(self.policy.encoder.dim, cfg.value_hidden, cfg.activation,
+                                            seed=self.seed * 7 + 4, custom=value_network)
+        networks.check_separate(self.policy.network, self.value)
+        if not in_process and not self.policy.acts_in_numpy:
+            raise NetworkError(f"the policy network ({self.policy.network.name}) acts through TensorFlow, which "
+                               "sampling workers do not run: use n_workers=1 and sampler='local', or a policy "
+                               "network of Dense layers (which acts in NumPy)")
         self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma)
         self.minibatch_rng = np.random.default_rng(minibatches)
         self.evaluation_rng = np.random.default_rng(evaluation_stream)
@@ -186,7 +206,7 @@ class TRPO:
     def iterate(self) -> dict[str, Any]:
         """One TRPO iteration: rollout, GAE, trust-region step, value fit. Returns its history entry."""
         start = time.perf_counter()
-        batch = self.sampler.collect(self.policy.snapshot(), self.config.steps_per_env)
+        batch = self.sampler.collect(self.policy.actor(), self.config.steps_per_env)
         self.timesteps += batch.size
         self.recent_returns.extend(batch.episode_returns)
         sampled = time.perf_counter()
@@ -242,7 +262,7 @@ class TRPO:
         """
         steps, n_envs = batch.rewards.shape
         extra = np.concatenate([batch.final_observations, batch.last_observations])
-        all_values = self.value_fit.predict(np.concatenate([features, self.policy.snapshot().features(extra)]))
+        all_values = self.value_fit.predict(np.concatenate([features, self.policy.actor().features(extra)]))
         values = all_values[: steps * n_envs].reshape(steps, n_envs)
         final_values = all_values[steps * n_envs: steps * n_envs + len(batch.final_observations)]
         next_values = np.empty_like(values)
@@ -274,7 +294,7 @@ class TRPO:
         batch = self.policy.encoder.check(observations)
         if deterministic:
             return self._deterministic_action(batch).numpy()
-        return self.policy.snapshot().act(batch, self.evaluation_rng)[0]
+        return self.policy.actor().act(batch, self.evaluation_rng)[0]
 
     def evaluate(self, episodes: int = evaluation.DEFAULT_EPISODES, env: str | gym.Env | None = None,
                  seed: int | None = None, deterministic: bool = True) -> dict[str, Any]:
@@ -282,9 +302,10 @@ class TRPO:
 
         Runs a separate environment (``env``, or a new one made from the training env id with
         ``config.env_kwargs``); episode i is reset with ``seed + i`` (default seed:
-        :data:`trpo_tf.evaluation.DEFAULT_SEED`, as ``trpo-tf evaluate``). Acts through the
-        NumPy snapshot. Returns ``mean_return``, ``std_return``, ``episodes``, ``returns`` (per
-        episode), ``seed`` and ``deterministic``.
+        :data:`trpo_tf.evaluation.DEFAULT_SEED`, as ``trpo-tf evaluate``). Acts as rollouts do
+        (:meth:`Policy.actor`: the NumPy snapshot when the network has one). Returns
+        ``mean_return``, ``std_return``, ``episodes``, ``returns`` (per episode), ``seed`` and
+        ``deterministic``.
         """
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise InputError(f"episodes must be a positive integer, got {episodes!r}")
@@ -300,7 +321,7 @@ class TRPO:
                     f"the evaluation environment's observations have shape {eval_env.observation_space.shape} "
                     f"but the policy takes {self.observation_space.shape}: was it built with other "
                     "gymnasium.make arguments?")
-            snapshot, rng = self.policy.snapshot(), None if deterministic else self.evaluation_rng
+            snapshot, rng = self.policy.actor(), None if deterministic else self.evaluation_rng
             result = evaluation.run_episodes(eval_env, lambda observation: snapshot.act(observation, rng)[0],
                                              episodes, evaluation.DEFAULT_SEED if seed is None else seed)
         finally:
@@ -333,6 +354,12 @@ class TRPO:
         for name, generator in streams.items():
             generator.bit_generator.state = state["rng"][name]
 
+    def network_records(self) -> dict[str, Any]:
+        """How the run directory records the policy and value networks (:func:`networks.network_record`):
+        None for a built-in MLP, else the Keras config of the user's network (or why there is none)."""
+        return {"policy_network": networks.network_record(self.policy.network),
+                "value_network": networks.network_record(self.value)}
+
     def trackables(self) -> dict[str, Any]:
         """The TensorFlow state a checkpoint holds: policy (with its normalizer and head), value,
         the value optimizer's moments and the reward scaler."""
@@ -344,7 +371,8 @@ class TRPO:
         return checkpoint.save(self, run_dir)
 
     @classmethod
-    def load(cls, run_dir: str, env: EnvLike | None = None, resume: bool = False, trust: bool = False) -> "TRPO":
+    def load(cls, run_dir: str, env: EnvLike | None = None, resume: bool = False, trust: bool = False, *,
+             policy_network: NetworkSpec | None = None, value_network: NetworkSpec | None = None) -> "TRPO":
         """Rebuild an agent from the newest intact checkpoint in ``run_dir`` (on ``env``, default: the run's env id).
 
         With ``resume=True`` the environments' pickled state is restored too, so training
@@ -354,13 +382,21 @@ class TRPO:
         otherwise :class:`~trpo_tf.errors.UntrustedRunError`. Without ``resume`` nothing is
         unpickled and the environments start fresh episodes: safe for evaluating, exporting
         or continuing to train a downloaded run.
+
+        A run trained with networks of your own rebuilds them from the Keras configs its
+        ``run.json`` records (custom layers must be registered with
+        ``keras.saving.register_keras_serializable``); pass ``policy_network`` / ``value_network``
+        (as given to the constructor) when Keras cannot, as the NetworkError then says.
         """
         env_id, config, seed = checkpoint.read_run(run_dir)
+        recorded = checkpoint.read_networks(run_dir)
+        given = {"policy_network": policy_network, "value_network": value_network}
+        specs = {role: networks.network_for_load(recorded.get(role), given[role], role, run_dir) for role in given}
         target = env if env is not None else env_id
         if target is None:
             raise InputError(f"{run_dir} was trained on an environment instance without a registered id; "
                              "pass TRPO.load(run_dir, env=...) the environment to continue on")
-        agent = cls(target, config, seed=seed)
+        agent = cls(target, config, seed=seed, **specs)
         try:
             checkpoint.restore(agent, run_dir, environments=resume, trust=trust)
         except BaseException:

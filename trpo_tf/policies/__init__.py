@@ -16,8 +16,9 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
     from trpo_tf.policies.encoders import SUPPORTED_OBSERVATION_SPACES, ObservationEncoder
     from trpo_tf.policies.heads import (HEAD_KINDS, SUPPORTED_ACTION_SPACES, ActionHead, BernoulliHead,
                                         CategoricalHead, GaussianHead, action_head, kl_divergence)
-    from trpo_tf.policies.networks import mlp, policy_network, value_network
+    from trpo_tf.policies.networks import HeadedNetwork, NetworkSpec, mlp, policy_network, value_network
     from trpo_tf.policies.policy import Policy, make_policy
+    from trpo_tf.policies.tf_acting import CompiledActor
 
 _HOMES = {
     "trpo_tf.errors": ["UnsupportedSpaceError"],
@@ -25,8 +26,9 @@ _HOMES = {
     "trpo_tf.policies.encoders": ["SUPPORTED_OBSERVATION_SPACES", "ObservationEncoder"],
     "trpo_tf.policies.heads": ["HEAD_KINDS", "SUPPORTED_ACTION_SPACES", "ActionHead", "BernoulliHead",
                                "CategoricalHead", "GaussianHead", "action_head", "kl_divergence"],
-    "trpo_tf.policies.networks": ["mlp", "policy_network", "value_network"],
+    "trpo_tf.policies.networks": ["HeadedNetwork", "NetworkSpec", "mlp", "policy_network", "value_network"],
     "trpo_tf.policies.policy": ["Policy", "make_policy"],
+    "trpo_tf.policies.tf_acting": ["CompiledActor"],
 }
 _LAZY = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = sorted(_LAZY)

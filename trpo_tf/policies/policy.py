@@ -1,10 +1,12 @@
-"""The policy as one object; it hands out picklable NumPy snapshots (:mod:`trpo_tf.policies.acting`) for acting.
+"""The policy as one object; it hands out what acts: a picklable NumPy snapshot (:mod:`trpo_tf.policies.acting`)
+when its network is a chain of Dense layers, else a compiled TensorFlow actor (:mod:`trpo_tf.policies.tf_acting`).
 
 Shapes: B is the batch size, D the flat feature size, A the action shape.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -13,10 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from trpo_tf.normalization import ObservationNormalizer
-from trpo_tf.policies.acting import PolicySnapshot
+from trpo_tf.policies.acting import NUMPY_ACTIVATIONS, PolicySnapshot
 from trpo_tf.policies.encoders import ObservationEncoder
 from trpo_tf.policies.heads import ActionHead, action_head
-from trpo_tf.policies.networks import dense_arrays, policy_network
+from trpo_tf.errors import NetworkError
+from trpo_tf.policies.networks import NetworkSpec, acts_in_numpy, dense_arrays, policy_network
+from trpo_tf.policies.tf_acting import CompiledActor
 
 
 class Policy(keras.Model):
@@ -27,6 +31,9 @@ class Policy(keras.Model):
     head outputs [B, head.param_size]) and ``head`` (outputs and its own parameters → TFP
     distribution and actions). The value function reads the same normalized features
     (:meth:`features`). Checkpoints and exports take the whole object.
+
+    ``acts_in_numpy``: whether the network has a NumPy copy (a chain of Dense layers with
+    activations :mod:`~trpo_tf.policies.acting` knows); :meth:`actor` hands out what acts.
     """
 
     def __init__(self, encoder: ObservationEncoder, normalizer: ObservationNormalizer, network: keras.Model,
@@ -36,6 +43,7 @@ class Policy(keras.Model):
         self.normalizer = normalizer
         self.network = network
         self.head = head
+        self.acts_in_numpy = acts_in_numpy(network, encoder.dim)
 
     def trainable_parameters(self) -> list[tf.Variable]:
         """θ, the variables the trust-region step moves, in the order of the flat vector [P].
@@ -84,18 +92,36 @@ class Policy(keras.Model):
         """Merge encoded observations [B, D] into the normalizer's running statistics."""
         self.normalizer.update(encoded)
 
+    def actor(self) -> PolicySnapshot | CompiledActor:
+        """What acts now, in this process: :meth:`snapshot` when the network acts in NumPy, else the
+        policy's :class:`~trpo_tf.policies.tf_acting.CompiledActor` (one compiled call per vectorized step)."""
+        return self.snapshot() if self.acts_in_numpy else self._compiled_actor
+
+    @functools.cached_property
+    def _compiled_actor(self) -> CompiledActor:
+        return CompiledActor(self)
+
     def snapshot(self) -> "PolicySnapshot":
-        """A frozen NumPy copy of the current policy, picklable, for acting in any process."""
+        """A frozen NumPy copy of the current policy, picklable, for acting in any process.
+
+        NetworkError when the network has no NumPy copy (see :attr:`acts_in_numpy`).
+        """
+        layers = dense_arrays(self.network) if self.acts_in_numpy else None
+        if layers is None:
+            raise NetworkError(f"the policy network ({self.network.name}) has no NumPy copy: only a chain of Dense "
+                               f"layers with activations {', '.join(NUMPY_ACTIVATIONS)} acts in NumPy; it acts "
+                               "through TensorFlow in this process (Policy.actor())")
         return PolicySnapshot(encoder=self.encoder, normalizer=self.normalizer.numpy_normalize(),
-                              layers=tuple(dense_arrays(self.network)), head_kind=self.head.kind,
-                              head_arrays=self.head.numpy_arrays())
+                              layers=tuple(layers), head_kind=self.head.kind, head_arrays=self.head.numpy_arrays())
 
 
 def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: tuple[int, ...], activation: str,
-                init_log_std: float, normalize_observations: bool, seed: int) -> Policy:
-    """The built-in policy for these spaces: MLP of ``hidden`` units, head chosen by the action space."""
+                init_log_std: float, normalize_observations: bool, seed: int,
+                network: NetworkSpec | None = None) -> Policy:
+    """The policy for these spaces: head chosen by the action space, network an MLP of ``hidden``
+    units or the user's ``network`` (see :mod:`trpo_tf.policies.networks`) with an output layer added."""
     encoder = ObservationEncoder(observation_space)
     head = action_head(action_space, init_log_std)
     normalizer = ObservationNormalizer(encoder.dim, enabled=normalize_observations)
-    network = policy_network(encoder.dim, head.param_size, hidden, activation, seed)
-    return Policy(encoder, normalizer, network, head)
+    return Policy(encoder, normalizer, policy_network(encoder.dim, head.param_size, hidden, activation, seed, network),
+                  head)
