@@ -79,7 +79,8 @@ def budget(env_id: str, timesteps: int | None) -> int:
 
 def jobs(envs: list[str], seeds: list[int], cg_seeds: list[int]) -> list[tuple[str, str, int, int | None]]:
     """(env, algorithm, seed, cg_iters or None for the preset's) of every run, in the order they run."""
-    main: list[tuple[str, str, int, int | None]] = [(env_id, algorithm, seed, None) for seed in seeds for env_id in envs for algorithm in ALGORITHMS]
+    main: list[tuple[str, str, int, int | None]] = [
+        (env_id, algorithm, seed, None) for seed in seeds for env_id in envs for algorithm in ALGORITHMS]
     cg = [(CG_ENV, "trpo", seed, k) for seed in cg_seeds for k in CG_ITERS
           if CG_ENV in envs and k != _preset_cg_iters(CG_ENV)]
     return main + cg

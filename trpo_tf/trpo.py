@@ -144,8 +144,8 @@ class TRPO:
         ``step_accepted``, ``entropy``, the quadratic model's accuracy at the full step before any
         backtracking (``kl_predicted``, ``kl_full_step``, ``kl_ratio``, ``surrogate_predicted``,
         ``surrogate_full_step``, ``cg_residual``: see :class:`~trpo_tf.update.PolicyUpdate`),
-        ``value_loss``, ``explained_variance``, ``fps``, and the seconds spent in ``sampling_seconds``, ``advantage_seconds``,
-        ``policy_step_seconds`` and ``value_fit_seconds``.
+        ``value_loss``, ``explained_variance``, ``fps``, and the seconds spent in ``sampling_seconds``,
+        ``advantage_seconds``, ``policy_step_seconds`` and ``value_fit_seconds``.
         """
         steps = _step_count(total_timesteps)
         if reset_num_timesteps:
