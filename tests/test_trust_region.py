@@ -123,6 +123,32 @@ def test_conjugate_gradient_zero_rhs_gives_zeros():
         np.testing.assert_array_equal(x_graph, np.zeros(7, np.float32))
 
 
+@pytest.mark.parametrize("use_function", [False, True], ids=["eager", "tf_function"])
+@pytest.mark.parametrize("iters", [1, 3, 12])
+def test_conjugate_gradient_residual_is_the_relative_residual_of_its_solution(use_function, iters):
+    rng = np.random.default_rng(7)
+    a = _random_spd(rng, 12, low=0.5, high=50.0)
+    b = rng.standard_normal(12).astype(np.float32)
+    solve = lambda rhs: tr.conjugate_gradient_with_residual(_matvec_of(a), rhs, iters)  # noqa: E731
+    x, residual = (tf.function(solve) if use_function else solve)(tf.constant(b))
+    a64, b64, x64 = a.astype(np.float64), b.astype(np.float64), x.numpy().astype(np.float64)
+    expected = np.linalg.norm(a64 @ x64 - b64) / np.linalg.norm(b64)  # ‖Ax − b‖ / ‖b‖ in NumPy
+    assert float(residual) == pytest.approx(expected, rel=1e-3, abs=1e-5)
+    if iters < 12:
+        assert expected > 1e-2  # unfinished: the residual is far from the exact solve's
+    else:
+        exact = np.linalg.solve(a64, b64)
+        assert float(residual) < 1e-4 and np.linalg.norm(a64 @ exact - b64) / np.linalg.norm(b64) < 1e-12
+        np.testing.assert_allclose(x64, exact, rtol=1e-3, atol=1e-4)
+    np.testing.assert_array_equal(x.numpy(), tr.conjugate_gradient(_matvec_of(a), tf.constant(b), iters).numpy())
+
+
+def test_conjugate_gradient_residual_of_zero_rhs_is_zero():
+    x, residual = tr.conjugate_gradient_with_residual(_matvec_of(_random_spd(np.random.default_rng(2), 4)),
+                                                      tf.zeros([4]), 4)
+    assert float(residual) == 0.0 and not np.any(x.numpy())
+
+
 # ----------------------------------------------------------------------------- scaled step
 
 
@@ -350,8 +376,11 @@ def test_line_search_accepts_first_qualifying_step(use_function, step_scale):
     if use_function:
         run = tf.function(run)
     old_surr = tf.tensordot(tf.constant(gain), tf.constant(theta0), 1)
-    accepted, steps = run(tf.constant(theta0), tf.constant(step), old_surr)
+    accepted, steps, full_surr, full_kl = run(tf.constant(theta0), tf.constant(step), old_surr)
     assert accepted.dtype == tf.bool and steps.dtype == tf.int32
+    full = theta0.astype(np.float64) + step.astype(np.float64)  # the first candidate, by the toy's formulas
+    assert float(full_surr) == pytest.approx(gain.astype(np.float64) @ full, rel=1e-5)
+    assert float(full_kl) == pytest.approx(0.5 * curvature * np.sum(step.astype(np.float64) ** 2), rel=1e-5)
     assert bool(accepted.numpy())
     assert int(steps.numpy()) == expected_j + 1
     expected_theta = theta0.astype(np.float64) + coef**expected_j * step.astype(np.float64)
@@ -392,7 +421,7 @@ def test_line_search_restores_when_nothing_qualifies(use_function, failure):
     if use_function:
         run = tf.function(run)
     old_surr = tf.tensordot(tf.constant(gain), tf.constant(theta0), 1)
-    accepted, steps = run(tf.constant(theta0), tf.constant(step.astype(np.float32)), old_surr)
+    accepted, steps, _, _ = run(tf.constant(theta0), tf.constant(step.astype(np.float32)), old_surr)
     assert not bool(accepted.numpy())
     assert int(steps.numpy()) == max_steps
     assert int(evaluations.numpy()) == max_steps
@@ -401,11 +430,12 @@ def test_line_search_restores_when_nothing_qualifies(use_function, failure):
 
 def test_line_search_zero_max_steps_restores():
     var = tf.Variable([1.0, 2.0])
-    accepted, steps = tr.backtracking_line_search(
+    accepted, steps, full_surr, full_kl = tr.backtracking_line_search(
         [var], tf.constant([1.0, 2.0]), tf.constant([5.0, 5.0]),
         lambda: (tf.constant(1.0), tf.constant(0.0)), tf.constant(0.0), 0.01, 0.5, 0,
     )
     assert not bool(accepted.numpy()) and int(steps.numpy()) == 0
+    assert np.isnan(float(full_surr)) and np.isnan(float(full_kl))  # no candidate was evaluated
     np.testing.assert_array_equal(var.numpy(), [1.0, 2.0])
 
 
@@ -433,7 +463,7 @@ def _full_trpo_step(policy, actions, advantages, old_logp, max_kl, damping, cg_i
     grad = tr.flat_gradient(surrogate, variables)
     direction = tr.conjugate_gradient(matvec, grad, cg_iters)
     full_step = tr.scaled_step(matvec, direction, max_kl)
-    accepted, steps = tr.backtracking_line_search(
+    accepted, steps, _, _ = tr.backtracking_line_search(
         variables, old_params, full_step, evaluate, old_surr, max_kl, 0.5, 10
     )
     return accepted, steps, full_step, old_surr, surrogate(), policy.kl_fn()

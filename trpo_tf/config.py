@@ -13,6 +13,7 @@ from trpo_tf.errors import ConfigError
 
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
 HVP_METHODS = ("forward_over_backward", "double_backward", "gauss_newton")
+ALGORITHMS = ("trpo", "npg")  # the step: backtracked to the trust region, or the natural gradient's full step
 SAMPLERS = ("local", "ray")  # where sampling workers run: local processes or Ray actors
 
 
@@ -24,7 +25,8 @@ class TRPOConfig:
     ``n_envs`` parallel environments (it must divide evenly).
     Trust region: ``max_kl`` is δ in KL(π_old ‖ π_new) ≤ δ; ``cg_iters`` and ``cg_damping``
     set the conjugate-gradient solve of (H + damping·I) x = g; the backtracking line search
-    tries ``line_search_coef``**j for j < ``line_search_max_steps``.
+    tries ``line_search_coef``**j for j < ``line_search_max_steps``. ``algorithm="npg"`` takes
+    the full step instead (natural policy gradient: no line search, never restored).
     Advantages: GAE(``gamma``, ``gae_lambda``), normalized per batch when
     ``normalize_advantages``.
     Value function: Adam(``value_lr``), ``value_epochs`` shuffled passes of minibatches of
@@ -60,6 +62,7 @@ class TRPOConfig:
     cg_damping: float = 0.1
     line_search_coef: float = 0.8
     line_search_max_steps: int = 10
+    algorithm: str = "trpo"
     value_lr: float = 1e-3
     value_epochs: int = 10
     value_batch_size: int = 128
@@ -108,6 +111,8 @@ class TRPOConfig:
                 raise ConfigError(
                     f"TRPOConfig.{name} must be a sequence of positive layer widths, got {sizes!r}")
         self._check_float("fisher_fraction", 0.0, 1.0, low_open=True)
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"TRPOConfig.algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.hvp_method not in HVP_METHODS:
             raise ConfigError(f"TRPOConfig.hvp_method must be one of {HVP_METHODS}, got {self.hvp_method!r}")
         self._check_int("n_workers", 1)

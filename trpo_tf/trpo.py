@@ -40,6 +40,9 @@ from trpo_tf.sampling.workers import WorkerSampler, split_envs, start_workers
 from trpo_tf.update import PolicyUpdate, ValueFit, trace_in_turn
 
 RETURN_WINDOW = 100  # episodes averaged into ``episode_return_mean``
+# How well the step's quadratic KL model and linear surrogate model predicted the full step (PolicyUpdate).
+QUADRATIC_MODEL_KEYS = ("kl_predicted", "kl_full_step", "kl_ratio", "surrogate_predicted", "surrogate_full_step",
+                        "cg_residual")
 Callback = Callable[[dict[str, Any]], Any]
 
 
@@ -158,9 +161,11 @@ class TRPO:
         Each iteration appends to :attr:`history` a dict with ``iteration``, ``timesteps``,
         ``episode_return_mean`` (last 100 finished episodes), ``episodes``, ``kl`` (mean
         KL(old ‖ new) after the accepted step), ``surrogate_gain``, ``line_search_steps``,
-        ``step_accepted``, ``entropy``, ``value_loss``, ``explained_variance``, ``fps``, and
-        the seconds spent in ``sampling_seconds``, ``advantage_seconds``,
-        ``policy_step_seconds`` and ``value_fit_seconds``.
+        ``step_accepted``, ``entropy``, the quadratic model's accuracy at the full step before any
+        backtracking (``kl_predicted``, ``kl_full_step``, ``kl_ratio``, ``surrogate_predicted``,
+        ``surrogate_full_step``, ``cg_residual``: see :class:`~trpo_tf.update.PolicyUpdate`),
+        ``value_loss``, ``explained_variance``, ``fps``, and the seconds spent in ``sampling_seconds``,
+        ``advantage_seconds``, ``policy_step_seconds`` and ``value_fit_seconds``.
         """
         steps = _step_count(total_timesteps)
         if reset_num_timesteps:
@@ -236,6 +241,7 @@ class TRPO:
             "line_search_steps": int(step["line_search_steps"]),
             "step_accepted": bool(step["accepted"]),
             "entropy": float(step["entropy"]),
+            **{key: float(step[key]) for key in QUADRATIC_MODEL_KEYS},
             "value_loss": float(value_loss),
             "explained_variance": explained_variance(values.reshape(-1), returns),
             "fps": batch.size / (done - start),

@@ -19,7 +19,7 @@ until the surrogate improves and the KL constraint holds.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import tensorflow as tf
 
@@ -33,7 +33,10 @@ __all__ = [
     "double_backward_hessian_vector_product",
     "gauss_newton_vector_product",
     "conjugate_gradient",
+    "conjugate_gradient_with_residual",
+    "boundary_step",
     "scaled_step",
+    "LineSearchResult",
     "backtracking_line_search",
 ]
 
@@ -220,6 +223,23 @@ def conjugate_gradient(
     Returns:
       approximate solution ``x``, shape ``[P]``.
     """
+    return conjugate_gradient_with_residual(matvec, b, max_iters, residual_tol)[0]
+
+
+def conjugate_gradient_with_residual(
+    matvec: Callable[[tf.Tensor], tf.Tensor],
+    b: tf.Tensor,
+    max_iters: int,
+    residual_tol: float = 1e-10,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`conjugate_gradient`, also returning the relative residual ``‖A x − b‖ / ‖b‖``.
+
+    The residual is the one CG updates at every iteration (``r ← r − α A p``), so it costs
+    no extra ``matvec``; in exact arithmetic it equals ``b − A x``. It is 0 for ``b == 0``.
+
+    Returns:
+      ``(x, residual)``: shape ``[P]`` and a scalar.
+    """
     b = tf.convert_to_tensor(b, tf.float32)
     tol = tf.constant(residual_tol, tf.float32)
     max_iters_t = tf.convert_to_tensor(max_iters, tf.int32)
@@ -239,23 +259,45 @@ def conjugate_gradient(
         p = r + beta * p
         return i + 1, x, r, p, new_rdotr
 
-    _, x, _, _, _ = tf.while_loop(
+    _, x, _, _, rdotr = tf.while_loop(
         cond,
         body,
         (tf.constant(0, tf.int32), x0, b, b, rdotr0),
     )
-    return x
+    return x, tf.sqrt(tf.math.divide_no_nan(rdotr, rdotr0))
+
+
+def boundary_step(
+    direction: tf.Tensor, curvature_direction: tf.Tensor, max_kl: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """TRPO full step ``s = beta * x``, ``beta = sqrt(2 * max_kl / (x^T A x))``, given ``A x``.
+
+    With ``A`` the (damped) KL Hessian, the quadratic KL model ``0.5 * s^T A s`` of the
+    returned step equals ``max_kl``. If ``x^T A x`` is not positive and finite (or the step
+    is not finite), returns a zero step and ``beta = 0`` instead of NaN/inf.
+
+    Args:
+      direction: ``x``, shape ``[P]``.
+      curvature_direction: ``A x``, shape ``[P]``.
+      max_kl: trust-region size (scalar).
+
+    Returns:
+      ``(step, beta)``: shape ``[P]`` and a scalar.
+    """
+    x = tf.convert_to_tensor(direction, tf.float32)
+    shs = tf.tensordot(x, tf.reshape(tf.cast(curvature_direction, tf.float32), tf.shape(x)), 1)
+    curvature_ok = tf.logical_and(tf.math.is_finite(shs), shs > 0.0)
+    safe_shs = tf.where(curvature_ok, shs, tf.ones_like(shs))
+    scale = tf.sqrt(2.0 * tf.cast(max_kl, tf.float32) / safe_shs)
+    step = scale * x
+    ok = tf.logical_and(curvature_ok, tf.reduce_all(tf.math.is_finite(step)))
+    return tf.where(ok, step, tf.zeros_like(step)), tf.where(ok, scale, tf.zeros_like(scale))
 
 
 def scaled_step(
     matvec: Callable[[tf.Tensor], tf.Tensor], direction: tf.Tensor, max_kl: float
 ) -> tf.Tensor:
-    """TRPO full step ``sqrt(2 * max_kl / (x^T A x)) * x`` for ``x = direction``.
-
-    With ``A`` the (damped) KL Hessian, the quadratic KL model
-    ``0.5 * s^T A s`` of the returned step ``s`` equals ``max_kl``.
-    If ``x^T A x`` is not positive and finite (or the step is not finite),
-    returns zeros instead of NaN/inf.
+    """TRPO full step ``sqrt(2 * max_kl / (x^T A x)) * x`` for ``x = direction`` (see :func:`boundary_step`).
 
     Args:
       matvec: maps ``[P]`` to ``A v`` (``[P]``), the same one used in CG.
@@ -263,16 +305,24 @@ def scaled_step(
       max_kl: trust-region size (scalar).
 
     Returns:
-      shape ``[P]``.
+      shape ``[P]``; zeros when the curvature along ``x`` is not positive and finite.
     """
     x = tf.convert_to_tensor(direction, tf.float32)
-    shs = tf.tensordot(x, tf.reshape(tf.cast(matvec(x), tf.float32), tf.shape(x)), 1)
-    curvature_ok = tf.logical_and(tf.math.is_finite(shs), shs > 0.0)
-    safe_shs = tf.where(curvature_ok, shs, tf.ones_like(shs))
-    scale = tf.sqrt(2.0 * tf.cast(max_kl, tf.float32) / safe_shs)
-    step = scale * x
-    ok = tf.logical_and(curvature_ok, tf.reduce_all(tf.math.is_finite(step)))
-    return tf.where(ok, step, tf.zeros_like(step))
+    return boundary_step(x, matvec(x), max_kl)[0]
+
+
+class LineSearchResult(NamedTuple):
+    """What :func:`backtracking_line_search` returns (all scalars).
+
+    ``accepted`` (tf.bool), ``steps`` (tf.int32, candidate points evaluated), and the
+    surrogate and KL that ``evaluate()`` gave at the first candidate, the full step
+    (NaN when ``max_steps`` is 0).
+    """
+
+    accepted: tf.Tensor
+    steps: tf.Tensor
+    full_step_surrogate: tf.Tensor
+    full_step_kl: tf.Tensor
 
 
 def backtracking_line_search(
@@ -284,7 +334,7 @@ def backtracking_line_search(
     max_kl: float,
     coef: float,
     max_steps: int,
-) -> tuple[tf.Tensor, tf.Tensor]:
+) -> LineSearchResult:
     """Backtrack along ``full_step`` until the surrogate improves within the trust region.
 
     For ``j = 0 .. max_steps - 1``: set the variables to
@@ -306,8 +356,8 @@ def backtracking_line_search(
       max_steps: maximum number of candidate points.
 
     Returns:
-      ``(accepted, steps)``: scalar ``tf.bool`` and scalar ``tf.int32``
-      number of candidate points evaluated.
+      :class:`LineSearchResult`: ``accepted``, ``steps`` and what ``evaluate()`` gave at the
+      full step (``j = 0``), ``full_step_surrogate`` and ``full_step_kl``.
     """
     old_params = tf.convert_to_tensor(old_params, tf.float32)
     full_step = tf.convert_to_tensor(full_step, tf.float32)
@@ -316,10 +366,11 @@ def backtracking_line_search(
     coef_t = tf.cast(coef, tf.float32)
     max_steps_t = tf.convert_to_tensor(max_steps, tf.int32)
 
-    def cond(j: tf.Tensor, accepted: tf.Tensor) -> tf.Tensor:
+    def cond(j: tf.Tensor, accepted: tf.Tensor, *full: tf.Tensor) -> tf.Tensor:
         return tf.logical_and(tf.logical_not(accepted), j < max_steps_t)
 
-    def body(j: tf.Tensor, accepted: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def body(j: tf.Tensor, accepted: tf.Tensor, full_surrogate: tf.Tensor,
+             full_kl: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         fraction = tf.pow(coef_t, tf.cast(j, tf.float32))
         set_flat(variables, old_params + fraction * full_step)
         surrogate, kl = evaluate()
@@ -335,10 +386,12 @@ def backtracking_line_search(
                 ]
             )
         )
-        return j + 1, ok
+        first = tf.equal(j, 0)
+        return j + 1, ok, tf.where(first, surrogate, full_surrogate), tf.where(first, kl, full_kl)
 
-    steps, accepted = tf.while_loop(
-        cond, body, (tf.constant(0, tf.int32), tf.constant(False))
+    nan = tf.constant(float("nan"), tf.float32)
+    steps, accepted, full_surrogate, full_kl = tf.while_loop(
+        cond, body, (tf.constant(0, tf.int32), tf.constant(False), nan, nan)
     )
 
     def keep() -> tf.Tensor:
@@ -349,4 +402,4 @@ def backtracking_line_search(
         return tf.constant(False)
 
     accepted = tf.cond(accepted, keep, restore)
-    return accepted, steps
+    return LineSearchResult(accepted, steps, full_surrogate, full_kl)

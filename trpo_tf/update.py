@@ -31,8 +31,15 @@ class PolicyUpdate:
     the gradient g of the surrogate advantage, solves (H + damping·I) x = g by conjugate
     gradient (H·v by ``config.hvp_method`` on every ⌈1/``fisher_fraction``⌉-th sample), scales
     the step to the quadratic model's KL = δ, and backtracks until the surrogate improves with
-    KL ≤ δ, restoring θ_old when no point passes. Returns scalars ``kl``, ``surrogate_gain``,
-    ``line_search_steps``, ``accepted`` and ``entropy`` (at the new parameters).
+    KL ≤ δ, restoring θ_old when no point passes; with ``config.algorithm == "npg"`` it takes the
+    full step as it is (natural policy gradient). Returns scalars ``kl``, ``surrogate_gain``,
+    ``line_search_steps`` (0 for NPG), ``accepted`` (always true for NPG) and ``entropy`` (at the
+    new parameters), and how well the quadratic model of the KL and the linear model of the
+    surrogate predicted the full step s = βx: ``kl_predicted`` (½ sᵀHs, H undamped: δ less the
+    damping's share), ``kl_full_step`` (the mean KL measured at θ_old + s, before any
+    backtracking), ``kl_ratio`` (their quotient), ``surrogate_predicted`` (gᵀs),
+    ``surrogate_full_step`` (the surrogate's measured gain at θ_old + s) and ``cg_residual``
+    (‖(H + damping·I)x − g‖ / ‖g‖ after ``cg_iters``).
     """
 
     def __init__(self, policy: Policy, config: TRPOConfig):
@@ -77,14 +84,31 @@ class PolicyUpdate:
         old_params = trust_region.get_flat(variables)
         old_surrogate = surrogate_kl_entropy()[0]
         gradient = trust_region.flat_gradient(lambda: surrogate_kl_entropy()[0], variables)
-        direction = trust_region.conjugate_gradient(damped_curvature, gradient, cfg.cg_iters)
-        full_step = trust_region.scaled_step(damped_curvature, direction, cfg.max_kl)
-        accepted, steps = trust_region.backtracking_line_search(
-            variables, old_params, full_step, lambda: surrogate_kl_entropy()[:2], old_surrogate,
-            cfg.max_kl, cfg.line_search_coef, cfg.line_search_max_steps)
-        surrogate, kl, entropy = surrogate_kl_entropy()
+        direction, cg_residual = trust_region.conjugate_gradient_with_residual(
+            damped_curvature, gradient, cfg.cg_iters)
+        curvature_direction = damped_curvature(direction)
+        full_step, scale = trust_region.boundary_step(direction, curvature_direction, cfg.max_kl)
+        if cfg.algorithm == "npg":
+            trust_region.set_flat(variables, old_params + full_step)
+            surrogate, kl, entropy = surrogate_kl_entropy()
+            full_step_surrogate, full_step_kl = surrogate, kl
+            accepted, steps = tf.constant(True), tf.constant(0, tf.int32)
+        else:
+            search = trust_region.backtracking_line_search(
+                variables, old_params, full_step, lambda: surrogate_kl_entropy()[:2], old_surrogate,
+                cfg.max_kl, cfg.line_search_coef, cfg.line_search_max_steps)
+            surrogate, kl, entropy = surrogate_kl_entropy()
+            full_step_surrogate, full_step_kl = search.full_step_surrogate, search.full_step_kl
+            accepted, steps = search.accepted, search.steps
+        # ½ sᵀHs of the undamped H: (H + λI)x is at hand, so sᵀHs = β²·(xᵀ(H + λI)x − λ·xᵀx).
+        x_hx = tf.tensordot(direction, curvature_direction, 1) - cfg.cg_damping * tf.tensordot(direction, direction, 1)
+        kl_predicted = tf.where(scale > 0.0, 0.5 * tf.square(scale) * x_hx, 0.0)
         return {"kl": kl, "surrogate_gain": surrogate - old_surrogate, "line_search_steps": steps,
-                "accepted": accepted, "entropy": entropy}
+                "accepted": accepted, "entropy": entropy,
+                "kl_predicted": kl_predicted, "kl_full_step": full_step_kl,
+                "kl_ratio": _ratio(full_step_kl, kl_predicted),
+                "surrogate_predicted": tf.tensordot(gradient, full_step, 1),
+                "surrogate_full_step": full_step_surrogate - old_surrogate, "cg_residual": cg_residual}
 
     def curvature_product(self, features: tf.Tensor) -> Matvec:
         """v [P] ↦ H·v [P], H the Hessian of the mean KL(π_old ‖ π_θ) over ``features`` [B, D] at
@@ -105,6 +129,12 @@ class PolicyUpdate:
         product = {"forward_over_backward": trust_region.hessian_vector_product,
                    "double_backward": trust_region.double_backward_hessian_vector_product}[self.config.hvp_method]
         return lambda vector: product(mean_kl, variables, vector)
+
+
+def _ratio(numerator: tf.Tensor, denominator: tf.Tensor) -> tf.Tensor:
+    """numerator / denominator for scalars; NaN when the denominator is not positive (no step to compare)."""
+    positive = denominator > 0.0
+    return tf.where(positive, numerator / tf.where(positive, denominator, 1.0), float("nan"))
 
 
 class ValueFit:
