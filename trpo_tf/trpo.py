@@ -92,7 +92,8 @@ class TRPO:
             self.observation_space, self.action_space = probe.observation_space, probe.action_space
             probe.close()
         self.policy = make_policy(self.observation_space, self.action_space, cfg.policy_hidden, cfg.activation,
-                                  cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1)
+                                  cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1,
+                                  action_distribution=cfg.action_distribution)
         self.value = value_network(self.policy.encoder.dim, cfg.value_hidden, cfg.activation, seed=self.seed * 7 + 4)
         self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma)
         self.minibatch_rng = np.random.default_rng(minibatches)

@@ -44,7 +44,7 @@ class PolicyUpdate:
         # XLA fuses the many small ops of CG and the line search: on 2 cores it halves the step
         # (benchmarks/hvp.py). It compiles once per batch shape, which the config fixes.
         self._step = tf.function(self._step_graph, input_signature=[
-            features, actions, tf.TensorSpec([None], tf.float32)], jit_compile=True)
+            features, actions, tf.TensorSpec([None], tf.float32)], jit_compile=policy.head.xla_compatible)
 
     def __call__(self, features: np.ndarray | tf.Tensor, actions: np.ndarray | tf.Tensor,
                  advantages: np.ndarray | tf.Tensor) -> dict[str, tf.Tensor]:

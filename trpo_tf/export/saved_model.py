@@ -13,11 +13,13 @@ no TensorFlow Probability). Tag ``serve``; every signature takes one input,
 signature            outputs
 ===================  ========================================================================
 ``serving_default``  ``action`` [B, *A]: the most probable action in environment units (Box:
-                     the Gaussian mean clipped to the bounds, float32; Discrete/MultiDiscrete:
+                     the Gaussian mean clipped to the bounds, or the Beta policy's mean, float32; Discrete/MultiDiscrete:
                      the argmax plus the space's ``start``, int32; MultiBinary: int32 0/1)
 ``sample``           ``action`` [B, *A]: a random action drawn from the policy (stateful
-                     random ops, which LiteRT runs), same units and dtype as above
-``distribution``     Box: ``mean`` and ``log_std`` [B, *A]; Discrete: ``logits`` [B, n];
+                     random ops, which LiteRT runs, except the Beta's: see
+                     :func:`tflite_omissions`), same units and dtype as above
+``distribution``     Box: ``mean`` and ``log_std`` [B, *A] (Beta policy: ``alpha`` and ``beta``
+                     [B, *A], the Beta's concentrations on [low, high]); Discrete: ``logits`` [B, n];
                      MultiDiscrete: ``logits`` [B, K, max(nvec)] (unused entries of shorter
                      sub-spaces are -1e9); MultiBinary: ``logits`` [B, *A]
 ``value``            ``value`` [B]: the value function's estimate
@@ -100,7 +102,8 @@ def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: d
     tf.saved_model.save(module, path, signatures={name: getattr(module, name) for name in SIGNATURES})
     os.makedirs(os.path.join(path, "assets"), exist_ok=True)
     with open(os.path.join(path, "assets", METADATA_FILE), "w", encoding="utf-8") as file:
-        json.dump(dict(metadata, signatures=describe_signatures(module)), file, indent=2, allow_nan=False)
+        json.dump(dict(metadata, signatures=describe_signatures(module),
+                       tflite_omitted_signatures=tflite_omissions(policy)), file, indent=2, allow_nan=False)
         file.write("\n")
 
 
@@ -150,6 +153,16 @@ def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[
         "distribution": lambda observation: policy.head.named_parameters(parameters(observation)),
         "value": lambda observation: {"value": value(features(observation))[:, 0]},
     }
+
+
+def tflite_omissions(policy: Policy) -> dict[str, str]:
+    """Signature → why LiteRT cannot run it, for the signatures a TFLite conversion leaves out.
+
+    Recorded in metadata.json as ``tflite_omitted_signatures``: ``{"sample": "..."}`` for a policy
+    whose sampling LiteRT cannot run (the Beta's Gamma variates), else ``{}``.
+    """
+    reason = policy.head.litert_cannot_sample
+    return {} if reason is None else {"sample": reason}
 
 
 def describe_signatures(module: tf.Module) -> dict[str, Any]:

@@ -92,10 +92,12 @@ class Policy(keras.Model):
 
 
 def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: tuple[int, ...], activation: str,
-                init_log_std: float, normalize_observations: bool, seed: int) -> Policy:
-    """The built-in policy for these spaces: MLP of ``hidden`` units, head chosen by the action space."""
+                init_log_std: float, normalize_observations: bool, seed: int,
+                action_distribution: str = "gaussian") -> Policy:
+    """The built-in policy for these spaces: MLP of ``hidden`` units, head chosen by the action space
+    (and, for a Box, by ``action_distribution``: see :func:`~trpo_tf.policies.heads.action_head`)."""
     encoder = ObservationEncoder(observation_space)
-    head = action_head(action_space, init_log_std)
+    head = action_head(action_space, init_log_std, action_distribution)
     normalizer = ObservationNormalizer(encoder.dim, enabled=normalize_observations)
     network = policy_network(encoder.dim, head.param_size, hidden, activation, seed)
     return Policy(encoder, normalizer, network, head)
