@@ -9,8 +9,8 @@ Each run is ``trpo-tf train ENV --seed S --set action_distribution=D --export ..
 process, one at a time, so the command that reproduces any single run is the one printed; the
 export records a deterministic evaluation over ``--eval-episodes`` episodes (for the Beta
 policy: the mean of each Beta). A run whose export already exists under ``--out`` is not run
-again, so an interrupted benchmark continues where it stopped. After every run the results so
-far are written under ``--out``: ``summary.csv`` (one row per run), ``summary.md`` (median and
+again, so an interrupted benchmark continues where it stopped, and rows of earlier invocations
+with the same ``--out`` are kept. After every run the results so far are written under ``--out``: ``summary.csv`` (one row per run), ``summary.md`` (median and
 range over seeds per environment and distribution) and ``curves.csv`` (training return per
 iteration). ``--gaussian-from`` takes the Gaussian rows from the ``summary.csv`` of
 ``benchmarks/mujoco_learning.py`` (the same presets and seeds) instead of running them.
@@ -61,6 +61,17 @@ def train(env_id: str, distribution: str, seed: int, timesteps: int | None, out:
     return {"env": env_id, "distribution": distribution, "seed": seed, "timesteps": metadata["timesteps"],
             "eval_mean": evaluation["mean_return"], "eval_std": evaluation["std_return"],
             "eval_episodes": evaluation["episodes"], "seconds": round(seconds, 1), "source": "this benchmark"}
+
+
+def earlier_rows(out: str) -> list[dict]:
+    """The rows of ``out``/summary.csv (an earlier invocation), typed as :func:`train` returns them."""
+    path = os.path.join(out, "summary.csv")
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as handle:
+        return [dict(row, seed=int(row["seed"]), timesteps=int(row["timesteps"]), eval_mean=float(row["eval_mean"]),
+                     eval_std=float(row["eval_std"]), eval_episodes=int(row["eval_episodes"]),
+                     seconds=float(row["seconds"])) for row in csv.DictReader(handle)]
 
 
 def earlier_gaussian_rows(path: str, envs: list[str], seeds: list[int]) -> list[dict]:
@@ -122,15 +133,22 @@ def main() -> None:
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     command = "python benchmarks/beta_vs_gaussian.py " + " ".join(sys.argv[1:])
-    rows = earlier_gaussian_rows(args.gaussian_from, args.envs, args.seeds) if args.gaussian_from else []
+    # Rows by (env, distribution, seed): those of earlier invocations with this --out, then these.
+    rows = {(row["env"], row["distribution"], row["seed"]): row for row in earlier_rows(args.out)}
+    if args.gaussian_from:
+        rows.update({(row["env"], "gaussian", row["seed"]): row
+                     for row in earlier_gaussian_rows(args.gaussian_from, args.envs, args.seeds)})
+    envs = list(dict.fromkeys(args.envs + [row["env"] for row in rows.values()]))
     # Seed by seed, so that an interrupted benchmark has every environment at its first seeds.
     for seed in args.seeds:
         for env_id in args.envs:
             for distribution in args.distributions:
-                rows.append(train(env_id, distribution, seed, args.timesteps, args.out, args.eval_episodes))
-                rows.sort(key=lambda row: (args.envs.index(row["env"]), row["distribution"], row["seed"]))
-                write_results(args.out, rows, args.envs, command)
-    print(summary_table(rows, args.envs))
+                rows[env_id, distribution, seed] = train(env_id, distribution, seed, args.timesteps, args.out,
+                                                         args.eval_episodes)
+                ordered = sorted(rows.values(), key=lambda row: (envs.index(row["env"]), row["distribution"],
+                                                                 row["seed"]))
+                write_results(args.out, ordered, envs, command)
+    print(summary_table(list(rows.values()), envs))
 
 
 if __name__ == "__main__":
