@@ -45,10 +45,10 @@ def concentrations(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return 1.0 + softplus(outputs[:, :size]), 1.0 + softplus(outputs[:, size:])
 
 
-def beta_distribution(outputs: np.ndarray) -> scipy.stats.rv_continuous:
-    """scipy's Beta on [low, high] (loc = low, scale = high − low) for outputs [B, 2K]."""
+def beta_distribution(outputs: np.ndarray, space: gym.spaces.Box = SPACE) -> scipy.stats.rv_continuous:
+    """scipy's Beta on [low, high] of ``space`` (loc = low, scale = high − low) for outputs [B, 2K]."""
     alpha, beta = concentrations(outputs.astype(np.float64))
-    return scipy.stats.beta(alpha, beta, loc=SPACE.low, scale=SPACE.high - SPACE.low)
+    return scipy.stats.beta(alpha, beta, loc=space.low, scale=space.high - space.low)
 
 
 def random_outputs(rng: np.random.Generator, batch: int) -> np.ndarray:
@@ -236,3 +236,123 @@ class UnboundedEnv(gym.Env):
 
     def step(self, action):
         return np.zeros(2, np.float32), 0.0, True, False, {}
+
+
+# --------------------------------------------------------------------------- exports and checkpoints
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A Pendulum-v1 Beta agent after two iterations, its export and its TFLite file (with the warning)."""
+    agent = TRPO("Pendulum-v1", TINY, seed=4).learn(512)
+    folder = tmp_path_factory.mktemp("beta")
+    path = agent.export(str(folder / "model"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lite = export.to_tflite(path, str(folder / "model.tflite"))
+    observations = (np.random.default_rng(6).standard_normal((7, 3)) * 4.0).astype(np.float32)
+    return agent, path, lite, [str(w.message) for w in caught], observations
+
+
+def call(path: str, signature: str, observations: np.ndarray) -> dict[str, np.ndarray]:
+    outputs = tf.saved_model.load(path).signatures[signature](observation=tf.constant(observations))
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+def test_export_signatures_answer_what_the_agent_computes(exported):
+    agent, path, _, _, observations = exported
+    snapshot = agent.policy.snapshot()
+    from trpo_tf.policies import numpy_forward  # the NumPy forward pass, independent of the SavedModel
+    outputs = numpy_forward(snapshot.layers, snapshot.features(observations))
+    reference = beta_distribution(outputs, agent.action_space)
+    parameters = call(path, "distribution", observations)
+    np.testing.assert_allclose(parameters["alpha"], reference.args[0], rtol=1e-5)
+    np.testing.assert_allclose(parameters["beta"], reference.args[1], rtol=1e-5)
+    action = call(path, "serving_default", observations)["action"]
+    np.testing.assert_allclose(action, reference.mean(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(action, agent.predict(observations), atol=1e-6)
+    metadata = export.read_metadata(path)
+    assert metadata["config"]["action_distribution"] == "beta"
+    assert metadata["unconvertible_signatures"] == {"sample": agent.policy.head.sample_conversion_problem}
+
+
+def test_sample_signature_follows_tfps_beta_cdf(exported):
+    """Kolmogorov–Smirnov distance of 4000 draws of ``sample`` at one observation to the Beta of ``distribution``."""
+    _, path, _, _, observations = exported
+    draws = 4000
+    actions = call(path, "sample", np.repeat(observations[:1], draws, axis=0))["action"][:, 0].astype(np.float64)
+    assert np.all((actions >= SPACE_PENDULUM.low) & (actions <= SPACE_PENDULUM.high))
+    parameters = call(path, "distribution", observations[:1])
+    unit = np.sort((actions + 2.0) / 4.0)  # Pendulum's torque is in [-2, 2]
+    cdf = tfp.distributions.Beta(np.float64(parameters["alpha"][0, 0]), np.float64(parameters["beta"][0, 0])).cdf(unit)
+    assert ks_distance(unit, cdf.numpy()) < KS_999 / np.sqrt(draws)
+
+
+SPACE_PENDULUM = gym.make("Pendulum-v1").action_space
+
+LOAD_SCRIPT = """
+import sys
+import numpy as np
+import tensorflow as tf
+for name in ("trpo_tf", "tensorflow_probability", "keras"):
+    assert sys.modules.get(name) is None, name  # blocked: importing it would fail
+model = tf.saved_model.load(sys.argv[1])
+np.save(sys.argv[3], model.signatures["serving_default"](observation=tf.constant(np.load(sys.argv[2])))["action"].numpy())
+"""
+
+
+def test_serving_default_in_a_process_with_tensorflow_alone(exported, tmp_path):
+    agent, path, _, _, observations = exported
+    np.save(tmp_path / "observations.npy", observations)
+    blocker = "import sys\nfor name in ('trpo_tf', 'tensorflow_probability', 'keras'): sys.modules[name] = None\n"
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_SCRIPT)
+    result = subprocess.run([sys.executable, "-I", "-c", blocker + f"exec(open({str(script)!r}).read())", path,
+                             str(tmp_path / "observations.npy"), str(tmp_path / "actions.npy")],
+                            capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "actions.npy"), agent.predict(observations), atol=1e-6)
+
+
+def test_tflite_keeps_the_deterministic_signatures_and_says_it_leaves_out_sample(exported):
+    _, path, lite, caught, observations = exported
+    assert any("leaves out signature(s) sample: Beta sampling draws Gamma variates" in m for m in caught), caught
+    interpreter = Interpreter(model_path=lite)
+    assert set(interpreter.get_signature_list()) == {"serving_default", "distribution", "value"}
+    for signature in ("serving_default", "distribution", "value"):
+        expected = call(path, signature, observations)
+        got = interpreter.get_signature_runner(signature)(observation=observations)
+        assert got.keys() == expected.keys()
+        for key in expected:  # the README's TFLite tolerance: 1e-4 · max(1, |SavedModel|)
+            excess = np.abs(got[key] - expected[key]) - 1e-4 * np.maximum(1.0, np.abs(expected[key]))
+            assert np.all(excess <= 0), (signature, key)
+    with pytest.raises(ExportError, match="TFLite cannot run signature 'sample' .*RandomGamma"):
+        export.to_tflite(path, lite + ".sample", signatures=["sample"])
+
+
+def test_litert_really_cannot_convert_the_beta_sampling(exported):
+    """Why ``sample`` is left out: the converter refuses RandomGamma (if this fails, LiteRT learned it: keep sample)."""
+    _, path, _, _, _ = exported
+    converter = tf.lite.TFLiteConverter.from_saved_model(path, signature_keys=["sample"], tags={"serve"})
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.experimental_enable_resource_variables = False
+    with pytest.raises(Exception, match="RandomGamma"):
+        converter.convert()
+
+
+def test_resume_gives_the_run_an_uninterrupted_agent_has(tmp_path):
+    """2 + 1 iterations with a checkpoint between == 3 in one go: the same history and weights."""
+    straight = TRPO("Pendulum-v1", TINY, seed=8).learn(3 * 256)
+    first = TRPO("Pendulum-v1", TINY, seed=8).learn(2 * 256)
+    first.save(str(tmp_path / "run"))
+    resumed = TRPO.load(str(tmp_path / "run"), resume=True)
+    assert resumed.config.action_distribution == "beta" and resumed.policy.head.kind == "beta"
+    resumed.learn(256)
+    timing = ("fps",)
+    for want, got in zip(straight.history, resumed.history, strict=True):
+        assert {k: v for k, v in want.items() if k not in timing and not k.endswith("_seconds")} == \
+            {k: v for k, v in got.items() if k not in timing and not k.endswith("_seconds")}
+    for a, b in zip(straight.policy.weights + straight.value.weights, resumed.policy.weights + resumed.value.weights,
+                    strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

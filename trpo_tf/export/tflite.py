@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from trpo_tf.errors import ExportError
-from trpo_tf.export.saved_model import INPUT_NAME, NON_FINITE_MESSAGE, read_metadata, resolve_saved_model_dir
+from trpo_tf.export.saved_model import INPUT_NAME, NON_FINITE_MESSAGE, conversion_signatures, resolve_saved_model_dir
 
 
 def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple[str, ...] | None = None) -> str:
     """Convert an export to a ``.tflite`` file at ``out_path`` (returned); default: all signatures LiteRT can run.
 
-    An export whose metadata lists ``tflite_omitted_signatures`` (a Beta policy's ``sample``: LiteRT
+    An export whose metadata lists ``unconvertible_signatures`` (a Beta policy's ``sample``: LiteRT
     has no Gamma sampling) is converted without those, with a warning; asking for one of them
     raises :class:`~trpo_tf.errors.ExportError` saying why.
 
@@ -30,18 +28,7 @@ def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple
     (see :mod:`trpo_tf.export.saved_model`).
     """
     path = resolve_saved_model_dir(saved_model_dir)
-    available = sorted(tf.saved_model.load(path).signatures.keys())
-    omitted = _omitted_signatures(path)
-    keys = list([name for name in available if name not in omitted] if signatures is None else signatures)
-    unknown = sorted(set(keys) - set(available))
-    if unknown or not keys:
-        raise ValueError(f"unknown signature(s) {unknown or keys}; this SavedModel has {available}")
-    refused = sorted(set(keys) & set(omitted))
-    if refused:
-        raise ExportError(f"LiteRT cannot run signature {refused[0]!r} of {path}: {omitted[refused[0]]}")
-    if signatures is None and omitted:
-        warnings.warn(f"{path}: the .tflite file leaves out signature(s) {', '.join(sorted(omitted))}: "
-                      + "; ".join(omitted[name] for name in sorted(omitted)), UserWarning, stacklevel=2)
+    keys = conversion_signatures(path, signatures, "TFLite")
     converter = tf.lite.TFLiteConverter.from_saved_model(path, signature_keys=keys, tags={"serve"})
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.experimental_enable_resource_variables = False
@@ -50,17 +37,6 @@ def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple
     with open(out_path, "wb") as file:
         file.write(flatbuffer)
     return out_path
-
-
-def _omitted_signatures(path: str) -> dict[str, str]:
-    """Signature → reason, from the export's metadata (``{}`` for a SavedModel without trpo_tf metadata)."""
-    try:
-        omitted = read_metadata(path).get("tflite_omitted_signatures", {})
-    except FileNotFoundError:
-        return {}
-    if not isinstance(omitted, dict):
-        raise ExportError(f"{path}: metadata 'tflite_omitted_signatures' must be an object, got {omitted!r}")
-    return {str(name): str(reason) for name, reason in omitted.items()}
 
 
 def litert_runner(tflite_path: str, signature: str = "serving_default"

@@ -74,11 +74,11 @@ class ActionHead(keras.layers.Layer):
 
     def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
         """A random action [B, *A] in the environment's units, from stateful random ops (which LiteRT runs,
-        unless ``litert_cannot_sample`` says why not)."""
+        unless ``sample_conversion_problem`` says why not)."""
         raise NotImplementedError
 
-    litert_cannot_sample: ClassVar[str | None] = None
-    """Why LiteRT's builtin ops cannot run :meth:`sample` (TFLite files then leave it out), or None."""
+    sample_conversion_problem: ClassVar[str | None] = None
+    """Why TFLite (LiteRT) and ONNX cannot run :meth:`sample` (their files then leave it out), or None."""
 
     xla_compatible: ClassVar[bool] = True
     """Whether the policy update may compile this head's distribution with XLA."""
@@ -259,13 +259,13 @@ class BetaHead(ActionHead):
     Actions are stored in environment units, strictly inside the bounds (see
     :func:`~trpo_tf.policies.acting.beta_margin`), so their log-probability is finite.
     Sampling draws Gamma variates (X/(X + Y) with X ~ Gamma(α), Y ~ Gamma(β) is Beta(α, β)),
-    which LiteRT cannot run: a TFLite conversion leaves ``sample`` out.
+    which neither LiteRT nor tf2onnx can run: TFLite and ONNX conversions leave ``sample`` out.
     """
 
     kind = "beta"
     action_dtype = tf.float32
-    litert_cannot_sample = ("Beta sampling draws Gamma variates (TensorFlow's RandomGamma op), "
-                            "which LiteRT's builtin operators do not include")
+    sample_conversion_problem = ("Beta sampling draws Gamma variates (TensorFlow's RandomGamma op), which "
+                                 "neither LiteRT's builtin operators nor tf2onnx support")
     # Under XLA (TensorFlow 2.21, CPU) the compiled TRPO step with Beta distributions reported the KL,
     # surrogate and entropy of the parameters from before its own step, and took 30-50 s a call
     # on an 8-unit policy; without XLA the same step is correct and takes milliseconds.
