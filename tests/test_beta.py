@@ -331,6 +331,20 @@ def test_tflite_keeps_the_deterministic_signatures_and_says_it_leaves_out_sample
         export.to_tflite(path, lite + ".sample", signatures=["sample"])
 
 
+def test_onnx_keeps_the_deterministic_signatures_and_says_it_leaves_out_sample(exported, tmp_path):
+    import onnxruntime
+
+    _, path, _, _, observations = exported
+    with pytest.warns(UserWarning, match=r"the ONNX conversion leaves out signature\(s\) sample: Beta sampling"):
+        files = export.to_onnx(path, str(tmp_path / "onnx"))
+    assert sorted(files) == ["distribution", "serving_default", "value"]
+    session = onnxruntime.InferenceSession(files["serving_default"], providers=["CPUExecutionProvider"])
+    action = session.run(["action"], {"observation": observations})[0]
+    np.testing.assert_allclose(action, call(path, "serving_default", observations)["action"], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ExportError, match="ONNX cannot run signature 'sample'"):
+        export.to_onnx(path, str(tmp_path / "onnx"), signatures=["sample"])
+
+
 def test_litert_really_cannot_convert_the_beta_sampling(exported):
     """Why ``sample`` is left out: the converter refuses RandomGamma (if this fails, LiteRT learned it: keep sample)."""
     _, path, _, _, _ = exported

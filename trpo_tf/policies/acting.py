@@ -164,7 +164,7 @@ class BetaActing(NumpyActing):
         if rng is None:
             unit = alpha / (alpha + beta)
         else:
-            unit = np.clip(rng.beta(alpha, beta), arrays["margin"], 1.0 - arrays["margin"])
+            unit = np.minimum(np.maximum(rng.beta(alpha, beta), arrays["margin"]), 1.0 - arrays["margin"])
         low, high = arrays["low"].astype(np.float64), arrays["high"].astype(np.float64)
         return (low + (high - low) * unit).astype(np.float32)
 
