@@ -69,7 +69,7 @@ class ActionHead(keras.layers.Layer):
         raise NotImplementedError
 
     def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
-        """Most probable action [B, *A], in the environment's units."""
+        """The deterministic action [B, *A] in the environment's units: the most probable one (the Beta's: its mean)."""
         raise NotImplementedError
 
     def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
