@@ -14,6 +14,7 @@ from trpo_tf.errors import ConfigError
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
 HVP_METHODS = ("forward_over_backward", "double_backward", "gauss_newton")
 ALGORITHMS = ("trpo", "npg")  # the step: backtracked to the trust region, or the natural gradient's full step
+ACTION_DISTRIBUTIONS = ("gaussian", "beta")  # the policy's distribution for Box actions
 SAMPLERS = ("local", "ray")  # where sampling workers run: local processes or Ray actors
 
 
@@ -35,6 +36,9 @@ class TRPOConfig:
     mean/std observation normalization when ``normalize_observations``; rewards divided by the
     running std of the discounted return when ``normalize_rewards``; the surrogate
     gains ``entropy_coef`` × mean entropy; a Gaussian policy starts at log-std ``init_log_std``.
+    Box actions: ``action_distribution`` "gaussian" (a diagonal Gaussian, clipped to the bounds in
+    the environment) or "beta" (a Beta per dimension on [low, high], Chou et al. 2017; needs finite
+    bounds); other action spaces ignore it.
     Curvature: ``hvp_method`` picks how H·v of the mean KL is computed (forward-over-backward
     autodiff, double backward, or the Gauss–Newton form Jᵀ M J v — equal at θ_old);
     ``fisher_fraction`` < 1 computes it on every ⌈1/fraction⌉-th sample of the batch only
@@ -80,6 +84,7 @@ class TRPOConfig:
     n_workers: int = 1
     sampler: str = "local"
     restart_workers: bool = False
+    action_distribution: str = "gaussian"
 
     def __post_init__(self) -> None:
         for name in ("policy_hidden", "value_hidden"):
@@ -124,6 +129,9 @@ class TRPOConfig:
         if self.n_envs % self.n_workers:
             raise ConfigError(f"TRPOConfig.n_envs ({self.n_envs}) must be a multiple of n_workers "
                               f"({self.n_workers}): each worker steps n_envs / n_workers environments")
+        if self.action_distribution not in ACTION_DISTRIBUTIONS:
+            raise ConfigError(f"TRPOConfig.action_distribution must be one of {ACTION_DISTRIBUTIONS}, "
+                              f"got {self.action_distribution!r}")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"TRPOConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if not isinstance(self.env_kwargs, Mapping) or not all(isinstance(k, str) for k in self.env_kwargs):

@@ -109,7 +109,7 @@ class TRPO:
             probe.close()
         self.policy = make_policy(self.observation_space, self.action_space, cfg.policy_hidden, cfg.activation,
                                   cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1,
-                                  network=policy_network)
+                                  network=policy_network, action_distribution=cfg.action_distribution)
         self.value = networks.value_network(self.policy.encoder.dim, cfg.value_hidden, cfg.activation,
                                             seed=self.seed * 7 + 4, custom=value_network)
         networks.check_separate(self.policy.network, self.value)

@@ -52,7 +52,8 @@ class PolicyUpdate:
         # (benchmarks/hvp.py). It compiles once per batch shape, which the config fixes. The loops
         # are tf.while_loop already, so AutoGraph is off: converting the source took half the trace.
         self._step = tf.function(self._step_graph, input_signature=[
-            features, actions, tf.TensorSpec([None], tf.float32)], jit_compile=True, autograph=False)
+            features, actions, tf.TensorSpec([None], tf.float32)], jit_compile=policy.head.xla_compatible,
+            autograph=False)
 
     def __call__(self, features: np.ndarray | tf.Tensor, actions: np.ndarray | tf.Tensor,
                  advantages: np.ndarray | tf.Tensor) -> dict[str, tf.Tensor]:

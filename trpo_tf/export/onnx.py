@@ -26,8 +26,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from trpo_tf.errors import InputError, MissingDependencyError
-from trpo_tf.export.saved_model import INPUT_NAME, resolve_saved_model_dir
+from trpo_tf.errors import ExportError, InputError, MissingDependencyError
+from trpo_tf.export.saved_model import INPUT_NAME, conversion_signatures, resolve_saved_model_dir
 
 OPSET = 17
 DROPPED_CHECKS = ("Assert", "CheckNumerics", "CheckNumericsV2")  # tf2onnx removes them
@@ -39,7 +39,9 @@ def to_onnx(saved_model_dir: str, out_dir: str, signatures: list[str] | tuple[st
     """Convert signatures of an export to ``out_dir/<signature>.onnx``; returns signature → path.
 
     ``saved_model_dir`` is a version folder or the model folder above it (its highest
-    version); ``signatures`` defaults to all of them. Raises :class:`MissingDependencyError`
+    version); ``signatures`` defaults to all of them but those the export's metadata lists as
+    ``unconvertible_signatures`` (a Beta policy's ``sample``), which are left out with a warning
+    (asked for by name, they raise :class:`~trpo_tf.errors.ExportError`). Raises :class:`MissingDependencyError`
     (before converting anything) without the ``onnx`` extra, :class:`InputError` for an
     unknown signature, and RuntimeError naming the TensorFlow ops tf2onnx could not convert.
     Warns (RuntimeWarning) when a signature holds checks ONNX has no operator for
@@ -49,11 +51,12 @@ def to_onnx(saved_model_dir: str, out_dir: str, signatures: list[str] | tuple[st
     tf2onnx = importlib.import_module("tf2onnx")
     path = resolve_saved_model_dir(saved_model_dir)
     loaded = tf.saved_model.load(path)
-    available = sorted(loaded.signatures.keys())
-    keys = list(available if signatures is None else signatures)
-    unknown = sorted(set(keys) - set(available))
-    if unknown or not keys:
-        raise InputError(f"unknown signature(s) {unknown or keys}; {path} has {available}")
+    try:
+        keys = conversion_signatures(path, signatures, "ONNX")
+    except ExportError:
+        raise
+    except ValueError as error:
+        raise InputError(str(error)) from None
     os.makedirs(out_dir, exist_ok=True)
     written = {}
     dropped: dict[str, list[str]] = {}  # check op → signatures that hold it

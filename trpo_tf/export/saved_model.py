@@ -13,11 +13,13 @@ no TensorFlow Probability). Tag ``serve``; every signature takes one input,
 signature            outputs
 ===================  ========================================================================
 ``serving_default``  ``action`` [B, *A]: the most probable action in environment units (Box:
-                     the Gaussian mean clipped to the bounds, float32; Discrete/MultiDiscrete:
+                     the Gaussian mean clipped to the bounds, or the Beta policy's mean, float32; Discrete/MultiDiscrete:
                      the argmax plus the space's ``start``, int32; MultiBinary: int32 0/1)
 ``sample``           ``action`` [B, *A]: a random action drawn from the policy (stateful
-                     random ops, which LiteRT runs), same units and dtype as above
-``distribution``     Box: ``mean`` and ``log_std`` [B, *A]; Discrete: ``logits`` [B, n];
+                     random ops, which LiteRT runs, except the Beta policy's: see
+                     :func:`unconvertible_signatures`), same units and dtype as above
+``distribution``     Box: ``mean`` and ``log_std`` [B, *A] (Beta policy: ``alpha`` and ``beta``
+                     [B, *A], the Beta's concentrations on [low, high]); Discrete: ``logits`` [B, n];
                      MultiDiscrete: ``logits`` [B, K, max(nvec)] (unused entries of shorter
                      sub-spaces are -1e9); MultiBinary: ``logits`` [B, *A]
 ``value``            ``value`` [B]: the value function's estimate
@@ -42,6 +44,7 @@ import platform
 import re
 import shutil
 import tempfile
+import warnings
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -100,7 +103,8 @@ def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: d
     tf.saved_model.save(module, path, signatures={name: getattr(module, name) for name in SIGNATURES})
     os.makedirs(os.path.join(path, "assets"), exist_ok=True)
     with open(os.path.join(path, "assets", METADATA_FILE), "w", encoding="utf-8") as file:
-        json.dump(dict(metadata, signatures=describe_signatures(module)), file, indent=2, allow_nan=False)
+        json.dump(dict(metadata, signatures=describe_signatures(module),
+                       unconvertible_signatures=unconvertible_signatures(policy)), file, indent=2, allow_nan=False)
         file.write("\n")
 
 
@@ -150,6 +154,44 @@ def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[
         "distribution": lambda observation: policy.head.named_parameters(parameters(observation)),
         "value": lambda observation: {"value": value(features(observation))[:, 0]},
     }
+
+
+def unconvertible_signatures(policy: Policy) -> dict[str, str]:
+    """Signature → why TFLite (LiteRT) and ONNX cannot run it: the signatures their conversions leave out.
+
+    Recorded in metadata.json as ``unconvertible_signatures``: ``{"sample": "..."}`` for a policy
+    whose sampling they cannot run (the Beta's Gamma variates), else ``{}``.
+    """
+    reason = policy.head.sample_conversion_problem
+    return {} if reason is None else {"sample": reason}
+
+
+def conversion_signatures(path: str, requested: list[str] | tuple[str, ...] | None, converter: str) -> list[str]:
+    """The signatures of the SavedModel at ``path`` that ``converter`` ("TFLite", "ONNX") should convert.
+
+    ``requested`` None: all but the metadata's ``unconvertible_signatures``, with a warning naming
+    those left out and why. A requested signature that the SavedModel lacks raises ValueError; one
+    that it cannot convert raises :class:`ExportError` saying why.
+    """
+    available = sorted(tf.saved_model.load(path).signatures.keys())
+    try:
+        unconvertible = read_metadata(path).get("unconvertible_signatures", {})
+    except FileNotFoundError:  # not written by trpo_tf: nothing is known to be unconvertible
+        unconvertible = {}
+    if not isinstance(unconvertible, dict):
+        raise ExportError(f"{path}: metadata 'unconvertible_signatures' must be an object, got {unconvertible!r}")
+    keys = [name for name in available if name not in unconvertible] if requested is None else list(requested)
+    unknown = sorted(set(keys) - set(available))
+    if unknown or not keys:
+        raise ValueError(f"unknown signature(s) {unknown or keys}; this SavedModel has {available}")
+    refused = sorted(set(keys) & set(unconvertible))
+    if refused:
+        raise ExportError(f"{converter} cannot run signature {refused[0]!r} of {path}: {unconvertible[refused[0]]}")
+    left_out = sorted(set(unconvertible) & set(available))
+    if requested is None and left_out:
+        warnings.warn(f"{path}: the {converter} conversion leaves out signature(s) {', '.join(left_out)}: "
+                      + "; ".join(str(unconvertible[name]) for name in left_out), UserWarning, stacklevel=3)
+    return keys
 
 
 def describe_signatures(module: tf.Module) -> dict[str, Any]:

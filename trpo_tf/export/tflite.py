@@ -8,11 +8,15 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from trpo_tf.export.saved_model import INPUT_NAME, NON_FINITE_MESSAGE, resolve_saved_model_dir
+from trpo_tf.export.saved_model import INPUT_NAME, NON_FINITE_MESSAGE, conversion_signatures, resolve_saved_model_dir
 
 
 def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple[str, ...] | None = None) -> str:
-    """Convert an export to a ``.tflite`` file at ``out_path`` (returned); default: all signatures.
+    """Convert an export to a ``.tflite`` file at ``out_path`` (returned); default: all signatures LiteRT can run.
+
+    An export whose metadata lists ``unconvertible_signatures`` (a Beta policy's ``sample``: LiteRT
+    has no Gamma sampling) is converted without those, with a warning; asking for one of them
+    raises :class:`~trpo_tf.errors.ExportError` saying why.
 
     Signature names and input/output names stay those of the SavedModel. Only builtin TFLite
     ops are used and the variables are frozen into constants, so the file runs under
@@ -24,11 +28,7 @@ def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple
     (see :mod:`trpo_tf.export.saved_model`).
     """
     path = resolve_saved_model_dir(saved_model_dir)
-    available = sorted(tf.saved_model.load(path).signatures.keys())
-    keys = list(available if signatures is None else signatures)
-    unknown = sorted(set(keys) - set(available))
-    if unknown or not keys:
-        raise ValueError(f"unknown signature(s) {unknown or keys}; this SavedModel has {available}")
+    keys = conversion_signatures(path, signatures, "TFLite")
     converter = tf.lite.TFLiteConverter.from_saved_model(path, signature_keys=keys, tags={"serve"})
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.experimental_enable_resource_variables = False

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
     from trpo_tf.errors import UnsupportedSpaceError
     from trpo_tf.policies.acting import ACTING, PolicySnapshot, numpy_forward
     from trpo_tf.policies.encoders import SUPPORTED_OBSERVATION_SPACES, ObservationEncoder
-    from trpo_tf.policies.heads import (HEAD_KINDS, SUPPORTED_ACTION_SPACES, ActionHead, BernoulliHead,
+    from trpo_tf.policies.heads import (HEAD_KINDS, SUPPORTED_ACTION_SPACES, ActionHead, BernoulliHead, BetaHead,
                                         CategoricalHead, GaussianHead, action_head, kl_divergence)
     from trpo_tf.policies.networks import HeadedNetwork, NetworkSpec, mlp, policy_network, value_network
     from trpo_tf.policies.policy import Policy, make_policy
@@ -24,7 +24,7 @@ _HOMES = {
     "trpo_tf.errors": ["UnsupportedSpaceError"],
     "trpo_tf.policies.acting": ["ACTING", "PolicySnapshot", "numpy_forward"],
     "trpo_tf.policies.encoders": ["SUPPORTED_OBSERVATION_SPACES", "ObservationEncoder"],
-    "trpo_tf.policies.heads": ["HEAD_KINDS", "SUPPORTED_ACTION_SPACES", "ActionHead", "BernoulliHead",
+    "trpo_tf.policies.heads": ["HEAD_KINDS", "SUPPORTED_ACTION_SPACES", "ActionHead", "BernoulliHead", "BetaHead",
                                "CategoricalHead", "GaussianHead", "action_head", "kl_divergence"],
     "trpo_tf.policies.networks": ["HeadedNetwork", "NetworkSpec", "mlp", "policy_network", "value_network"],
     "trpo_tf.policies.policy": ["Policy", "make_policy"],

@@ -133,6 +133,46 @@ class BernoulliActing(NumpyActing):
         return chosen.astype(np.int32).reshape((len(outputs),) + arrays["action_shape"])
 
 
+def beta_margin(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """The smallest distance [K] from 0 and 1 at which a unit value u survives float32 rounding.
+
+    An action low + (high − low)·u rounded to float32 and mapped back, (x − low) / (high − low),
+    lands within about 1.5·ε·max(|low|, |high|) / (high − low) of u (ε = float32's machine
+    epsilon); keeping u at least eight times that away from 0 and 1 keeps it strictly inside
+    (0, 1), where the log-density of a Beta with α, β > 1 is finite.
+    """
+    width = high.astype(np.float64) - low.astype(np.float64)
+    reach = np.maximum(np.abs(low), np.abs(high)).astype(np.float64)
+    return 8.0 * float(np.finfo(np.float32).eps) * reach / width
+
+
+class BetaActing(NumpyActing):
+    """A Beta(α, β) per dimension on [low, high], α = 1 + softplus(outputs[:, :K]), β = 1 + softplus(outputs[:, K:]).
+
+    Sampled with ``Generator.beta``, then kept ``margin`` away from the bounds (see
+    :func:`beta_margin`); deterministic: the mean low + (high − low)·α/(α + β). Stored in
+    environment units, sent to the environment as they are.
+    """
+
+    kind = "beta"
+
+    @staticmethod
+    def act(arrays: Arrays, outputs: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        size = outputs.shape[1] // 2
+        alpha = 1.0 + np.logaddexp(0.0, outputs[:, :size].astype(np.float64))
+        beta = 1.0 + np.logaddexp(0.0, outputs[:, size:].astype(np.float64))
+        if rng is None:
+            unit = alpha / (alpha + beta)
+        else:
+            unit = np.minimum(np.maximum(rng.beta(alpha, beta), arrays["margin"]), 1.0 - arrays["margin"])
+        low, high = arrays["low"].astype(np.float64), arrays["high"].astype(np.float64)
+        return (low + (high - low) * unit).astype(np.float32)
+
+    @staticmethod
+    def to_env(arrays: Arrays, actions: np.ndarray) -> np.ndarray:
+        return actions.reshape((len(actions),) + arrays["action_shape"])
+
+
 @dataclasses.dataclass(frozen=True)
 class PolicySnapshot:
     """The policy frozen as plain arrays: acts in NumPy, without TensorFlow, in any process.

@@ -25,10 +25,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from trpo_tf.errors import UnsupportedSpaceError
-from trpo_tf.policies.acting import ACTING, Arrays
+from trpo_tf.config import ACTION_DISTRIBUTIONS
+from trpo_tf.errors import ConfigError, UnsupportedSpaceError
+from trpo_tf.policies.acting import ACTING, Arrays, beta_margin
 
 tfd = tfp.distributions
+tfb = tfp.bijectors
 
 # Large negative logit for the padding of MultiDiscrete sub-spaces of unequal size.
 _PAD_LOGIT = -1e9
@@ -67,12 +69,19 @@ class ActionHead(keras.layers.Layer):
         raise NotImplementedError
 
     def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
-        """Most probable action [B, *A], in the environment's units."""
+        """The deterministic action [B, *A] in the environment's units: the most probable one (the Beta's: its mean)."""
         raise NotImplementedError
 
     def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
-        """A random action [B, *A] in the environment's units, from stateful random ops (which LiteRT runs)."""
+        """A random action [B, *A] in the environment's units, from stateful random ops (which LiteRT runs,
+        unless ``sample_conversion_problem`` says why not)."""
         raise NotImplementedError
+
+    sample_conversion_problem: ClassVar[str | None] = None
+    """Why TFLite (LiteRT) and ONNX cannot run :meth:`sample` (their files then leave it out), or None."""
+
+    xla_compatible: ClassVar[bool] = True
+    """Whether the policy update may compile this head's distribution with XLA."""
 
     def numpy_arrays(self) -> Arrays:
         """Everything :meth:`numpy_act` and :meth:`numpy_to_env` need, as plain arrays."""
@@ -229,6 +238,102 @@ class BernoulliHead(ActionHead):
         return {"action_shape": self.action_shape}
 
 
+class BetaHead(ActionHead):
+    """``Box`` with finite bounds → one Beta(α, β) per action dimension, on [low, high] (Chou et al., 2017).
+
+    Chou, Maturana & Scherer, "Improving Stochastic Policy Gradients in Continuous Control with
+    Deep Reinforcement Learning using the Beta Distribution", ICML 2017. The network gives
+    2K outputs for K action dimensions; α = 1 + softplus(outputs[:, :K]) and
+    β = 1 + softplus(outputs[:, K:]), so α, β > 1: each density is unimodal and zero at the
+    bounds, and no probability mass falls outside the space, so nothing is clipped. A unit
+    sample u ∈ (0, 1) becomes the action low + (high − low)·u; the distribution is the Beta
+    pushed through that affine map, so log-probabilities are densities in the environment's
+    units (the Beta's minus Σ log(high − low)) and the entropy is the Beta's plus that sum.
+    The constant cancels in probability ratios and in the KL (both are invariant under the map);
+    it only shifts the reported entropy.
+
+    The deterministic action (``serving_default``) is the mean, low + (high − low)·α/(α + β):
+    defined for every α, β > 0 and smooth in them, where the mode (α − 1)/(α + β − 2) is 0/0 as
+    α, β → 1 (and undefined for α or β ≤ 1 in general).
+
+    Actions are stored in environment units, strictly inside the bounds (see
+    :func:`~trpo_tf.policies.acting.beta_margin`), so their log-probability is finite.
+    Sampling draws Gamma variates (X/(X + Y) with X ~ Gamma(α), Y ~ Gamma(β) is Beta(α, β)),
+    which neither LiteRT nor tf2onnx can run: TFLite and ONNX conversions leave ``sample`` out.
+    """
+
+    kind = "beta"
+    action_dtype = tf.float32
+    sample_conversion_problem = ("Beta sampling draws Gamma variates (TensorFlow's RandomGamma op), which "
+                                 "neither LiteRT's builtin operators nor tf2onnx support")
+    # Under XLA (TensorFlow 2.21, CPU) the compiled TRPO step with Beta distributions reported the KL,
+    # surrogate and entropy of the parameters from before its own step, and took 30-50 s a call
+    # on an 8-unit policy; without XLA the same step is correct and takes milliseconds.
+    xla_compatible = False
+
+    def __init__(self, space: gym.spaces.Box, **kwargs: Any):
+        super().__init__(name=kwargs.pop("name", "beta_head"), **kwargs)
+        self.action_shape = tuple(space.shape)
+        self.size = int(np.prod(space.shape, dtype=np.int64))
+        self.param_size = 2 * self.size
+        self.low = space.low.astype(np.float32).reshape(-1)
+        self.high = space.high.astype(np.float32).reshape(-1)
+        self.built = True
+
+    def concentrations(self, outputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Network outputs [B, 2K] → (α [B, K], β [B, K]), each 1 + softplus of its half."""
+        return 1.0 + tf.math.softplus(outputs[:, :self.size]), 1.0 + tf.math.softplus(outputs[:, self.size:])
+
+    def distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
+        alpha, beta = self.concentrations(parameters[0])
+        to_bounds = tfb.Shift(self.low)(tfb.Scale(self.high - self.low))
+        return tfd.Independent(tfd.TransformedDistribution(tfd.Beta(alpha, beta), to_bounds),
+                               reinterpreted_batch_ndims=1)
+
+    def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
+        alpha, beta = self.concentrations(parameters[0])
+        return {"alpha": self._shaped(alpha), "beta": self._shaped(beta)}
+
+    def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+        alpha, beta = self.concentrations(parameters[0])
+        return self._to_bounds(alpha / (alpha + beta))
+
+    def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+        """low + (high − low)·X/(X + Y), X ~ Gamma(α), Y ~ Gamma(β) (stateful RandomGamma ops)."""
+        alpha, beta = self.concentrations(parameters[0])
+        x = tf.random.gamma([], alpha)
+        y = tf.random.gamma([], beta)
+        return self._to_bounds(x / (x + y))
+
+    def numpy_arrays(self) -> Arrays:
+        return {"low": self.low, "high": self.high, "margin": beta_margin(self.low, self.high),
+                "action_shape": self.action_shape}
+
+    def _to_bounds(self, unit: tf.Tensor) -> tf.Tensor:
+        """Unit-interval values [B, K] → actions [B, *A] in the environment's units, within the bounds."""
+        actions = tf.clip_by_value(self.low + (self.high - self.low) * unit, self.low, self.high)
+        return tf.reshape(actions, (-1,) + self.action_shape)
+
+    def _shaped(self, flat: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(flat, (-1,) + self.action_shape)
+
+
+def check_bounded_box(space: gym.Space, distribution: str) -> gym.spaces.Box:
+    """``space`` when it is a Box with finite bounds; :class:`UnsupportedSpaceError` naming it otherwise."""
+    if not isinstance(space, gym.spaces.Box):
+        raise UnsupportedSpaceError(f"action_distribution={distribution!r} needs a Box action space with finite "
+                                    f"bounds, got {space!r}")
+    unbounded = np.flatnonzero(~(np.isfinite(space.low) & np.isfinite(space.high)).reshape(-1))
+    if len(unbounded):
+        raise UnsupportedSpaceError(
+            f"action_distribution={distribution!r} needs finite bounds, but the action space {space!r} is unbounded "
+            f"in dimension(s) {unbounded.tolist()} (flat indices); use action_distribution='gaussian'")
+    if np.any(space.high.reshape(-1) <= space.low.reshape(-1)):
+        raise UnsupportedSpaceError(f"action_distribution={distribution!r} needs high > low in every dimension; "
+                                    f"the action space {space!r} has an empty or single-point dimension")
+    return space
+
+
 class _FlatEvents:
     """Wraps a distribution over flat events [B, K] so that it accepts actions [B, *A]."""
 
@@ -253,11 +358,17 @@ def kl_divergence(old: Any, new: Any) -> tf.Tensor:
     return tfd.kl_divergence(old, new)
 
 
-def action_head(space: gym.Space, init_log_std: float = 0.0) -> ActionHead:
+def action_head(space: gym.Space, init_log_std: float = 0.0, distribution: str = "gaussian") -> ActionHead:
     """The :class:`ActionHead` for ``space``; raises :class:`UnsupportedSpaceError` otherwise.
 
-    ``init_log_std`` is the Gaussian's initial log-std (ignored by the other heads).
+    ``init_log_std`` is the Gaussian's initial log-std (ignored by the other heads);
+    ``distribution`` ("gaussian" or "beta", see :data:`ACTION_DISTRIBUTIONS`) picks the head of
+    a Box space. "beta" needs a Box with finite bounds and is refused for any other space.
     """
+    if distribution not in ACTION_DISTRIBUTIONS:
+        raise ConfigError(f"unknown action distribution {distribution!r}; choose one of {ACTION_DISTRIBUTIONS}")
+    if distribution == "beta":
+        return BetaHead(check_bounded_box(space, distribution))
     if isinstance(space, gym.spaces.Box):
         return GaussianHead(space, init_log_std)  # unbounded dimensions clip to ±inf: the identity
     if isinstance(space, gym.spaces.Discrete):

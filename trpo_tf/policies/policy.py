@@ -117,11 +117,13 @@ class Policy(keras.Model):
 
 def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: tuple[int, ...], activation: str,
                 init_log_std: float, normalize_observations: bool, seed: int,
-                network: NetworkSpec | None = None) -> Policy:
-    """The policy for these spaces: head chosen by the action space, network an MLP of ``hidden``
-    units or the user's ``network`` (see :mod:`trpo_tf.policies.networks`) with an output layer added."""
+                network: NetworkSpec | None = None, action_distribution: str = "gaussian") -> Policy:
+    """The policy for these spaces: head chosen by the action space (and, for a Box, by
+    ``action_distribution``: see :func:`~trpo_tf.policies.heads.action_head`), network an MLP of
+    ``hidden`` units or the user's ``network`` (see :mod:`trpo_tf.policies.networks`) with an output
+    layer added."""
     encoder = ObservationEncoder(observation_space)
-    head = action_head(action_space, init_log_std)
+    head = action_head(action_space, init_log_std, action_distribution)
     normalizer = ObservationNormalizer(encoder.dim, enabled=normalize_observations)
     return Policy(encoder, normalizer, policy_network(encoder.dim, head.param_size, hidden, activation, seed, network),
                   head)
