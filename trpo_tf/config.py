@@ -14,6 +14,7 @@ from trpo_tf.errors import ConfigError
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
 HVP_METHODS = ("forward_over_backward", "double_backward", "gauss_newton")
 SAMPLERS = ("local", "ray")  # where sampling workers run: local processes or Ray actors
+ENCODERS = ("auto", "mlp", "nature_cnn", "small_cnn")  # what reads observations (see policies/encoders.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,12 @@ class TRPOConfig:
     mean/std observation normalization when ``normalize_observations``; rewards divided by the
     running std of the discounted return when ``normalize_rewards``; the surrogate
     gains ``entropy_coef`` × mean entropy; a Gaussian policy starts at log-std ``init_log_std``.
+    Observations: ``encoder`` names what reads them: ``"auto"`` sends uint8 frames (a rank-3
+    ``Box``, HWC or CHW) through the Nature-DQN CNN when both sides are at least 36 pixels, through
+    a small 3×3 CNN otherwise, and flattens everything else into the MLP; ``"mlp"`` flattens every
+    ``Box``; ``"nature_cnn"`` / ``"small_cnn"`` choose the CNN for every frame. ``cnn_features``
+    is the width of the CNN's last (dense) layer: 0 means the architecture's own (512 for the
+    Nature CNN, 128 for the small one).
     Curvature: ``hvp_method`` picks how H·v of the mean KL is computed (forward-over-backward
     autodiff, double backward, or the Gauss–Newton form Jᵀ M J v — equal at θ_old);
     ``fisher_fraction`` < 1 computes it on every ⌈1/fraction⌉-th sample of the batch only
@@ -73,6 +80,8 @@ class TRPOConfig:
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     n_workers: int = 1
     sampler: str = "local"
+    encoder: str = "auto"
+    cnn_features: int = 0
 
     def __post_init__(self) -> None:
         for name in ("policy_hidden", "value_hidden"):
@@ -112,6 +121,9 @@ class TRPOConfig:
         if self.n_envs % self.n_workers:
             raise ConfigError(f"TRPOConfig.n_envs ({self.n_envs}) must be a multiple of n_workers "
                               f"({self.n_workers}): each worker steps n_envs / n_workers environments")
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"TRPOConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        self._check_int("cnn_features", 0)
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"TRPOConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if not isinstance(self.env_kwargs, Mapping) or not all(isinstance(k, str) for k in self.env_kwargs):

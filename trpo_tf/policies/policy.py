@@ -1,6 +1,11 @@
 """The policy as one object; it hands out picklable NumPy snapshots (:mod:`trpo_tf.policies.acting`) for acting.
 
 Shapes: B is the batch size, D the flat feature size, A the action shape.
+
+*Model inputs* are what the compiled graphs (the update, the value fit) take: normalized
+features [B, D] for a policy without a CNN; ``(normalized features [B, D], frames {name:
+[B, *frame_shape]})`` for one with a CNN (:mod:`trpo_tf.policies.cnn`), whose trunk then runs
+inside those graphs so that the trust-region step moves its weights too.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trpo_tf.config import TRPOConfig
 from trpo_tf.normalization import ObservationNormalizer
-from trpo_tf.policies.acting import PolicySnapshot
+from trpo_tf.policies.acting import ACTING, NumpyNormalizer, PolicySnapshot
+from trpo_tf.policies.cnn import Trunk, WithTrunk, model_input_spec
 from trpo_tf.policies.encoders import ObservationEncoder
 from trpo_tf.policies.heads import ActionHead, action_head
-from trpo_tf.policies.networks import dense_arrays, policy_network
+from trpo_tf.policies.networks import dense_arrays, policy_network, value_network
 
 
 class Policy(keras.Model):
@@ -25,35 +32,59 @@ class Policy(keras.Model):
     ``encoder`` (observations → features [B, D]), ``normalizer`` (running statistics of the
     features, updated once per batch by :meth:`observe`), ``network`` (normalized features →
     head outputs [B, head.param_size]) and ``head`` (outputs and its own parameters → TFP
-    distribution and actions). The value function reads the same normalized features
-    (:meth:`features`). Checkpoints and exports take the whole object.
+    distribution and actions). With image observations a ``trunk`` (:class:`~trpo_tf.policies.cnn.Trunk`)
+    runs the CNNs between the model inputs and the network. The value function reads the same
+    model inputs (:meth:`features`). Checkpoints and exports take the whole object.
     """
 
     def __init__(self, encoder: ObservationEncoder, normalizer: ObservationNormalizer, network: keras.Model,
-                 head: ActionHead, **kwargs: Any):
+                 head: ActionHead, trunk: Trunk | None = None, **kwargs: Any):
         super().__init__(name=kwargs.pop("name", "policy"), **kwargs)
         self.encoder = encoder
         self.normalizer = normalizer
         self.network = network
         self.head = head
+        self.trunk = trunk
+        self._compiled_outputs: Any = None
 
     def trainable_parameters(self) -> list[tf.Variable]:
         """θ, the variables the trust-region step moves, in the order of the flat vector [P].
 
-        The head's own parameters (the Gaussian's log-std) come first, then the network's.
-        Keras 3 wraps its variables; autodiff wants the ``tf.Variable`` behind each.
+        The head's own parameters (the Gaussian's log-std) come first, then the network's, then
+        the trunk's CNNs. Keras 3 wraps its variables; autodiff wants the ``tf.Variable`` behind each.
         """
-        return [v.value for v in list(self.head.trainable_variables) + list(self.network.trainable_variables)]
+        trunk = list(self.trunk.trainable_variables) if self.trunk is not None else []
+        return [v.value for v in list(self.head.trainable_variables) + list(self.network.trainable_variables) + trunk]
+
+    def model_input_spec(self) -> Any:
+        """The TensorSpec of a batch of model inputs (see the module docstring)."""
+        return model_input_spec(self.encoder)
+
+    def observation_spec(self) -> Any:
+        """The TensorSpec of a batch of raw observations: [None, *obs_shape] (a dict of them by
+        key for a ``Dict``), float32, or the frames' own dtype (uint8) for images."""
+        specs = {name: tf.TensorSpec((None,) + shape, tf.as_dtype(dtype), name=name)
+                 for name, (shape, dtype) in self.encoder.inputs.items()}
+        return specs if self.encoder.keys is not None else next(iter(specs.values()))
 
     # ---------------------------------------------------------------- TensorFlow
 
-    def features(self, observations: tf.Tensor) -> tf.Tensor:
-        """Raw observations [B, *obs_shape] → normalized features [B, D]."""
-        return self.normalizer(self.encoder.tensorflow(observations))
+    def features(self, observations: Any) -> Any:
+        """Raw observations [B, *obs_shape] → model inputs: normalized features [B, D], with the frames
+        when the policy has a CNN."""
+        return self.model_inputs(self.normalizer(self.encoder.tensorflow(observations)), observations)
 
-    def distribution_parameters(self, features: tf.Tensor) -> list[tf.Tensor]:
-        """η(θ) at normalized ``features`` [B, D] (see :meth:`ActionHead.distribution_parameters`)."""
-        return self.head.distribution_parameters(self.network(features))
+    def model_inputs(self, normalized: Any, observations: Any) -> Any:
+        """Model inputs from normalized features [B, D] and the raw ``observations`` that hold the frames."""
+        return normalized if self.trunk is None else (normalized, self.encoder.frames(observations))
+
+    def distribution_parameters(self, features: Any) -> list[tf.Tensor]:
+        """η(θ) at model inputs ``features`` (see :meth:`ActionHead.distribution_parameters`)."""
+        return self.head.distribution_parameters(self.network_outputs(features))
+
+    def network_outputs(self, features: Any) -> tf.Tensor:
+        """Model inputs → the network's outputs [B, head.param_size] (through the trunk, if any)."""
+        return self.network(features if self.trunk is None else self.trunk(features))
 
     def distribution(self, features: tf.Tensor) -> Any:
         """π_θ(· | s) at normalized ``features`` [B, D], as a TFP distribution."""
@@ -84,18 +115,72 @@ class Policy(keras.Model):
         """Merge encoded observations [B, D] into the normalizer's running statistics."""
         self.normalizer.update(encoded)
 
-    def snapshot(self) -> "PolicySnapshot":
-        """A frozen NumPy copy of the current policy, picklable, for acting in any process."""
+    def snapshot(self) -> "PolicySnapshot | CompiledActor":
+        """A frozen NumPy copy of the current policy, picklable, for acting in any process; for a policy
+        with a CNN, a :class:`CompiledActor` (acting in this process through TensorFlow)."""
+        if self.trunk is not None:
+            return CompiledActor(self)
         return PolicySnapshot(encoder=self.encoder, normalizer=self.normalizer.numpy_normalize(),
                               layers=tuple(dense_arrays(self.network)), head_kind=self.head.kind,
                               head_arrays=self.head.numpy_arrays())
 
+    def compiled_outputs(self) -> Any:
+        """:meth:`network_outputs` as a ``tf.function`` of model inputs, traced once per policy."""
+        if self._compiled_outputs is None:
+            self._compiled_outputs = tf.function(self.network_outputs,
+                                                 input_signature=[self.model_input_spec()], jit_compile=True)
+        return self._compiled_outputs
+
+
+class CompiledActor:
+    """Acts like a :class:`PolicySnapshot` (same :meth:`act` and :meth:`features`, same random draws
+    from the head's NumPy acting), but computes the network's outputs with one compiled TensorFlow
+    call per batch of observations, for policies with a CNN. It reads the policy's variables as
+    they are at each call and stays in this process (it does not pickle)."""
+
+    def __init__(self, policy: Policy):
+        self.encoder = policy.encoder
+        self.normalizer: NumpyNormalizer = policy.normalizer.numpy_normalize()
+        self.head_kind = policy.head.kind
+        self.head_arrays = policy.head.numpy_arrays()
+        self.model_inputs = policy.model_inputs
+        self.outputs = policy.compiled_outputs()
+
+    def features(self, observations: Any) -> Any:
+        """Raw observations [B, *obs_shape] (a dict for a ``Dict``) → model inputs, in NumPy."""
+        return self.model_inputs(self.normalizer(self.encoder.numpy(observations)), observations)
+
+    def act(self, observations: Any, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`PolicySnapshot.act`: (actions for the environment, actions as stored in a batch)."""
+        acting = ACTING[self.head_kind]
+        actions = acting.act(self.head_arrays, self.outputs(self.features(observations)).numpy(), rng)
+        return acting.to_env(self.head_arrays, actions), actions
+
 
 def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: tuple[int, ...], activation: str,
-                init_log_std: float, normalize_observations: bool, seed: int) -> Policy:
-    """The built-in policy for these spaces: MLP of ``hidden`` units, head chosen by the action space."""
-    encoder = ObservationEncoder(observation_space)
+                init_log_std: float, normalize_observations: bool, seed: int, encoder: str = "auto",
+                cnn_features: int = 0) -> Policy:
+    """The built-in policy for these spaces: MLP of ``hidden`` units, head chosen by the action space;
+    frames go through CNNs first (``encoder``, ``cnn_features``: see :class:`~trpo_tf.config.TRPOConfig`)."""
+    observation_encoder = ObservationEncoder(observation_space, encoder)
     head = action_head(action_space, init_log_std)
-    normalizer = ObservationNormalizer(encoder.dim, enabled=normalize_observations)
-    network = policy_network(encoder.dim, head.param_size, hidden, activation, seed)
-    return Policy(encoder, normalizer, network, head)
+    normalizer = ObservationNormalizer(observation_encoder.dim, enabled=normalize_observations)
+    trunk = make_trunk(observation_encoder, cnn_features, seed + 1000)
+    network = policy_network(trunk.output_dim if trunk else observation_encoder.dim, head.param_size, hidden,
+                             activation, seed)
+    return Policy(observation_encoder, normalizer, network, head, trunk)
+
+
+def make_trunk(encoder: ObservationEncoder, cnn_features: int, seed: int) -> Trunk | None:
+    """The CNN trunk for ``encoder`` 's frames, or None when it has none."""
+    return Trunk(encoder, cnn_features, seed, name="trunk") if encoder.images else None
+
+
+def make_value(policy: Policy, config: TRPOConfig, seed: int) -> keras.Model:
+    """The value function of ``policy`` 's model inputs: an MLP of ``config.value_hidden`` units, behind
+    its own CNN trunk when the policy has one (a shared trunk would let the value loss move the policy)."""
+    trunk = make_trunk(policy.encoder, config.cnn_features, seed + 1000)
+    if trunk is None:
+        return value_network(policy.encoder.dim, config.value_hidden, config.activation, seed=seed)
+    return WithTrunk(trunk, value_network(trunk.output_dim, config.value_hidden, config.activation, seed=seed),
+                     name="value")
