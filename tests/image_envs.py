@@ -58,3 +58,9 @@ class QuadrantEnv(gym.Env):
         side = 1.0 if rng.random() < 0.5 else -1.0
         self.answer = quadrant + (4 if side > 0 else 0)
         return {"image": frame, "side": np.array([side], np.float32)}
+
+
+IMAGE_ID, DICT_ID = "QuadrantImage-v0", "QuadrantDict-v0"
+for env_id, kwargs in ((IMAGE_ID, {}), (DICT_ID, {"as_dict": True})):
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=QuadrantEnv, kwargs=kwargs)

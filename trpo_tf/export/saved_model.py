@@ -115,13 +115,7 @@ def serving_module(policy: Policy, value: keras.Model) -> tf.Module:
     # Keras 3 variables are not tracked by tf.Module; track the tf.Variables behind them.
     module.tracked_variables = [v.value for v in _exported_variables(policy, value)]
     for name, graph in signature_graphs(policy, value).items():
-        if isinstance(spec, dict):  # a Dict space: one named input per key
-            keys = list(spec)
-            function = tf.function(lambda *inputs, graph=graph: graph(dict(zip(keys, inputs))),
-                                   input_signature=[spec[key] for key in keys])
-        else:
-            function = tf.function(graph, input_signature=[spec])
-        setattr(module, name, function)
+        setattr(module, name, tf.function(graph, input_signature=[spec]))
     return module
 
 
@@ -183,7 +177,7 @@ def describe_signatures(module: tf.Module) -> dict[str, Any]:
     for name in SIGNATURES:
         function = getattr(module, name).get_concrete_function()
         inputs = function.structured_input_signature[0]
-        described[name] = {"inputs": {spec.name: _describe_tensor(spec) for spec in inputs},
+        described[name] = {"inputs": {spec.name: _describe_tensor(spec) for spec in tf.nest.flatten(inputs)},
                            "outputs": {key: _describe_tensor(tensor)
                                        for key, tensor in sorted(function.structured_outputs.items())}}
     return described
