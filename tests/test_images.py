@@ -161,3 +161,167 @@ def test_curvature_through_the_cnn_matches_finite_differences(agents):
     for method in ("forward_over_backward", "double_backward", "gauss_newton"):
         product = PolicyUpdate(policy, CONFIG.replace(hvp_method=method)).curvature_product(inputs)(vector)
         assert np.linalg.norm(product.numpy() - expected) <= 0.01 * np.linalg.norm(expected), method
+
+
+# --------------------------------------------------------------------------- exports
+
+ISOLATED_SCRIPT = """
+import json, sys
+try:
+    import trpo_tf
+except ImportError:
+    pass
+else:
+    raise SystemExit("trpo_tf is importable: the isolation failed")
+import numpy as np
+import tensorflow as tf
+
+job = json.loads(sys.argv[1])
+model = tf.saved_model.load(job["model"])
+inputs = {key: tf.constant(value) for key, value in np.load(job["observations"]).items()}
+answers = {}
+for name in ("serving_default", "distribution", "value"):
+    answers.update({f"{name}/{key}": value.numpy() for key, value in model.signatures[name](**inputs).items()})
+np.savez(job["answers"], **answers)
+"""
+
+
+@pytest.mark.parametrize("env_id", sorted(STEPS))
+def test_exports_load_with_tensorflow_alone_and_answer_what_the_agent_does(env_id, agents, exports, tmp_path):
+    """In a process where trpo_tf, TFP, Keras and gymnasium cannot be imported: actions = predict, logits and
+    values = the agent's Keras models on the same observations; the inputs are named by the Dict keys."""
+    agent = agents[env_id][0]
+    observations = observations_of(env_id, BATCH, seed=5)
+    np.savez(tmp_path / "observations.npz", **feed_names(observations))
+    (tmp_path / "load.py").write_text(ISOLATED_SCRIPT)
+    job = {"model": exports[env_id], "observations": str(tmp_path / "observations.npz"),
+           "answers": str(tmp_path / "answers.npz")}
+    isolated_python(str(tmp_path / "load.py"), json.dumps(job), cwd=str(tmp_path))
+    answers = np.load(tmp_path / "answers.npz")
+
+    inputs = agent.policy.snapshot().features(observations)
+    np.testing.assert_array_equal(answers["serving_default/action"], agent.predict(observations))
+    np.testing.assert_allclose(answers["distribution/logits"],
+                               agent.policy.network_outputs(inputs).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(answers["value/value"], agent.value(inputs).numpy()[:, 0], rtol=1e-5, atol=1e-5)
+    signature = export.read_metadata(exports[env_id])["signatures"]["serving_default"]["inputs"]
+    expected = {"image": "uint8", "side": "float32"} if env_id == DICT_ID else {"observation": "uint8"}
+    assert {name: spec["dtype"] for name, spec in signature.items()} == expected
+
+
+def feed_names(observations: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+    return observations if isinstance(observations, dict) else {"observation": observations}
+
+
+@pytest.mark.parametrize("env_id", sorted(STEPS))
+def test_tflite_takes_named_inputs_and_matches_the_savedmodel(env_id, exports, tmp_path):
+    path = export.to_tflite(exports[env_id], str(tmp_path / "model.tflite"))
+    model = tf.saved_model.load(exports[env_id])
+    observations = observations_of(env_id, BATCH, seed=6)
+    details = Interpreter(model_path=path).get_signature_runner("serving_default").get_input_details()
+    assert {name: np.dtype(d["dtype"]).name for name, d in details.items()} == \
+        {name: value.dtype.name for name, value in feed_names(observations).items()}
+    for signature in export.DETERMINISTIC_SIGNATURES:
+        expected = {k: v.numpy() for k, v in model.signatures[signature](**feed(observations)).items()}
+        answered = export.litert_runner(path, signature)(observations)
+        assert answered.keys() == expected.keys()
+        for key in expected:
+            np.testing.assert_allclose(answered[key], expected[key], rtol=1e-4, atol=1e-4, err_msg=key)
+    with pytest.raises(ValueError, match="do not match the signature's inputs|does not fit"):
+        export.litert_runner(path)(np.zeros((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("env_id", sorted(STEPS))
+def test_rest_predict_takes_rows_with_named_fields_and_columns(env_id, agents, exports):
+    agent = agents[env_id][0]
+    observations = observations_of(env_id, BATCH, seed=7)
+    named = feed_names(observations)
+    rows = [{key: value[i].tolist() for key, value in named.items()} for i in range(BATCH)]
+    columns = {key: value.tolist() for key, value in named.items()}
+    expected = agent.predict(observations).tolist()
+    assert json.loads(export.rest_predict(exports[env_id], json.dumps({"instances": rows}))) == {"predictions": expected}
+    assert json.loads(export.rest_predict(exports[env_id], json.dumps({"inputs": columns}))) == {"outputs": expected}
+    if env_id == IMAGE_ID:  # one input: bare frames work too
+        bare = json.dumps({"instances": observations.tolist()})
+        assert json.loads(export.rest_predict(exports[env_id], bare)) == {"predictions": expected}
+    else:
+        missing = json.dumps({"inputs": {"image": columns["image"]}})
+        assert "do not match the signature's inputs" in json.loads(export.rest_predict(exports[env_id], missing))["error"]
+
+
+def test_checkpoints_restore_the_cnns_and_the_sampler(agents, tmp_path):
+    """A loaded agent acts and values as the saved one, and its sampler continues the Dict episodes."""
+    for env_id in sorted(STEPS):
+        agent = agents[env_id][0]
+        run_dir = str(tmp_path / env_id)
+        agent.save(run_dir)
+        loaded = TRPO.load(run_dir, resume=True)
+        observations = observations_of(env_id, BATCH, seed=8)
+        np.testing.assert_array_equal(loaded.predict(observations), agent.predict(observations))
+        inputs = agent.policy.snapshot().features(observations)
+        np.testing.assert_allclose(loaded.value(inputs).numpy(), agent.value(inputs).numpy(), rtol=1e-6)
+        for saved, restored in zip(tf.nest.flatten(agent.sampler.observations),
+                                   tf.nest.flatten(loaded.sampler.observations)):
+            np.testing.assert_array_equal(restored, saved)
+        loaded.close()
+
+
+# --------------------------------------------------------------------------- which spaces
+
+@pytest.mark.parametrize("shape, cnn, channels_first", [
+    ((10, 10, 4), "small_cnn", False),  # MinAtar (Breakout: 10×10×4 channels)
+    ((4, 84, 84), "nature_cnn", True),  # ALE after AtariPreprocessing + FrameStackObservation(4)
+    ((84, 84, 4), "nature_cnn", False),
+    ((64, 64, 3), "nature_cnn", False),
+    ((1, 12, 12), "small_cnn", True),
+])
+def test_image_spaces_get_the_cnn_and_layout(shape, cnn, channels_first):
+    image = ObservationEncoder(gym.spaces.Box(0, 255, shape, np.uint8)).images["observation"]
+    assert (image.cnn, image.channels_first, image.dtype, image.scale) == (cnn, channels_first, "uint8", 1 / 255)
+    flat = ObservationEncoder(gym.spaces.Box(0, 255, shape, np.uint8), "mlp")
+    assert not flat.images and flat.dim == math.prod(shape)
+    forced = ObservationEncoder(gym.spaces.Box(0, 255, shape, np.uint8), "small_cnn").images["observation"]
+    assert forced.cnn == "small_cnn"
+
+
+BAD_SPACES = {
+    "float frames beyond [0, 1]": (gym.spaces.Box(0.0, 255.0, (12, 12, 3), np.float32), "auto",
+                                   r"Box\(0.0, 255.0, \(12, 12, 3\), float32\) has rank 3 like an image.*uint8 frames"),
+    "uint8 without channels": (gym.spaces.Box(0, 255, (12, 12), np.uint8), "auto",
+                               r"Box\(0, 255, \(12, 12\), uint8\) holds uint8 frames without a channel axis"),
+    "uint8 of rank 4": (gym.spaces.Box(0, 255, (2, 12, 12, 3), np.uint8), "auto", r"has rank 4: the CNN reads rank-3"),
+    "Nature CNN on a small grid": (gym.spaces.Box(0, 255, (10, 10, 4), np.uint8), "nature_cnn",
+                                   r"frames of 10×10 pixels are too small for the nature_cnn.*small_cnn"),
+    "nested Dict": (gym.spaces.Dict({"a": gym.spaces.Dict({"b": gym.spaces.Discrete(2)})}), "auto",
+                    r"key 'a' holds Dict.*must be Box or Discrete \(not nested Dict or Tuple\)"),
+    "Tuple in a Dict": (gym.spaces.Dict({"a": gym.spaces.Tuple([gym.spaces.Discrete(2)])}), "auto",
+                        r"key 'a' holds Tuple.*must be Box or Discrete"),
+    "key that names no input": (gym.spaces.Dict({"my key": gym.spaces.Discrete(2)}), "auto",
+                                r"key 'my key' cannot name an input of an exported signature"),
+    "key starting with a digit": (gym.spaces.Dict({"1st": gym.spaces.Discrete(2)}), "auto", r"key '1st' cannot name"),
+    "empty Dict": (gym.spaces.Dict({}), "auto", r"has no keys"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SPACES))
+def test_bad_observation_spaces_are_named(name):
+    space, encoder, message = BAD_SPACES[name]
+    with pytest.raises(UnsupportedSpaceError, match=message):
+        ObservationEncoder(space, encoder)
+
+
+class SpaceEnv(gym.Env):
+    """Only spaces: building the agent must fail before any step."""
+
+    def __init__(self, observation_space: gym.Space):
+        self.observation_space, self.action_space = observation_space, gym.spaces.Discrete(2)
+
+
+def test_the_agent_refuses_bad_spaces_and_cnns_in_worker_processes():
+    bad = BAD_SPACES["uint8 without channels"][0]
+    with pytest.raises(UnsupportedSpaceError, match="without a channel axis"):
+        TRPO(SpaceEnv(bad), TRPOConfig(steps_per_iteration=64))
+    flattened = TRPO(SpaceEnv(bad), TRPOConfig(steps_per_iteration=64, encoder="mlp"))
+    assert flattened.policy.trunk is None and flattened.policy.encoder.dim == 144
+    with pytest.raises(InputError, match=r"goes through a CNN.*use n_workers=1 and sampler='local'"):
+        TRPO(IMAGE_ID, TRPOConfig(steps_per_iteration=64, n_envs=2, n_workers=2))

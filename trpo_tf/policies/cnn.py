@@ -47,10 +47,16 @@ class Trunk(keras.layers.Layer):
         super().__init__(**kwargs)
         self.names = sorted(encoder.images)
         self.images = [encoder.images[name] for name in self.names]
-        self.cnns = [image_network(image, features, seed + 100 * i, name=f"cnn_{name}")
-                     for i, (name, image) in enumerate(zip(self.names, self.images))]
+        for i, (name, image) in enumerate(zip(self.names, self.images)):
+            # One attribute each: TensorFlow checkpoints do not follow Keras' wrapped lists.
+            setattr(self, f"cnn_{i}", image_network(image, features, seed + 100 * i, name=f"cnn_{name}"))
         self.output_dim = encoder.dim + sum(int(cnn.output_shape[-1]) for cnn in self.cnns)
         self.built = True
+
+    @property
+    def cnns(self) -> list[keras.Sequential]:
+        """The CNN of each frame name, in the order of :attr:`names`."""
+        return [getattr(self, f"cnn_{i}") for i in range(len(self.names))]
 
     def call(self, inputs: Any) -> Any:
         features, frames = inputs

@@ -83,8 +83,8 @@ def image_input(space: gym.spaces.Box, encoder: str) -> ImageInput | None:
             f"(H, W, C or C, H, W); add one (gymnasium.wrappers.ReshapeObservation(env, {space.shape + (1,)})), {hint}")
     if uint8 and rank > 3:
         raise UnsupportedSpaceError(
-            f"observation space {space} has rank {rank}: the CNN reads rank-3 frames (H, W, C or C, H, W); stack "
-            f"frames along the channel axis (e.g. reshape to {space.shape[:-3] and (-1,) + space.shape[-2:]}), {hint}")
+            f"observation space {space} has rank {rank}: the CNN reads rank-3 frames (H, W, C or C, H, W); merge the "
+            f"leading axes into the channel axis (gymnasium.wrappers.ReshapeObservation), {hint}")
     if rank != 3:
         return None
     shape = (int(space.shape[0]), int(space.shape[1]), int(space.shape[2]))
