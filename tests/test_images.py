@@ -19,7 +19,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from image_envs import DICT_ID, EPISODE, IMAGE_ID
 from test_export import isolated_python
-from trpo_tf import TRPO, TRPOConfig, export
+from trpo_tf import TRPO, TRPOConfig, cli, export
 from trpo_tf.errors import InputError, UnsupportedSpaceError
 from trpo_tf.policies import ObservationEncoder, kl_divergence
 from trpo_tf.policies.cnn import CONVOLUTIONS, Trunk
@@ -239,14 +239,23 @@ def test_rest_predict_takes_rows_with_named_fields_and_columns(env_id, agents, e
     rows = [{key: value[i].tolist() for key, value in named.items()} for i in range(BATCH)]
     columns = {key: value.tolist() for key, value in named.items()}
     expected = agent.predict(observations).tolist()
-    assert json.loads(export.rest_predict(exports[env_id], json.dumps({"instances": rows}))) == {"predictions": expected}
+    answer = export.rest_predict(exports[env_id], json.dumps({"instances": rows}))
+    assert json.loads(answer) == {"predictions": expected}
     assert json.loads(export.rest_predict(exports[env_id], json.dumps({"inputs": columns}))) == {"outputs": expected}
     if env_id == IMAGE_ID:  # one input: bare frames work too
         bare = json.dumps({"instances": observations.tolist()})
         assert json.loads(export.rest_predict(exports[env_id], bare)) == {"predictions": expected}
     else:
         missing = json.dumps({"inputs": {"image": columns["image"]}})
-        assert "do not match the signature's inputs" in json.loads(export.rest_predict(exports[env_id], missing))["error"]
+        error = json.loads(export.rest_predict(exports[env_id], missing))["error"]
+        assert "do not match the signature's inputs" in error
+
+
+@pytest.mark.parametrize("env_id", sorted(STEPS))
+def test_the_command_line_evaluates_the_exports(env_id, exports, capsys):
+    """``trpo-tf evaluate EXPORT`` feeds a Dict's keys to the named inputs; the export keeps the agent's return."""
+    assert cli.main(["evaluate", exports[env_id], "--episodes", "20", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_return"] >= 0.95 * EPISODE
 
 
 def test_checkpoints_restore_the_cnns_and_the_sampler(agents, tmp_path):

@@ -20,8 +20,8 @@ def run_episodes(env: gym.Env, act: Callable[[np.ndarray], np.ndarray], episodes
     """Undiscounted returns of ``episodes`` episodes of ``env`` acting with ``act``.
 
     ``act`` maps a batch of one raw observation [1, *obs_shape] (a dict of them for a Dict
-    space) to a batch of one action [1, *A]. Returns ``mean_return``, ``std_return``, ``episodes``, ``returns`` (per episode)
-    and ``seed``.
+    space) to a batch of one action [1, *A]. Returns ``mean_return``, ``std_return``,
+    ``episodes``, ``returns`` (per episode) and ``seed``.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")

@@ -99,7 +99,7 @@ class TRPO:
             raise InputError(f"observation space {self.observation_space} goes through a CNN, which acts through "
                              "TensorFlow in this process: use n_workers=1 and sampler='local' (got "
                              f"n_workers={cfg.n_workers}, sampler={cfg.sampler!r})")
-        self.value = make_value(self.policy, cfg, seed=self.seed * 7 + 4)
+        self.value = make_value(self.policy, cfg.value_hidden, cfg.activation, cfg.cnn_features, seed=self.seed * 7 + 4)
         self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma)
         self.minibatch_rng = np.random.default_rng(minibatches)
         self.evaluation_rng = np.random.default_rng(evaluation_stream)

@@ -17,7 +17,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trpo_tf.config import TRPOConfig
 from trpo_tf.normalization import ObservationNormalizer
 from trpo_tf.policies.acting import ACTING, NumpyNormalizer, PolicySnapshot
 from trpo_tf.policies.cnn import Trunk, WithTrunk, model_input_spec
@@ -176,11 +175,10 @@ def make_trunk(encoder: ObservationEncoder, cnn_features: int, seed: int) -> Tru
     return Trunk(encoder, cnn_features, seed, name="trunk") if encoder.images else None
 
 
-def make_value(policy: Policy, config: TRPOConfig, seed: int) -> keras.Model:
-    """The value function of ``policy`` 's model inputs: an MLP of ``config.value_hidden`` units, behind
-    its own CNN trunk when the policy has one (a shared trunk would let the value loss move the policy)."""
-    trunk = make_trunk(policy.encoder, config.cnn_features, seed + 1000)
+def make_value(policy: Policy, hidden: tuple[int, ...], activation: str, cnn_features: int, seed: int) -> keras.Model:
+    """The value function of ``policy`` 's model inputs: an MLP of ``hidden`` units, behind its own CNN
+    trunk when the policy has one (a shared trunk would let the value loss move the policy)."""
+    trunk = make_trunk(policy.encoder, cnn_features, seed + 1000)
     if trunk is None:
-        return value_network(policy.encoder.dim, config.value_hidden, config.activation, seed=seed)
-    return WithTrunk(trunk, value_network(trunk.output_dim, config.value_hidden, config.activation, seed=seed),
-                     name="value")
+        return value_network(policy.encoder.dim, hidden, activation, seed=seed)
+    return WithTrunk(trunk, value_network(trunk.output_dim, hidden, activation, seed=seed), name="value")

@@ -204,9 +204,10 @@ class Sampler:
         except EnvironmentValueError as error:  # from SerialVectorEnv, which does not count steps
             raise EnvironmentValueError(f"{error} from reset() after {self.total_steps} environment steps") from None
         self._refuse_structure(observations, "reset", self.total_steps)
-        self._map_parts(lambda part, key: self._refuse_invalid(part, as_stored(part), _named("observation", key),
-                                                               lambda k: (k, "reset", self.total_steps), space=key),
-                        observations)
+        for key, space in self.parts.items():
+            part = observations if key is None else observations[key]
+            self._refuse_invalid(part, as_stored(part), _named("observation", key),
+                                 lambda k: (k, "reset", self.total_steps), space=space)
         return observations
 
     def _final_observations(self, infos: dict[int, dict], final_index: np.ndarray, steps_before: int) -> Any:
@@ -231,7 +232,7 @@ class Sampler:
             values = (np.asarray([final if key is None else final[key] for final in finals]).reshape((-1,) + shape)
                       if finals else np.zeros((0,) + shape, space.dtype))
             return self._refuse_invalid(values, as_stored(values), _named("final observation", key), lambda k: (
-                int(final_index[k, 1]), "step", steps_before + (int(final_index[k, 0]) + 1) * self.n_envs), space=key)
+                int(final_index[k, 1]), "step", steps_before + (int(final_index[k, 0]) + 1) * self.n_envs), space=space)
 
         parts = {key: checked(key) for key in self.parts}
         return parts[None] if None in parts else parts
@@ -275,35 +276,36 @@ class Sampler:
             self.running_lengths[n] += len(rewards) - first_step[n]
         return episode_returns, episode_lengths
 
-    def _check_values(self, seen: np.ndarray, steps_before: int, cause: BaseException | None = None) -> np.ndarray:
-        """``seen`` [T + 1, N, *obs_shape] as stored (float32, or uint8 frames), after checking ``seen[1:]``, which T consecutive
-        vectorized steps returned after ``steps_before`` environment steps (``seen[0]`` was checked
-        before). A bad value raises EnvironmentValueError (from ``cause``, the failure it explains)."""
+    def _check_values(self, seen: Any, steps_before: int, cause: BaseException | None = None) -> Any:
+        """``seen`` [T + 1, N, *obs_shape] (a dict of them for a Dict) as stored (float32, or uint8 frames),
+        after checking ``seen[1:]``, which T consecutive vectorized steps returned after ``steps_before``
+        environment steps (``seen[0]`` was checked before). A bad value raises EnvironmentValueError
+        (from ``cause``, the failure it explains)."""
         def checked(part: np.ndarray, key: str | None) -> np.ndarray:
             converted = as_stored(part)
             rows = (-1,) + tuple(self.parts[key].shape or ())  # [T·N, *part_shape]
             self._refuse_invalid(part[1:].reshape(rows), converted[1:].reshape(rows), _named("observation", key),
-                                 lambda k: (k % self.n_envs, "step", steps_before + (k // self.n_envs + 1) * self.n_envs),
-                                 cause, space=key)
+                                 lambda k: (k % self.n_envs, "step",
+                                            steps_before + (k // self.n_envs + 1) * self.n_envs),
+                                 cause, space=self.parts[key])
             return converted
 
         return self._map_parts(checked, seen)
 
     def _refuse_invalid(self, values: np.ndarray, converted: np.ndarray, what: str,
                         locate: Callable[[int], tuple[int, str, int]], cause: BaseException | None = None,
-                        space: str | None | bool = False) -> np.ndarray:
+                        space: gym.Space | None = None) -> np.ndarray:
         """``converted`` (``values`` [K, ...] as stored) when every row is valid; else raise
         EnvironmentValueError for the first invalid row k, placed by ``locate(k)`` → (environment
-        index, "step" or "reset", environment steps taken when it was returned). ``space``: the key of
-        the observation part the values are (None for a whole observation), False for rewards."""
-        part = None if space is False or space is True else self.parts[space]
-        bad = invalid_rows(values, converted, part)
+        index, "step" or "reset", environment steps taken when it was returned). ``space``: the
+        observation (part) space the values belong to; None for rewards."""
+        bad = invalid_rows(values, converted, space)
         if not bad.any():
             return converted
         k = int(np.argmax(bad))
         n, call, steps = locate(k)
         raise EnvironmentValueError(
-            f"environment {n} ({environment_name(self.env, n)}) returned {describe_invalid(values[k], what, part)} "
+            f"environment {n} ({environment_name(self.env, n)}) returned {describe_invalid(values[k], what, space)} "
             f"from {call}() after {steps} environment steps") from cause
 
     def _refuse_structure(self, observations: Any, call: str, steps: int, env_index: int | None = None,
