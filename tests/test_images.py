@@ -20,9 +20,10 @@ from ai_edge_litert.interpreter import Interpreter
 from image_envs import DICT_ID, EPISODE, IMAGE_ID
 from test_export import isolated_python
 from trpo_tf import TRPO, TRPOConfig, cli, export
-from trpo_tf.errors import InputError, UnsupportedSpaceError
+from trpo_tf.errors import EnvironmentValueError, InputError, UnsupportedSpaceError
 from trpo_tf.policies import ObservationEncoder, kl_divergence
 from trpo_tf.policies.cnn import CONVOLUTIONS, Trunk
+from trpo_tf.sampling import Sampler, make_vector_env
 from trpo_tf.update import PolicyUpdate
 
 CONFIG = TRPOConfig(steps_per_iteration=256, n_envs=4, max_kl=0.1, policy_hidden=(), value_hidden=(32,),
@@ -176,37 +177,38 @@ else:
 import numpy as np
 import tensorflow as tf
 
-job = json.loads(sys.argv[1])
-model = tf.saved_model.load(job["model"])
-inputs = {key: tf.constant(value) for key, value in np.load(job["observations"]).items()}
-answers = {}
-for name in ("serving_default", "distribution", "value"):
-    answers.update({f"{name}/{key}": value.numpy() for key, value in model.signatures[name](**inputs).items()})
-np.savez(job["answers"], **answers)
+for job in json.loads(sys.argv[1]):
+    model = tf.saved_model.load(job["model"])
+    inputs = {key: tf.constant(value) for key, value in np.load(job["observations"]).items()}
+    answers = {}
+    for name in ("serving_default", "distribution", "value"):
+        answers.update({f"{name}/{key}": value.numpy() for key, value in model.signatures[name](**inputs).items()})
+    np.savez(job["answers"], **answers)
 """
 
 
-@pytest.mark.parametrize("env_id", sorted(STEPS))
-def test_exports_load_with_tensorflow_alone_and_answer_what_the_agent_does(env_id, agents, exports, tmp_path):
+def test_exports_load_with_tensorflow_alone_and_answer_what_the_agent_does(agents, exports, tmp_path):
     """In a process where trpo_tf, TFP, Keras and gymnasium cannot be imported: actions = predict, logits and
     values = the agent's Keras models on the same observations; the inputs are named by the Dict keys."""
-    agent = agents[env_id][0]
-    observations = observations_of(env_id, BATCH, seed=5)
-    np.savez(tmp_path / "observations.npz", **feed_names(observations))
+    jobs, observations = [], {}
+    for env_id in sorted(STEPS):
+        observations[env_id] = observations_of(env_id, BATCH, seed=5)
+        np.savez(tmp_path / f"{env_id}.npz", **feed_names(observations[env_id]))
+        jobs.append({"model": exports[env_id], "observations": str(tmp_path / f"{env_id}.npz"),
+                     "answers": str(tmp_path / f"{env_id}-answers.npz")})
     (tmp_path / "load.py").write_text(ISOLATED_SCRIPT)
-    job = {"model": exports[env_id], "observations": str(tmp_path / "observations.npz"),
-           "answers": str(tmp_path / "answers.npz")}
-    isolated_python(str(tmp_path / "load.py"), json.dumps(job), cwd=str(tmp_path))
-    answers = np.load(tmp_path / "answers.npz")
+    isolated_python(str(tmp_path / "load.py"), json.dumps(jobs), cwd=str(tmp_path))
 
-    inputs = agent.policy.snapshot().features(observations)
-    np.testing.assert_array_equal(answers["serving_default/action"], agent.predict(observations))
-    np.testing.assert_allclose(answers["distribution/logits"],
-                               agent.policy.network_outputs(inputs).numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(answers["value/value"], agent.value(inputs).numpy()[:, 0], rtol=1e-5, atol=1e-5)
-    signature = export.read_metadata(exports[env_id])["signatures"]["serving_default"]["inputs"]
-    expected = {"image": "uint8", "side": "float32"} if env_id == DICT_ID else {"observation": "uint8"}
-    assert {name: spec["dtype"] for name, spec in signature.items()} == expected
+    for env_id, job in zip(sorted(STEPS), jobs):
+        agent, answers = agents[env_id][0], np.load(job["answers"])
+        inputs = agent.policy.snapshot().features(observations[env_id])
+        np.testing.assert_array_equal(answers["serving_default/action"], agent.predict(observations[env_id]))
+        np.testing.assert_allclose(answers["distribution/logits"],
+                                   agent.policy.network_outputs(inputs).numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(answers["value/value"], agent.value(inputs).numpy()[:, 0], rtol=1e-5, atol=1e-5)
+        signature = export.read_metadata(exports[env_id])["signatures"]["serving_default"]["inputs"]
+        expected = {"image": "uint8", "side": "float32"} if env_id == DICT_ID else {"observation": "uint8"}
+        assert {name: spec["dtype"] for name, spec in signature.items()} == expected
 
 
 def feed_names(observations: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
@@ -334,3 +336,48 @@ def test_the_agent_refuses_bad_spaces_and_cnns_in_worker_processes():
     assert flattened.policy.trunk is None and flattened.policy.encoder.dim == 144
     with pytest.raises(InputError, match=r"goes through a CNN.*use n_workers=1 and sampler='local'"):
         TRPO(IMAGE_ID, TRPOConfig(steps_per_iteration=64, n_envs=2, n_workers=2))
+
+
+class BrokenDictEnv(gym.Env):
+    """A Dict environment whose step 3 returns ``bad`` instead of its observation."""
+
+    observation_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (4, 4, 1), np.uint8),
+                                         "side": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, bad: dict):
+        self.bad, self.t = bad, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.good(), {}
+
+    def good(self) -> dict:
+        return {"image": np.zeros((4, 4, 1), np.uint8), "side": np.zeros(2, np.float32)}
+
+    def step(self, action):
+        self.t += 1
+        return (self.bad if self.t == 3 else self.good()), 0.0, False, self.t >= 5, {}
+
+
+class FirstAction:
+    """Action 0 in the one environment (what the sampler acts with)."""
+
+    def act(self, observations, rng):
+        return np.zeros(1, np.int64), np.zeros(1, np.int64)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"image": np.zeros((4, 4, 1), np.uint8), "side": np.array([0.0, np.nan], np.float32)},
+     r"environment 0 \(BrokenDictEnv\) returned a non-finite observation part 'side' \[0.0, nan\] from step\(\) "
+     r"after 3 environment steps"),
+    ({"image": np.zeros((4, 4), np.uint8), "side": np.zeros(2, np.float32)},
+     r"returned an observation whose 'image' is of shape \(4, 4\)"),
+    ({"side": np.zeros(2, np.float32)},
+     r"returned the observation \['side'\], not a dict with the keys \['image', 'side'\]"),
+])
+def test_a_bad_dict_observation_is_named_with_its_key(bad, message):
+    sampler = Sampler(make_vector_env(BrokenDictEnv(bad), 1), seed=0, rng=np.random.default_rng(0))
+    with pytest.raises(EnvironmentValueError, match=message):
+        sampler.collect(FirstAction(), 8)

@@ -85,12 +85,12 @@ class Policy(keras.Model):
         """Model inputs → the network's outputs [B, head.param_size] (through the trunk, if any)."""
         return self.network(features if self.trunk is None else self.trunk(features))
 
-    def distribution(self, features: tf.Tensor) -> Any:
-        """π_θ(· | s) at normalized ``features`` [B, D], as a TFP distribution."""
+    def distribution(self, features: Any) -> Any:
+        """π_θ(· | s) at model inputs ``features``, as a TFP distribution."""
         return self.head.distribution(self.distribution_parameters(features))
 
-    def frozen_distribution(self, features: tf.Tensor) -> Any:
-        """The current distribution at ``features`` [B, D] with its parameters held constant (π_old)."""
+    def frozen_distribution(self, features: Any) -> Any:
+        """The current distribution at model inputs ``features`` with its parameters held constant (π_old)."""
         return self.head.distribution([tf.stop_gradient(p) for p in self.distribution_parameters(features)])
 
     def deterministic_action(self, observations: tf.Tensor) -> tf.Tensor:
