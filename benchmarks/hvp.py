@@ -1,12 +1,17 @@
-"""Time the three Hessian-vector products of the mean KL on a HalfCheetah-sized policy.
+"""Time the three Hessian-vector products of the mean KL on a HalfCheetah-sized policy, or through the Nature CNN.
 
     python benchmarks/hvp.py [--env HalfCheetah-v5] [--repeats 50]
+    python benchmarks/hvp.py --nature-cnn [--repeats 3] [--methods forward_over_backward ...]
 
 Prints, for 2048 and 16384 samples, the median milliseconds of one H·v by each
 ``TRPOConfig.hvp_method``, of one full policy step (CG + line search) with it called back to
 back, and of the same step called after 0.1 s of single-threaded NumPy work (as it is after a
 rollout, when the second core has been idle), and the largest relative difference of each H·v
 from forward-over-backward.
+
+``--nature-cnn``: the policy reads 2048 uint8 frames of 4×84×84 (ALE after AtariPreprocessing
+and FrameStackObservation(4)) through the Nature CNN and picks one of 4 actions; each method is
+timed with ``fisher_fraction`` 1 and 0.2, without the cold-start column.
 """
 
 import argparse
@@ -41,11 +46,55 @@ def median_ms(function, repeats: int, idle_before: float = 0.0) -> float:
     return 1000 * float(np.median(times))
 
 
+def nature_cnn(repeats: int, methods: list[str], samples: int = 2048) -> None:
+    """The policy step on ``samples`` random ALE-style frames through the Nature CNN (see the module docstring)."""
+    observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    rng = np.random.default_rng(samples)
+    frames = tf.constant(rng.integers(0, 256, (samples,) + observation_space.shape, dtype=np.uint8))
+    inputs = (tf.zeros([samples, 0]), {"observation": frames})
+    actions = rng.integers(0, 4, samples)
+    advantages = tf.constant(rng.normal(size=samples).astype(np.float32))
+    print(f"{'samples':>8} {'method':>22} {'fisher':>7} {'H·v ms':>8} {'step ms':>9} {'max rel diff':>13}")
+    references: dict[float, np.ndarray] = {}
+    for method in methods:
+        for fraction in (1.0, 0.2):
+            config = TRPOConfig(hvp_method=method, fisher_fraction=fraction)
+            policy = make_policy(observation_space, gym.spaces.Discrete(4), config.policy_hidden, config.activation,
+                                 config.init_log_std, config.normalize_observations, seed=1)
+            update = PolicyUpdate(policy, config)
+            size = int(sum(np.prod(v.shape) for v in policy.trainable_parameters()))
+            vector = tf.constant(np.random.default_rng(1).normal(size=size).astype(np.float32))
+            subset = tf.nest.map_structure(lambda x: x[::update.fisher_stride], inputs)  # what the step uses
+            product = tf.function(lambda v: update.curvature_product(subset)(v))
+            value = product(vector).numpy()
+            reference = references.setdefault(fraction, value)
+            difference = np.max(np.abs(value - reference)) / np.max(np.abs(reference))
+            hvp_ms = median_ms(lambda: product(vector).numpy(), repeats)
+            snapshot = [v.numpy() for v in policy.trainable_parameters()]
+
+            def step():
+                update(inputs, actions, advantages)
+                for variable, saved in zip(policy.trainable_parameters(), snapshot):
+                    variable.assign(saved)
+
+            step_ms = median_ms(step, repeats)
+            print(f"{samples:>8} {method:>22} {fraction:>7} {hvp_ms:>8.1f} {step_ms:>9.1f} {difference:>13.2e}",
+                  flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="HalfCheetah-v5")
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed calls per figure (default 50; 3 with --nature-cnn)")
+    parser.add_argument("--nature-cnn", action="store_true", help="the Nature CNN on 2048 frames of 4×84×84 instead")
+    parser.add_argument("--methods", nargs="+", choices=HVP_METHODS, default=list(HVP_METHODS),
+                        help="with --nature-cnn: the hvp_methods to time (default: all)")
     args = parser.parse_args()
+    if args.nature_cnn:
+        nature_cnn(args.repeats or 3, args.methods)
+        return
+    args.repeats = args.repeats or 50
     env = gym.make(args.env)
     print(f"{'samples':>8} {'method':>22} {'H·v ms':>8} {'step ms':>8} {'after 0.1 s':>12} {'max rel diff':>13}")
     for samples in (2048, 16384):

@@ -27,7 +27,7 @@ from trpo_tf.sampling import Sampler, SerialVectorEnv, make_vector_env
 # --------------------------------------------------------------------------- TRPOConfig
 
 INTEGERS = {"steps_per_iteration": 1, "n_envs": 1, "cg_iters": 1, "line_search_max_steps": 1, "value_epochs": 0,
-            "value_batch_size": 1, "n_workers": 1}  # field: smallest allowed value
+            "value_batch_size": 1, "n_workers": 1, "cnn_features": 0}  # field: smallest allowed value
 INTERVALS = {  # field: (low, high, low is open, high is open); None: no upper bound (inf itself is refused)
     "gamma": (0.0, 1.0, False, False), "gae_lambda": (0.0, 1.0, False, False), "max_kl": (0.0, None, True, True),
     "cg_damping": (0.0, None, False, True), "line_search_coef": (0.0, 1.0, True, True),
@@ -37,7 +37,8 @@ FLAGS = ("normalize_observations", "normalize_advantages", "normalize_rewards")
 WIDTHS = ("policy_hidden", "value_hidden")
 CHOICES = {"activation": ("tanh", "relu", "elu", "sigmoid"),
            "hvp_method": ("forward_over_backward", "double_backward", "gauss_newton"), "sampler": ("local", "ray"),
-           "action_distribution": ("gaussian", "beta"), "algorithm": ("trpo", "npg")}
+           "action_distribution": ("gaussian", "beta"), "algorithm": ("trpo", "npg"),
+           "encoder": ("auto", "mlp", "nature_cnn", "small_cnn")}
 
 NUMBERS: list[Any] = ["1", "0.5", None, [1], (0.5,), {"x": 1}, True, False, np.bool_(True), math.nan, math.inf,
                       -math.inf, 0, 0.0, -0.0, -1, -0.5, 0.5, 1, 1.0, 2, 2.5, -25.0, 10**400, 1e300,

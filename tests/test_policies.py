@@ -139,8 +139,8 @@ def test_observation_encoder_flattens_boxes_and_one_hots_discrete():
 def test_unsupported_spaces_are_named():
     with pytest.raises(UnsupportedSpaceError, match="Tuple.*supports Box, Discrete, MultiDiscrete and MultiBinary"):
         action_head(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
-    with pytest.raises(UnsupportedSpaceError, match="Dict.*Box .*Discrete"):
-        ObservationEncoder(gym.spaces.Dict({"a": gym.spaces.Discrete(2)}))
+    with pytest.raises(UnsupportedSpaceError, match="Tuple.*supports Box .*Discrete"):
+        ObservationEncoder(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
 
 
 def test_reward_scaler_divides_by_std_of_discounted_returns_across_batches():

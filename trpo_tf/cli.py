@@ -421,7 +421,8 @@ def _evaluate_saved_model(args: argparse.Namespace, model_dir: str) -> tuple[dic
     if serve is None:
         raise CLIError(f"{model_dir} has no serving_default signature")
     inputs = serve.structured_input_signature[1]
-    if len(inputs) != 1:
+    named = metadata.get("observation_space", {}).get("type") == "Dict"  # one input per key
+    if len(inputs) != 1 and not named:
         raise CLIError(f"{model_dir}: serving_default takes {sorted(inputs)}; expected one observation input")
     input_name, input_spec = next(iter(inputs.items()))
     output_name = "action" if "action" in serve.structured_outputs else next(iter(serve.structured_outputs))
@@ -429,8 +430,10 @@ def _evaluate_saved_model(args: argparse.Namespace, model_dir: str) -> tuple[dic
     recorded_kwargs = metadata.get("config", {}).get("env_kwargs") if env_id == metadata.get("env_id") else None
     env = _make_env(env_id, args.render_video, recorded_kwargs)
 
-    def act(observations: np.ndarray) -> np.ndarray:
-        return serve(**{input_name: tf.constant(observations, dtype=input_spec.dtype)})[output_name].numpy()
+    def act(observations: Any) -> np.ndarray:
+        fed = observations if isinstance(observations, dict) else {input_name: observations}
+        return serve(**{key: tf.constant(value, dtype=inputs[key].dtype) for key, value in fed.items()}
+                     )[output_name].numpy()
 
     try:
         _check_spaces(metadata, env, env_id, model_dir, input_spec)

@@ -16,6 +16,7 @@ HVP_METHODS = ("forward_over_backward", "double_backward", "gauss_newton")
 ALGORITHMS = ("trpo", "npg")  # the step: backtracked to the trust region, or the natural gradient's full step
 ACTION_DISTRIBUTIONS = ("gaussian", "beta")  # the policy's distribution for Box actions
 SAMPLERS = ("local", "ray")  # where sampling workers run: local processes or Ray actors
+ENCODERS = ("auto", "mlp", "nature_cnn", "small_cnn")  # what reads observations (see policies/encoders.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,12 @@ class TRPOConfig:
     Box actions: ``action_distribution`` "gaussian" (a diagonal Gaussian, clipped to the bounds in
     the environment) or "beta" (a Beta per dimension on [low, high], Chou et al. 2017; needs finite
     bounds); other action spaces ignore it.
+    Observations: ``encoder`` names what reads them: ``"auto"`` sends uint8 frames (a rank-3
+    ``Box``, HWC or CHW) through the Nature-DQN CNN when both sides are at least 36 pixels, through
+    a small 3×3 CNN otherwise, and flattens everything else into the MLP; ``"mlp"`` flattens every
+    ``Box``; ``"nature_cnn"`` / ``"small_cnn"`` choose the CNN for every frame. ``cnn_features``
+    is the width of the CNN's last (dense) layer: 0 means the architecture's own (512 for the
+    Nature CNN, 128 for the small one).
     Curvature: ``hvp_method`` picks how H·v of the mean KL is computed (forward-over-backward
     autodiff, double backward, or the Gauss–Newton form Jᵀ M J v — equal at θ_old);
     ``fisher_fraction`` < 1 computes it on every ⌈1/fraction⌉-th sample of the batch only
@@ -85,6 +92,8 @@ class TRPOConfig:
     sampler: str = "local"
     restart_workers: bool = False
     action_distribution: str = "gaussian"
+    encoder: str = "auto"
+    cnn_features: int = 0
 
     def __post_init__(self) -> None:
         for name in ("policy_hidden", "value_hidden"):
@@ -132,6 +141,9 @@ class TRPOConfig:
         if self.action_distribution not in ACTION_DISTRIBUTIONS:
             raise ConfigError(f"TRPOConfig.action_distribution must be one of {ACTION_DISTRIBUTIONS}, "
                               f"got {self.action_distribution!r}")
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"TRPOConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        self._check_int("cnn_features", 0)
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"TRPOConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if not isinstance(self.env_kwargs, Mapping) or not all(isinstance(k, str) for k in self.env_kwargs):

@@ -37,7 +37,7 @@ class ObservationNormalizer(keras.layers.Layer):
 
     def update(self, batch: np.ndarray) -> None:
         """Merge the statistics of ``batch`` [B, D] into the running ones (Chan et al., 1979)."""
-        if not self.enabled or len(batch) == 0:
+        if not self.enabled or len(batch) == 0 or self.dim == 0:
             return
         batch = np.asarray(batch, dtype=np.float64).reshape(-1, self.dim)
         n_a, n_b = float(self.count.numpy()), float(len(batch))

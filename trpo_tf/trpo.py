@@ -35,6 +35,7 @@ from trpo_tf.files import DEFAULT_CHECKPOINT_EVERY
 from trpo_tf.normalization import RewardScaler
 from trpo_tf.policies import make_policy, networks
 from trpo_tf.policies.networks import NetworkSpec
+from trpo_tf.policies.policy import make_value
 from trpo_tf.sampling import Batch, EnvLike, Sampler, make_env, make_vector_env
 from trpo_tf.sampling.workers import WorkerSampler, split_envs, start_workers
 from trpo_tf.update import PolicyUpdate, ValueFit, trace_in_turn
@@ -109,25 +110,30 @@ class TRPO:
             probe.close()
         self.policy = make_policy(self.observation_space, self.action_space, cfg.policy_hidden, cfg.activation,
                                   cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1,
-                                  network=policy_network, action_distribution=cfg.action_distribution)
-        self.value = networks.value_network(self.policy.encoder.dim, cfg.value_hidden, cfg.activation,
-                                            seed=self.seed * 7 + 4, custom=value_network)
-        networks.check_separate(self.policy.network, self.value)
+                                  encoder=cfg.encoder, cnn_features=cfg.cnn_features, network=policy_network,
+                                  action_distribution=cfg.action_distribution)
+        if self.policy.trunk is not None and not in_process:
+            raise InputError(f"observation space {self.observation_space} goes through a CNN, which acts through "
+                             "TensorFlow in this process: use n_workers=1 and sampler='local' (got "
+                             f"n_workers={cfg.n_workers}, sampler={cfg.sampler!r})")
         if not in_process and not self.policy.acts_in_numpy:
             raise NetworkError(f"the policy network ({self.policy.network.name}) acts through TensorFlow, which "
                                "sampling workers do not run: use n_workers=1 and sampler='local', or a policy "
                                "network of Dense layers (which acts in NumPy)")
+        self.value = make_value(self.policy, cfg.value_hidden, cfg.activation, cfg.cnn_features, seed=self.seed * 7 + 4,
+                                network=value_network)
+        networks.check_separate(self.policy, self.value)
         self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma)
         self.minibatch_rng = np.random.default_rng(minibatches)
         self.evaluation_rng = np.random.default_rng(evaluation_stream)
         self.policy_update = PolicyUpdate(self.policy, cfg)
-        self.value_fit = ValueFit(self.value, self.policy.encoder.dim, cfg)
+        self.value_fit = ValueFit(self.value, self.policy.model_input_spec(), cfg)
         self.timesteps = 0
         self.log_dir: str | None = None
         self.history: list[dict[str, Any]] = []
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=RETURN_WINDOW)
-        self._deterministic_action = tf.function(self.policy.deterministic_action, input_signature=[
-            tf.TensorSpec((None,) + self.policy.encoder.shape, tf.float32)], autograph=False)
+        self._deterministic_action = tf.function(self.policy.deterministic_action,
+                                                 input_signature=[self.policy.observation_spec()], autograph=False)
         self._background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="value-fit")
         # Last: worker processes start only once nothing else can fail.
         self.sampler: Sampler | WorkerSampler = (
@@ -225,7 +231,7 @@ class TRPO:
         # they run side by side (TensorFlow releases the GIL), with the same result as in turn.
         trace_in_turn(self.policy_update, self.value_fit)
         value_fit = self._background.submit(_timed, self.value_fit, features, returns,
-                                            self.value_fit.minibatch_order(len(features), self.minibatch_rng))
+                                            self.value_fit.minibatch_order(batch.size, self.minibatch_rng))
         actions = _flatten_time(batch.actions).astype(self.policy.head.action_dtype.as_numpy_dtype)
         step, policy_seconds = _timed(self.policy_update, features, actions, advantages)
         value_loss, value_seconds = value_fit.result()
@@ -255,22 +261,24 @@ class TRPO:
         self.history.append(entry)
         return entry
 
-    def _observe(self, batch: Batch) -> np.ndarray:
-        """Update the observation statistics with the batch; its normalized features [T·N, D]."""
-        encoded = self.policy.encoder.numpy(_flatten_time(batch.observations))
+    def _observe(self, batch: Batch) -> Any:
+        """Update the observation statistics with the batch; its model inputs (normalized features
+        [T·N, D], with the frames for a CNN; see :mod:`trpo_tf.policies.policy`)."""
+        observations = _flatten_time(batch.observations)
+        encoded = self.policy.encoder.numpy(observations)
         self.policy.observe(encoded)
-        return self.policy.normalizer.numpy_normalize()(encoded)
+        return self.policy.model_inputs(self.policy.normalizer.numpy_normalize()(encoded), observations)
 
-    def values_and_next_values(self, batch: Batch, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def values_and_next_values(self, batch: Batch, features: Any) -> tuple[np.ndarray, np.ndarray]:
         """V(s_t) [T, N] and V(s_{t+1}) [T, N], the latter from final observations where episodes ended.
 
         One compiled call evaluates the batch, the final observations and the last observations.
         """
         steps, n_envs = batch.rewards.shape
-        extra = np.concatenate([batch.final_observations, batch.last_observations])
-        all_values = self.value_fit.predict(np.concatenate([features, self.policy.actor().features(extra)]))
+        extra = _concatenate([batch.final_observations, batch.last_observations])
+        all_values = self.value_fit.predict(_concatenate([features, self.policy.actor().features(extra)]))
         values = all_values[: steps * n_envs].reshape(steps, n_envs)
-        final_values = all_values[steps * n_envs: steps * n_envs + len(batch.final_observations)]
+        final_values = all_values[steps * n_envs: steps * n_envs + len(batch.final_index)]
         next_values = np.empty_like(values)
         next_values[:-1] = values[1:]
         next_values[-1] = all_values[-n_envs:]
@@ -465,6 +473,12 @@ def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
-def _flatten_time(array: np.ndarray) -> np.ndarray:
-    """[T, N, ...] → [T·N, ...]."""
-    return array.reshape((-1,) + array.shape[2:])
+def _flatten_time(array: Any) -> Any:
+    """[T, N, ...] → [T·N, ...] (each array of a dict or tuple of them)."""
+    return tf.nest.map_structure(lambda x: x.reshape((-1,) + x.shape[2:]), array)
+
+
+def _concatenate(batches: list[Any]) -> Any:
+    """Batches (arrays [B_i, ...], or dicts or tuples of them alike) joined along the batch axis."""
+    return tf.nest.map_structure(lambda *arrays: np.concatenate(arrays), *batches)
+

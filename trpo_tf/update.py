@@ -1,7 +1,8 @@
 """The policy update (the trust-region step) and the value fit, each one compiled graph.
 
 Both are built from models and the config and need no environment: call them with a batch
-of normalized features [B, D], actions [B, *A], advantages [B] or returns [B].
+of model inputs (normalized features [B, D]; with the frames too for a policy with a CNN, see
+:mod:`trpo_tf.policies.policy`), actions [B, *A], advantages [B] or returns [B].
 
     update = PolicyUpdate(policy, config)
     result = update(features, actions, advantages)   # θ moves within KL(π_old ‖ π_new) ≤ δ
@@ -11,7 +12,7 @@ of normalized features [B, D], actions [B, *A], advantages [B] or returns [B].
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -46,16 +47,20 @@ class PolicyUpdate:
         self.policy = policy
         self.config = config
         self.fisher_stride = max(1, round(1.0 / config.fisher_fraction))
-        features = tf.TensorSpec([None, policy.encoder.dim], tf.float32)
+        features = policy.model_input_spec()
         actions = tf.TensorSpec((None,) + policy.head.action_shape, policy.head.action_dtype)
         # XLA fuses the many small ops of CG and the line search: on 2 cores it halves the step
         # (benchmarks/hvp.py). It compiles once per batch shape, which the config fixes. The loops
         # are tf.while_loop already, so AutoGraph is off: converting the source took half the trace.
+        # Not with a CNN: in an XLA context TensorFlow differentiates a slice by an op
+        # (XlaDynamicUpdateSlice) that the forward-over-backward H·v cannot differentiate again;
+        # there the convolutions dominate the step anyway. Not with a Beta head either (see
+        # ActionHead.xla_compatible).
         self._step = tf.function(self._step_graph, input_signature=[
-            features, actions, tf.TensorSpec([None], tf.float32)], jit_compile=policy.head.xla_compatible,
-            autograph=False)
+            features, actions, tf.TensorSpec([None], tf.float32)],
+            jit_compile=policy.trunk is None and policy.head.xla_compatible, autograph=False)
 
-    def __call__(self, features: np.ndarray | tf.Tensor, actions: np.ndarray | tf.Tensor,
+    def __call__(self, features: Any, actions: np.ndarray | tf.Tensor,
                  advantages: np.ndarray | tf.Tensor) -> dict[str, tf.Tensor]:
         return self._step(features, actions, advantages)
 
@@ -63,7 +68,7 @@ class PolicyUpdate:
         """Build the graph now (a no-op once built); see :func:`trace_in_turn`."""
         self._step.get_concrete_function()
 
-    def _step_graph(self, features: tf.Tensor, actions: tf.Tensor, advantages: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _step_graph(self, features: Any, actions: tf.Tensor, advantages: tf.Tensor) -> dict[str, tf.Tensor]:
         cfg, policy = self.config, self.policy
         variables = policy.trainable_parameters()
         old = policy.frozen_distribution(features)
@@ -77,7 +82,7 @@ class PolicyUpdate:
             surrogate = tf.reduce_mean(ratio * advantages) + cfg.entropy_coef * entropy
             return surrogate, tf.reduce_mean(kl_divergence(old, new)), entropy
 
-        curvature = self.curvature_product(features[::self.fisher_stride])
+        curvature = self.curvature_product(tf.nest.map_structure(lambda x: x[::self.fisher_stride], features))
 
         def damped_curvature(vector: tf.Tensor) -> tf.Tensor:
             return curvature(vector) + cfg.cg_damping * vector
@@ -111,8 +116,8 @@ class PolicyUpdate:
                 "surrogate_predicted": tf.tensordot(gradient, full_step, 1),
                 "surrogate_full_step": full_step_surrogate - old_surrogate, "cg_residual": cg_residual}
 
-    def curvature_product(self, features: tf.Tensor) -> Matvec:
-        """v [P] ↦ H·v [P], H the Hessian of the mean KL(π_old ‖ π_θ) over ``features`` [B, D] at
+    def curvature_product(self, features: Any) -> Matvec:
+        """v [P] ↦ H·v [P], H the Hessian of the mean KL(π_old ‖ π_θ) over model inputs ``features`` at
         the current θ (π_old frozen there), by ``config.hvp_method`` (all three agree at θ_old)."""
         policy = self.policy
         variables = policy.trainable_parameters()
@@ -141,23 +146,24 @@ def _ratio(numerator: tf.Tensor, denominator: tf.Tensor) -> tf.Tensor:
 class ValueFit:
     """Adam(``config.value_lr``) on the squared error of ``value`` [B, 1] to the λ-returns.
 
-    ``fit(features [B, D], returns [B], order [M, b])`` takes one Adam step per row of
-    ``order`` (indices into the batch, see :meth:`minibatch_order`) and returns the mean
-    minibatch loss; ``predict(features [B, D])`` gives V [B]. Both are compiled once.
+    ``fit(features, returns [B], order [M, b])`` takes one Adam step per row of ``order``
+    (indices into the batch, see :meth:`minibatch_order`) and returns the mean minibatch loss;
+    ``predict(features)`` gives V [B]. Both are compiled once. ``features`` are model inputs:
+    ``inputs`` gives their TensorSpec, or D for normalized features [B, D] alone.
     """
 
-    def __init__(self, value: keras.Model, feature_dim: int, config: TRPOConfig):
+    def __init__(self, value: keras.Model, inputs: int | Any, config: TRPOConfig):
         self.value = value
         self.config = config
         self.optimizer = keras.optimizers.Adam(config.value_lr)
         self.optimizer.build(value.trainable_variables)
-        features = tf.TensorSpec([None, feature_dim], tf.float32)
+        features = tf.TensorSpec([None, inputs], tf.float32) if isinstance(inputs, int) else inputs
         vector = tf.TensorSpec([None], tf.float32)
         self._fit = tf.function(self._fit_graph, input_signature=[
             features, vector, tf.TensorSpec([None, None], tf.int32)], jit_compile=True, autograph=False)
         self._predict = tf.function(lambda f: self.value(f)[:, 0], input_signature=[features], autograph=False)
 
-    def __call__(self, features: np.ndarray | tf.Tensor, returns: np.ndarray | tf.Tensor,
+    def __call__(self, features: Any, returns: np.ndarray | tf.Tensor,
                  order: np.ndarray | tf.Tensor) -> tf.Tensor:
         return self._fit(features, returns, order)
 
@@ -165,8 +171,8 @@ class ValueFit:
         """Build the graph now (a no-op once built); see :func:`trace_in_turn`."""
         self._fit.get_concrete_function()
 
-    def predict(self, features: np.ndarray | tf.Tensor) -> np.ndarray:
-        """V(s) [B] at normalized features [B, D]."""
+    def predict(self, features: Any) -> np.ndarray:
+        """V(s) [B] at model inputs (normalized features [B, D], with frames for a CNN)."""
         return self._predict(features).numpy()
 
     def minibatch_order(self, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -182,14 +188,14 @@ class ValueFit:
             return np.zeros((0, batch_size), dtype=np.int32)
         return np.concatenate(epochs).reshape(-1, batch_size).astype(np.int32)
 
-    def _fit_graph(self, features: tf.Tensor, returns: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
+    def _fit_graph(self, features: Any, returns: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
         variables = self.value.trainable_variables
         minibatches = tf.shape(order)[0]
 
         def adam_step(row: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             index = order[row]
             with tf.GradientTape() as tape:
-                prediction = self.value(tf.gather(features, index))[:, 0]
+                prediction = self.value(tf.nest.map_structure(lambda x: tf.gather(x, index), features))[:, 0]
                 loss = tf.reduce_mean(tf.square(prediction - tf.gather(returns, index)))
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
             return row + 1, total + loss

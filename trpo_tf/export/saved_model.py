@@ -55,10 +55,10 @@ import tensorflow as tf
 from trpo_tf.errors import ExportError
 from trpo_tf.export.spaces import space_to_metadata
 from trpo_tf.policies import Policy
+from trpo_tf.policies.encoders import INPUT_NAME
 
 SIGNATURES = ("serving_default", "sample", "distribution", "value")
 DETERMINISTIC_SIGNATURES = ("serving_default", "distribution", "value")
-INPUT_NAME = "observation"
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
 NON_FINITE_MESSAGE = "observation holds NaN or infinity"
@@ -114,7 +114,7 @@ def serving_module(policy: Policy, value: keras.Model) -> tf.Module:
     Each function is a ``tf.function`` with input signature float32 [None, *obs_shape]
     named ``observation`` and returns a dict of tensors (see the module docstring).
     """
-    spec = tf.TensorSpec((None,) + tuple(policy.encoder.shape), tf.float32, name=INPUT_NAME)
+    spec = policy.observation_spec()
     module = tf.Module()
     # Keras 3 variables are not tracked by tf.Module; track the tf.Variables behind them.
     module.tracked_variables = [v.value for v in _exported_variables(policy, value)]
@@ -123,29 +123,45 @@ def serving_module(policy: Policy, value: keras.Model) -> tf.Module:
     return module
 
 
-def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[tf.Tensor], dict[str, tf.Tensor]]]:
-    """Name → function of raw observations [B, *obs_shape] returning the signature's outputs.
+def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[Any], dict[str, tf.Tensor]]]:
+    """Name → function of raw observations [B, *obs_shape] (a dict by key for a Dict space)
+    returning the signature's outputs.
 
     Every function first checks the observation's shape and that it is finite, so that a wrong
     one raises instead of being reshaped, broadcast or answered with NaN (see the module docstring
     for what the converted formats answer instead).
     """
-    obs_shape = (None,) + tuple(policy.encoder.shape)
+    encoder = policy.encoder
 
-    def features(observation: tf.Tensor) -> tf.Tensor:
-        """Checked raw observations [B, *obs_shape] → normalized features [B, D], 0 where not finite."""
-        observation = tf.ensure_shape(observation, obs_shape, name="check_observation_shape")
-        observation = tf.debugging.check_numerics(observation, NON_FINITE_MESSAGE, name="check_observation_finite")
+    def checked(observation: tf.Tensor, name: str) -> tuple[tf.Tensor, tf.Tensor]:
+        """Input ``name`` [B, *shape] → (usable values, float32 mask: 1 where the entry is finite)."""
+        shape, dtype = encoder.inputs[name]
+        suffix = "" if name == INPUT_NAME else f"_{name}"
+        observation = tf.ensure_shape(observation, (None,) + shape, name=f"check_observation_shape{suffix}")
+        if dtype == "uint8":
+            return observation, tf.ones_like(observation, tf.float32)
+        message = NON_FINITE_MESSAGE if name == INPUT_NAME else f"{NON_FINITE_MESSAGE} (input {name})"
+        observation = tf.debugging.check_numerics(observation, message, name=f"check_observation_finite{suffix}")
         # Where the check above is dropped (TFLite, tf2onnx): NaN → 0 and ±inf → ±max float32 keep the
         # features finite, then the mask zeroes those they feed. tf2onnx turns a select into
         # arithmetic (NaN · 0 = NaN) unless its condition is an IsNaN, hence this form.
         usable = tf.where(tf.math.is_nan(observation), tf.zeros_like(observation), observation)
-        usable = tf.clip_by_value(usable, -FLOAT32_MAX, FLOAT32_MAX)
-        normalized = policy.normalizer(policy.encoder.tensorflow(usable))
-        finite = tf.cast(tf.math.is_finite(observation), tf.float32)
-        return normalized * policy.encoder.tensorflow_feature_mask(finite)
+        low, high = (0.0, 1.0) if name in encoder.images else (-FLOAT32_MAX, FLOAT32_MAX)
+        usable = tf.clip_by_value(usable, low, high)
+        return usable, tf.cast(tf.math.is_finite(observation), tf.float32)
 
-    def parameters(observation: tf.Tensor) -> list[tf.Tensor]:
+    def features(observation: Any) -> Any:
+        """Checked raw observations [B, *obs_shape] (a dict for a Dict space) → model inputs: normalized
+        features [B, D], 0 where not finite (with the frames, NaN read as 0, for a CNN)."""
+        if encoder.keys is None:
+            usable, finite = checked(observation, INPUT_NAME)
+        else:
+            pairs = {key: checked(observation[key], key) for key in encoder.keys}
+            usable, finite = ({key: pair[i] for key, pair in pairs.items()} for i in (0, 1))
+        normalized = policy.normalizer(encoder.tensorflow(usable)) * encoder.tensorflow_feature_mask(finite)
+        return policy.model_inputs(normalized, usable)
+
+    def parameters(observation: Any) -> list[tf.Tensor]:
         return policy.distribution_parameters(features(observation))
 
     return {
@@ -203,7 +219,7 @@ def describe_signatures(module: tf.Module) -> dict[str, Any]:
     for name in SIGNATURES:
         function = getattr(module, name).get_concrete_function()
         inputs = function.structured_input_signature[0]
-        described[name] = {"inputs": {spec.name: _describe_tensor(spec) for spec in inputs},
+        described[name] = {"inputs": {spec.name: _describe_tensor(spec) for spec in tf.nest.flatten(inputs)},
                            "outputs": {key: _describe_tensor(tensor)
                                        for key, tensor in sorted(function.structured_outputs.items())}}
     return described

@@ -16,7 +16,8 @@ from trpo_tf.errors import UnsupportedSpaceError
 
 
 def space_to_metadata(space: gym.Space) -> dict[str, Any]:
-    """A JSON-ready description of a Box, Discrete, MultiDiscrete or MultiBinary space.
+    """A JSON-ready description of a Box, Discrete, MultiDiscrete, MultiBinary or Dict space
+    (a Dict as ``{"type": "Dict", "spaces": {key: description}}``, keys in order).
 
     Box bounds are one number when uniform, else nested lists; infinities are the strings
     "inf" and "-inf" (JSON has no infinity).
@@ -33,8 +34,10 @@ def space_to_metadata(space: gym.Space) -> dict[str, Any]:
         n = space.n
         return {"type": "MultiBinary", "n": np.asarray(n).tolist(),
                 "dtype": space.dtype.name}
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "spaces": {key: space_to_metadata(sub) for key, sub in space.spaces.items()}}
     raise UnsupportedSpaceError(f"cannot describe space {space!r}: expected Box, Discrete, "
-                                f"MultiDiscrete or MultiBinary")
+                                f"MultiDiscrete, MultiBinary or Dict")
 
 
 
@@ -56,8 +59,10 @@ def space_from_metadata(description: dict[str, Any]) -> gym.Space:
     if kind == "MultiBinary":
         n = description["n"]
         return gym.spaces.MultiBinary(n if isinstance(n, int) else list(n))
+    if kind == "Dict":
+        return gym.spaces.Dict({key: space_from_metadata(sub) for key, sub in description["spaces"].items()})
     raise ValueError(f"unknown space type {kind!r} in {description!r}: expected Box, Discrete, "
-                     f"MultiDiscrete or MultiBinary")
+                     f"MultiDiscrete, MultiBinary or Dict")
 
 
 def _bound_to_json(bound: np.ndarray) -> Any:

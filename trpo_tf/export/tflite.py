@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
@@ -39,14 +39,15 @@ def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple
     return out_path
 
 
-def litert_runner(tflite_path: str, signature: str = "serving_default"
-                  ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+def litert_runner(tflite_path: str, signature: str = "serving_default") -> Callable[[Any], dict[str, np.ndarray]]:
     """``signature`` of a .tflite file under LiteRT, as a function observations → outputs by name.
 
-    Observations are float32 [B, *obs_shape]; outputs are as in the SavedModel. Unlike the
-    bare signature runner, which would silently reshape an observation of the wrong shape,
-    this one raises ValueError for a shape or dtype the signature does not declare, and, as the
-    SavedModel does, for an observation that holds NaN or infinity.
+    Observations are [B, *obs_shape] in the signature's dtype (float32; uint8 for uint8 frames),
+    or for a Dict space a dict of such arrays by key (the signature's named inputs); outputs are
+    as in the SavedModel. Unlike the bare signature runner, which would silently reshape an
+    observation of the wrong shape, this one raises ValueError for a shape, dtype or name the
+    signature does not declare, and, as the SavedModel does, for an observation that holds NaN or
+    infinity.
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -55,19 +56,28 @@ def litert_runner(tflite_path: str, signature: str = "serving_default"
     if signature not in available:
         raise ValueError(f"unknown signature {signature!r}; {tflite_path} has {available}")
     runner = interpreter.get_signature_runner(signature)
-    declared = runner.get_input_details()[INPUT_NAME]
-    expected = tuple(int(d) for d in declared["shape_signature"])  # -1: any size
+    declared = runner.get_input_details()  # name → details
 
-    def run(observations: np.ndarray) -> dict[str, np.ndarray]:
-        observations = np.asarray(observations)
-        shape_ok = len(observations.shape) == len(expected) and all(
-            e in (-1, d) for e, d in zip(expected, observations.shape))
-        if not shape_ok or observations.dtype != declared["dtype"]:
-            raise ValueError(f"observation {observations.dtype.name}{list(observations.shape)} does not fit "
-                             f"{np.dtype(declared['dtype']).name}{[None if e < 0 else e for e in expected]}")
-        finite = np.isfinite(observations).all(axis=tuple(range(1, observations.ndim)))  # [B]
+    def check(name: str, values: np.ndarray) -> None:
+        """ValueError unless ``values`` fits input ``name``'s dtype and shape (-1: any size) and is finite."""
+        expected = tuple(int(d) for d in declared[name]["shape_signature"])
+        shape_ok = len(values.shape) == len(expected) and all(e in (-1, d) for e, d in zip(expected, values.shape))
+        if not shape_ok or values.dtype != declared[name]["dtype"]:
+            label = "observation" if name == INPUT_NAME else f"input {name!r}"
+            raise ValueError(f"{label} {values.dtype.name}{list(values.shape)} does not fit "
+                             f"{np.dtype(declared[name]['dtype']).name}{[None if e < 0 else e for e in expected]}")
+        finite = np.isfinite(values).all(axis=tuple(range(1, values.ndim)))  # [B]
         if not finite.all():
-            raise ValueError(f"{NON_FINITE_MESSAGE} (row {int(np.argmin(finite))} of the batch)")
-        return runner(**{INPUT_NAME: observations})
+            where = "" if name == INPUT_NAME else f" (input {name})"
+            raise ValueError(f"{NON_FINITE_MESSAGE}{where} (row {int(np.argmin(finite))} of the batch)")
+
+    def run(observations: Any) -> dict[str, np.ndarray]:
+        feed = ({key: np.asarray(value) for key, value in observations.items()} if isinstance(observations, dict)
+                else {INPUT_NAME: np.asarray(observations)})
+        if sorted(feed) != sorted(declared):
+            raise ValueError(f"inputs {sorted(feed)} do not match the signature's inputs {sorted(declared)}")
+        for name, values in feed.items():
+            check(name, values)
+        return runner(**feed)
 
     return run

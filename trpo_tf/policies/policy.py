@@ -2,11 +2,15 @@
 when its network is a chain of Dense layers, else a compiled TensorFlow actor (:mod:`trpo_tf.policies.tf_acting`).
 
 Shapes: B is the batch size, D the flat feature size, A the action shape.
+
+*Model inputs* are what the compiled graphs (the update, the value fit) take: normalized
+features [B, D] for a policy without a CNN; ``(normalized features [B, D], frames {name:
+[B, *frame_shape]})`` for one with a CNN (:mod:`trpo_tf.policies.cnn`), whose trunk then runs
+inside those graphs so that the trust-region step moves its weights too.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import gymnasium as gym
@@ -15,11 +19,12 @@ import numpy as np
 import tensorflow as tf
 
 from trpo_tf.normalization import ObservationNormalizer
+from trpo_tf.errors import NetworkError
 from trpo_tf.policies.acting import NUMPY_ACTIVATIONS, PolicySnapshot
+from trpo_tf.policies.cnn import Trunk, WithTrunk, model_input_spec
 from trpo_tf.policies.encoders import ObservationEncoder
 from trpo_tf.policies.heads import ActionHead, action_head
-from trpo_tf.errors import NetworkError
-from trpo_tf.policies.networks import NetworkSpec, acts_in_numpy, dense_arrays, policy_network
+from trpo_tf.policies.networks import NetworkSpec, acts_in_numpy, dense_arrays, policy_network, value_network
 from trpo_tf.policies.tf_acting import CompiledActor
 
 
@@ -29,46 +34,71 @@ class Policy(keras.Model):
     ``encoder`` (observations → features [B, D]), ``normalizer`` (running statistics of the
     features, updated once per batch by :meth:`observe`), ``network`` (normalized features →
     head outputs [B, head.param_size]) and ``head`` (outputs and its own parameters → TFP
-    distribution and actions). The value function reads the same normalized features
-    (:meth:`features`). Checkpoints and exports take the whole object.
+    distribution and actions). With image observations a ``trunk`` (:class:`~trpo_tf.policies.cnn.Trunk`)
+    runs the CNNs between the model inputs and the network. The value function reads the same
+    model inputs (:meth:`features`). Checkpoints and exports take the whole object.
 
-    ``acts_in_numpy``: whether the network has a NumPy copy (a chain of Dense layers with
-    activations :mod:`~trpo_tf.policies.acting` knows); :meth:`actor` hands out what acts.
+    ``acts_in_numpy``: whether the policy has a NumPy copy (no trunk, and a network that is a
+    chain of Dense layers with activations :mod:`~trpo_tf.policies.acting` knows); :meth:`actor`
+    hands out what acts.
     """
 
     def __init__(self, encoder: ObservationEncoder, normalizer: ObservationNormalizer, network: keras.Model,
-                 head: ActionHead, **kwargs: Any):
+                 head: ActionHead, trunk: Trunk | None = None, **kwargs: Any):
         super().__init__(name=kwargs.pop("name", "policy"), **kwargs)
         self.encoder = encoder
         self.normalizer = normalizer
         self.network = network
         self.head = head
-        self.acts_in_numpy = acts_in_numpy(network, encoder.dim)
+        self.trunk = trunk
+        self._compiled_outputs: Any = None
+        self.acts_in_numpy = trunk is None and acts_in_numpy(network, encoder.dim)
 
     def trainable_parameters(self) -> list[tf.Variable]:
         """θ, the variables the trust-region step moves, in the order of the flat vector [P].
 
-        The head's own parameters (the Gaussian's log-std) come first, then the network's.
-        Keras 3 wraps its variables; autodiff wants the ``tf.Variable`` behind each.
+        The head's own parameters (the Gaussian's log-std) come first, then the network's, then
+        the trunk's CNNs. Keras 3 wraps its variables; autodiff wants the ``tf.Variable`` behind each.
         """
-        return [v.value for v in list(self.head.trainable_variables) + list(self.network.trainable_variables)]
+        trunk = list(self.trunk.trainable_variables) if self.trunk is not None else []
+        return [v.value for v in list(self.head.trainable_variables) + list(self.network.trainable_variables) + trunk]
+
+    def model_input_spec(self) -> Any:
+        """The TensorSpec of a batch of model inputs (see the module docstring)."""
+        return model_input_spec(self.encoder)
+
+    def observation_spec(self) -> Any:
+        """The TensorSpec of a batch of raw observations: [None, *obs_shape] (a dict of them by
+        key for a ``Dict``), float32, or the frames' own dtype (uint8) for images."""
+        specs = {name: tf.TensorSpec((None,) + shape, tf.as_dtype(dtype), name=name)
+                 for name, (shape, dtype) in self.encoder.inputs.items()}
+        return specs if self.encoder.keys is not None else next(iter(specs.values()))
 
     # ---------------------------------------------------------------- TensorFlow
 
-    def features(self, observations: tf.Tensor) -> tf.Tensor:
-        """Raw observations [B, *obs_shape] → normalized features [B, D]."""
-        return self.normalizer(self.encoder.tensorflow(observations))
+    def features(self, observations: Any) -> Any:
+        """Raw observations [B, *obs_shape] → model inputs: normalized features [B, D], with the frames
+        when the policy has a CNN."""
+        return self.model_inputs(self.normalizer(self.encoder.tensorflow(observations)), observations)
 
-    def distribution_parameters(self, features: tf.Tensor) -> list[tf.Tensor]:
-        """η(θ) at normalized ``features`` [B, D] (see :meth:`ActionHead.distribution_parameters`)."""
-        return self.head.distribution_parameters(self.network(features))
+    def model_inputs(self, normalized: Any, observations: Any) -> Any:
+        """Model inputs from normalized features [B, D] and the raw ``observations`` that hold the frames."""
+        return normalized if self.trunk is None else (normalized, self.encoder.frames(observations))
 
-    def distribution(self, features: tf.Tensor) -> Any:
-        """π_θ(· | s) at normalized ``features`` [B, D], as a TFP distribution."""
+    def distribution_parameters(self, features: Any) -> list[tf.Tensor]:
+        """η(θ) at model inputs ``features`` (see :meth:`ActionHead.distribution_parameters`)."""
+        return self.head.distribution_parameters(self.network_outputs(features))
+
+    def network_outputs(self, features: Any) -> tf.Tensor:
+        """Model inputs → the network's outputs [B, head.param_size] (through the trunk, if any)."""
+        return self.network(features if self.trunk is None else self.trunk(features))
+
+    def distribution(self, features: Any) -> Any:
+        """π_θ(· | s) at model inputs ``features``, as a TFP distribution."""
         return self.head.distribution(self.distribution_parameters(features))
 
-    def frozen_distribution(self, features: tf.Tensor) -> Any:
-        """The current distribution at ``features`` [B, D] with its parameters held constant (π_old)."""
+    def frozen_distribution(self, features: Any) -> Any:
+        """The current distribution at model inputs ``features`` with its parameters held constant (π_old)."""
         return self.head.distribution([tf.stop_gradient(p) for p in self.distribution_parameters(features)])
 
     def deterministic_action(self, observations: tf.Tensor) -> tf.Tensor:
@@ -93,37 +123,62 @@ class Policy(keras.Model):
         self.normalizer.update(encoded)
 
     def actor(self) -> PolicySnapshot | CompiledActor:
-        """What acts now, in this process: :meth:`snapshot` when the network acts in NumPy, else the
-        policy's :class:`~trpo_tf.policies.tf_acting.CompiledActor` (one compiled call per vectorized step)."""
-        return self.snapshot() if self.acts_in_numpy else self._compiled_actor
-
-    @functools.cached_property
-    def _compiled_actor(self) -> CompiledActor:
-        return CompiledActor(self)
+        """What acts now, in this process: :meth:`snapshot` when the policy acts in NumPy, else a
+        :class:`~trpo_tf.policies.tf_acting.CompiledActor` (one compiled call per vectorized step)."""
+        return self.snapshot() if self.acts_in_numpy else CompiledActor(self)
 
     def snapshot(self) -> "PolicySnapshot":
         """A frozen NumPy copy of the current policy, picklable, for acting in any process.
 
-        NetworkError when the network has no NumPy copy (see :attr:`acts_in_numpy`).
+        NetworkError when the policy has no NumPy copy (see :attr:`acts_in_numpy`).
         """
         layers = dense_arrays(self.network) if self.acts_in_numpy else None
         if layers is None:
-            raise NetworkError(f"the policy network ({self.network.name}) has no NumPy copy: only a chain of Dense "
-                               f"layers with activations {', '.join(NUMPY_ACTIVATIONS)} acts in NumPy; it acts "
-                               "through TensorFlow in this process (Policy.actor())")
+            what = "a CNN" if self.trunk is not None else f"the policy network ({self.network.name})"
+            raise NetworkError(f"{what} has no NumPy copy: only a chain of Dense layers with activations "
+                               f"{', '.join(NUMPY_ACTIVATIONS)} acts in NumPy; it acts through TensorFlow in this "
+                               "process (Policy.actor())")
         return PolicySnapshot(encoder=self.encoder, normalizer=self.normalizer.numpy_normalize(),
                               layers=tuple(layers), head_kind=self.head.kind, head_arrays=self.head.numpy_arrays())
 
+    def compiled_outputs(self) -> Any:
+        """:meth:`network_outputs` as a ``tf.function`` of model inputs, traced once per policy."""
+        if self._compiled_outputs is None:
+            self._compiled_outputs = tf.function(self.network_outputs,
+                                                 input_signature=[self.model_input_spec()], jit_compile=True)
+        return self._compiled_outputs
+
 
 def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: tuple[int, ...], activation: str,
-                init_log_std: float, normalize_observations: bool, seed: int,
-                network: NetworkSpec | None = None, action_distribution: str = "gaussian") -> Policy:
+                init_log_std: float, normalize_observations: bool, seed: int, encoder: str = "auto",
+                cnn_features: int = 0, network: NetworkSpec | None = None,
+                action_distribution: str = "gaussian") -> Policy:
     """The policy for these spaces: head chosen by the action space (and, for a Box, by
-    ``action_distribution``: see :func:`~trpo_tf.policies.heads.action_head`), network an MLP of
+    ``action_distribution``: see :func:`~trpo_tf.policies.heads.action_head`); frames go through CNNs
+    first (``encoder``, ``cnn_features``: see :class:`~trpo_tf.config.TRPOConfig`), then an MLP of
     ``hidden`` units or the user's ``network`` (see :mod:`trpo_tf.policies.networks`) with an output
     layer added."""
-    encoder = ObservationEncoder(observation_space)
+    observation_encoder = ObservationEncoder(observation_space, encoder)
     head = action_head(action_space, init_log_std, action_distribution)
-    normalizer = ObservationNormalizer(encoder.dim, enabled=normalize_observations)
-    return Policy(encoder, normalizer, policy_network(encoder.dim, head.param_size, hidden, activation, seed, network),
-                  head)
+    normalizer = ObservationNormalizer(observation_encoder.dim, enabled=normalize_observations)
+    trunk = make_trunk(observation_encoder, cnn_features, seed + 1000)
+    features = trunk.output_dim if trunk else observation_encoder.dim
+    return Policy(observation_encoder, normalizer,
+                  policy_network(features, head.param_size, hidden, activation, seed, network), head, trunk)
+
+
+def make_trunk(encoder: ObservationEncoder, cnn_features: int, seed: int) -> Trunk | None:
+    """The CNN trunk for ``encoder`` 's frames, or None when it has none."""
+    return Trunk(encoder, cnn_features, seed, name="trunk") if encoder.images else None
+
+
+def make_value(policy: Policy, hidden: tuple[int, ...], activation: str, cnn_features: int, seed: int,
+               network: NetworkSpec | None = None) -> keras.Model:
+    """The value function of ``policy`` 's model inputs: an MLP of ``hidden`` units or the user's
+    ``network``, behind its own CNN trunk when the policy has one (a shared trunk would let the
+    value loss move the policy)."""
+    trunk = make_trunk(policy.encoder, cnn_features, seed + 1000)
+    if trunk is None:
+        return value_network(policy.encoder.dim, hidden, activation, seed=seed, custom=network)
+    return WithTrunk(trunk, value_network(trunk.output_dim, hidden, activation, seed=seed, custom=network),
+                     name="value")

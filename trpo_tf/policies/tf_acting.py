@@ -13,10 +13,9 @@ Shapes: N is the number of environments (the batch), D the flat feature size, A 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
-import tensorflow as tf
 
 from trpo_tf.policies.acting import ACTING
 
@@ -25,38 +24,41 @@ if TYPE_CHECKING:
 
 
 class CompiledActor:
-    """Acts with ``policy``'s current weights through compiled TensorFlow calls (see the module docstring).
+    """Acts like a :class:`~trpo_tf.policies.acting.PolicySnapshot` (same :meth:`act` and
+    :meth:`features`, same random draws from the head's NumPy acting), but computes the network's
+    outputs (through the CNN trunk, if any) with one compiled call of
+    :meth:`~trpo_tf.policies.policy.Policy.compiled_outputs` per vectorized step.
 
-    Nothing is copied: each call reads the policy's variables as they are then, so an actor made
-    once serves the whole training (the head's arrays, such as the Gaussian's log-std, are read
-    at each call as well).
+    Like a snapshot it is made once per iteration and holds that iteration's observation
+    statistics and head arrays (the Gaussian's log-std); the network's weights are read at each
+    call, and the policy does not change while it samples.
     """
 
     def __init__(self, policy: Policy):
-        self.policy = policy
-        observations = tf.TensorSpec((None,) + tuple(policy.encoder.shape), tf.float32)
-        self._outputs = tf.function(lambda o: policy.network(policy.features(o)), input_signature=[observations])
-        self._features = tf.function(policy.features, input_signature=[observations])
+        self.encoder = policy.encoder
+        self.normalizer = policy.normalizer.numpy_normalize()
+        self.head_kind = policy.head.kind
+        self.head_arrays = policy.head.numpy_arrays()
+        self.model_inputs = policy.model_inputs
+        self.outputs = policy.compiled_outputs()
+        self.name = policy.name
 
-    def features(self, observations: np.ndarray) -> np.ndarray:
-        """Raw observations [N, *obs_shape] → normalized features [N, D], in one compiled call."""
-        return self._features(np.asarray(observations, np.float32)).numpy()
+    def features(self, observations: Any) -> Any:
+        """Raw observations [N, *obs_shape] (a dict of them for a ``Dict``) → model inputs, in NumPy."""
+        return self.model_inputs(self.normalizer(self.encoder.numpy(observations)), observations)
 
-    def act(self, observations: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    def act(self, observations: Any, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
         """Raw observations [N, *obs_shape] → (actions for the environment, actions as stored in a batch).
 
         Actions are drawn with ``rng``; with ``rng`` None they are the most probable ones.
         """
-        outputs = self._outputs(np.asarray(observations, np.float32)).numpy()
-        arrays = self.policy.head.numpy_arrays()
-        acting = ACTING[self.policy.head.kind]
-        actions = acting.act(arrays, outputs, rng)
-        return acting.to_env(arrays, actions), actions
+        acting = ACTING[self.head_kind]
+        actions = acting.act(self.head_arrays, self.outputs(self.features(observations)).numpy(), rng)
+        return acting.to_env(self.head_arrays, actions), actions
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a CompiledActor acts through TensorFlow in this process and cannot be pickled; "
                         "sampling workers need a policy that acts in NumPy (Policy.acts_in_numpy)")
 
     def __repr__(self) -> str:
-        return f"CompiledActor({self.policy.name}, head={self.policy.head.kind})"
-
+        return f"CompiledActor({self.name}, head={self.head_kind})"

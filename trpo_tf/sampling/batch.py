@@ -11,7 +11,7 @@ import numpy as np
 class Batch:
     """One iteration's experience from N environments over T steps.
 
-    observations [T, N, *obs_shape]: what the policy saw before acting;
+    observations [T, N, *obs_shape]: what the policy saw before acting (float32; uint8 frames stay uint8);
     actions [T, N, *act_shape]: what it sampled (before clipping to a Box's bounds);
     rewards, terminated, truncated [T, N];
     final_observations [M, *obs_shape] with final_index [M, 2] (t, n): the last observation

@@ -36,13 +36,23 @@ def to_float32(values: np.ndarray) -> np.ndarray:
         return values.astype(np.float32)
 
 
+def as_stored(values: np.ndarray) -> np.ndarray:
+    """Observations as a batch stores them: uint8 ones (frames) as they are, 4× smaller than
+    float32; any other ones as :func:`to_float32` makes them."""
+    return values if values.dtype == np.uint8 else to_float32(values)
+
+
 def invalid_rows(values: np.ndarray, converted: np.ndarray, space: gym.Space | None) -> np.ndarray:
     """Bool [K]: which rows of ``values`` [K, ...] (as returned) are not valid.
 
-    ``converted`` [K, ...] is ``to_float32(values)``: a row is invalid when any of its numbers is
-    not finite there; for a ``Discrete`` ``space`` also when it is not a whole number in range.
+    ``converted`` [K, ...] is ``as_stored(values)``: a row is invalid when any of its numbers is
+    not finite there (uint8 ones always are); for a ``Discrete`` ``space`` also when it is not a
+    whole number in range.
     """
-    bad = ~np.isfinite(converted).all(axis=tuple(range(1, converted.ndim)))
+    if converted.dtype == np.uint8:
+        bad = np.zeros(len(converted), dtype=bool)
+    else:
+        bad = ~np.isfinite(converted).all(axis=tuple(range(1, converted.ndim)))
     if isinstance(space, gym.spaces.Discrete):
         flat = values.reshape(len(values))
         with np.errstate(invalid="ignore"):

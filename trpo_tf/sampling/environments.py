@@ -58,10 +58,7 @@ class SerialVectorEnv(gym.vector.VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
         observations = [env.reset(seed=s, options=options)[0] for env, s in zip(self.envs, seeds)]
-        try:
-            return np.array(observations), {}
-        except (ValueError, TypeError):
-            self._refuse_unstackable(observations)
+        return self._stack(observations), {}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         observations, rewards = [], np.zeros(self.num_envs)
@@ -79,26 +76,45 @@ class SerialVectorEnv(gym.vector.VectorEnv):
             observations.append(observation)
         info = {} if final_observations is None else {
             "final_obs": final_observations, "_final_obs": terminated | truncated}
-        try:
-            stacked = np.array(observations)
-        except (ValueError, TypeError):
-            self._refuse_unstackable(observations)
-        return stacked, rewards, terminated, truncated, info
+        return self._stack(observations), rewards, terminated, truncated, info
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
             env.close()
 
-    def _refuse_unstackable(self, observations: list[Any]) -> NoReturn:
-        """Raise EnvironmentValueError naming the environment whose observation (one per environment)
-        does not stack with the others into [N, *obs_shape]."""
+    def _stack(self, observations: list[Any]) -> Any:
+        """One observation per environment → [N, *obs_shape]; for a Dict space, a dict of such arrays by key."""
+        space = self.single_observation_space
+        if not isinstance(space, gym.spaces.Dict):
+            try:
+                return np.array(observations)
+            except (ValueError, TypeError):
+                self._refuse_unstackable(observations, space)
+        for i, observation in enumerate(observations):
+            if not isinstance(observation, dict) or sorted(observation) != sorted(space.spaces):
+                found = sorted(observation) if isinstance(observation, dict) else type(observation).__name__
+                raise EnvironmentValueError(f"{describe_environment(self, i)} returned the observation "
+                                            f"{found}, not a dict with the keys {sorted(space.spaces)} of {space}")
+        stacked = {}
+        for key, sub in space.spaces.items():
+            parts = [observation[key] for observation in observations]
+            try:
+                stacked[key] = np.array(parts)
+            except (ValueError, TypeError):
+                self._refuse_unstackable(parts, sub, key)
+        return stacked
+
+    def _refuse_unstackable(self, observations: list[Any], space: gym.Space, key: str | None = None) -> NoReturn:
+        """Raise EnvironmentValueError naming the environment whose observation (one per environment; the
+        part ``key`` of it for a Dict) does not stack with the others into [N, *shape of ``space``]."""
         shapes = [_shape_of(o) for o in observations]
-        expected = self.single_observation_space.shape
+        expected = space.shape
         i = next((i for i, shape in enumerate(shapes) if shape != expected), 0)
         raise EnvironmentValueError(
-            f"{describe_environment(self, i)} returned an observation of "
+            f"{describe_environment(self, i)} returned an observation "
+            f"{'' if key is None else f'whose {key!r} is '}of "
             f"{'shape ' + str(shapes[i]) if shapes[i] is not None else type(observations[i]).__name__} "
-            f"({self.single_observation_space} has shape {expected})")
+            f"({space} has shape {expected})")
 
     def _checked_reward(self, reward: Any, i: int) -> float:
         """``reward`` of environment ``i`` as a float; EnvironmentValueError unless it is one real number."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from trpo_tf.errors import CheckpointWarning, EnvironmentValueError
 from trpo_tf.sampling.batch import Batch
-from trpo_tf.sampling.checks import (NUMERIC_KINDS, describe_invalid, invalid_rows, structure_problem,
+from trpo_tf.sampling.checks import (NUMERIC_KINDS, as_stored, describe_invalid, invalid_rows, structure_problem,
                                      to_float32)
 from trpo_tf.sampling.environments import (describe_environment, environment_name, environment_state,
                                            restore_environment_state)
@@ -85,10 +85,10 @@ class Sampler:
         except Exception as error:
             if not isinstance(error, EnvironmentValueError):  # a bad value may explain the failure
                 recorded = seen_list if seen_list and seen_list[-1] is obs else seen_list + [obs]
-                self._check_values(np.asarray(recorded), steps_before, error)
+                self._check_values(self._stack(recorded), steps_before, error)
             raise
-        seen = np.asarray(seen_list + [obs])  # [T + 1, N, ...]: seen[t + 1] came from step t
-        seen32 = self._check_values(seen, steps_before)
+        seen = self._stack(seen_list + [obs])  # [T + 1, N, ...]: seen[t + 1] came from step t
+        stored = self._check_values(seen, steps_before)
         rewards = self._rewards(reward_list, steps_before)
         terminated = np.asarray(terminated_list, dtype=bool)
         truncated = np.asarray(truncated_list, dtype=bool)
@@ -97,14 +97,14 @@ class Sampler:
         self.observations, self.total_steps = obs, steps_before + steps * n_envs
         episode_returns, episode_lengths = self._finish_episodes(rewards, final_index)
         return Batch(
-            observations=seen32[:-1],
+            observations=self._map_parts(lambda part, key: part[:-1], stored),
             actions=np.asarray(action_list),
             rewards=rewards.astype(np.float32),
             terminated=terminated,
             truncated=truncated,
             final_observations=final_observations,
             final_index=final_index.astype(np.int64).reshape(-1, 2),
-            last_observations=seen32[-1],
+            last_observations=self._map_parts(lambda part, key: part[-1], stored),
             episode_returns=episode_returns,
             episode_lengths=episode_lengths,
         )
@@ -113,6 +113,29 @@ class Sampler:
     def obs_shape(self) -> tuple[int, ...]:
         """The shape of one environment's observation, as its observation space declares."""
         return tuple(self.env.single_observation_space.shape or ())
+
+    # A Dict observation is a dict of arrays, one per key; the checks run key by key on the
+    # parts (key None: the whole observation of any other space).
+
+    @property
+    def parts(self) -> dict[str | None, gym.Space]:
+        """The observation space's parts by key: a Dict's sub-spaces, else ``{None: space}``."""
+        space = self.env.single_observation_space
+        if isinstance(space, gym.spaces.Dict):
+            return {str(key): sub for key, sub in space.spaces.items()}
+        return {None: space}
+
+    def _map_parts(self, function: Callable[[Any, str | None], Any], observations: Any) -> Any:
+        """``function(part, key)`` on each part of ``observations``, joined back as they came (a dict for a Dict)."""
+        done = {key: function(observations if key is None else observations[key], key) for key in self.parts}
+        return done[None] if None in done else done
+
+    def _stack(self, observations: list[Any]) -> Any:
+        """Observations alike [N, ...] (dicts of them for a Dict) stacked into [K, N, ...]."""
+        keys = list(self.parts)
+        if keys == [None]:
+            return np.asarray(observations)
+        return {key: np.asarray([o[key] for o in observations]) for key in keys}
 
     def state(self) -> dict[str, Any]:
         """Where sampling stands, as plain data (arrays, numbers): resumes with :meth:`load_state`."""
@@ -125,13 +148,17 @@ class Sampler:
         observations = state["observations"]
         running_returns = np.asarray(state["running_returns"], dtype=np.float64)
         running_lengths = np.asarray(state["running_lengths"], dtype=np.int64)
-        if running_returns.shape != (self.n_envs,) or (observations is not None and len(observations) != self.n_envs):
+        sizes = [] if observations is None else [len(part) for part in
+                                                 (observations.values() if isinstance(observations, dict) else
+                                                  [observations])]
+        if running_returns.shape != (self.n_envs,) or any(size != self.n_envs for size in sizes):
             raise ValueError(f"the sampler state is for {len(running_returns)} environments, "
                              f"this sampler has {self.n_envs}")
         if state["rng"].get("bit_generator") != type(self.rng.bit_generator).__name__:
             raise ValueError(f"the sampler's random generator is {state['rng'].get('bit_generator')}, "
                              f"expected {type(self.rng.bit_generator).__name__}")
-        self.observations = None if observations is None else np.asarray(observations)
+        self.observations = None if observations is None else self._map_parts(lambda part, key: np.asarray(part),
+                                                                               observations)
         self.running_returns, self.running_lengths = running_returns, running_lengths
         self.total_steps = int(state["total_steps"])
         self.seed = state["seed"]
@@ -178,13 +205,15 @@ class Sampler:
         except EnvironmentValueError as error:  # from SerialVectorEnv, which does not count steps
             raise EnvironmentValueError(f"{error} from reset() after {self.total_steps} environment steps") from None
         self._refuse_structure(observations, "reset", self.total_steps)
-        self._refuse_invalid(observations, to_float32(observations), "observation",
-                             lambda k: (k, "reset", self.total_steps))
+        for key, space in self.parts.items():
+            part = observations if key is None else observations[key]
+            self._refuse_invalid(part, as_stored(part), _named("observation", key),
+                                 lambda k: (k, "reset", self.total_steps), space=space)
         return observations
 
-    def _final_observations(self, infos: dict[int, dict], final_index: np.ndarray, steps_before: int) -> np.ndarray:
+    def _final_observations(self, infos: dict[int, dict], final_index: np.ndarray, steps_before: int) -> Any:
         """The last observation of each episode that ended at step t in environment n, for (t, n) in
-        ``final_index`` [M, 2], as float32 [M, *obs_shape], checked like every observation."""
+        ``final_index`` [M, 2], as stored (:func:`as_stored`) [M, *obs_shape], checked like every observation."""
         finals = []
         for t, n in final_index:
             info = infos.get(t, {})
@@ -192,13 +221,22 @@ class Sampler:
                 raise ValueError(f"environment {n} ended an episode at step {t} without a 'final_obs' in the "
                                  "vector environment's info: trpo_tf needs the final observation of every episode, "
                                  "as gymnasium's vector environments report it in AutoresetMode.SAME_STEP")
-            final = _as_array(info["final_obs"][n])
-            if structure_problem(final, self.obs_shape) is not None:
-                self._refuse_structure(final, "step", steps_before + (t + 1) * self.n_envs, n, "a final observation")
+            final = info["final_obs"][n]
+            final = {key: _as_array(part) for key, part in final.items()} if isinstance(final, dict) \
+                else _as_array(final)
+            self._refuse_structure(final, "step", steps_before + (t + 1) * self.n_envs, n, "a final observation")
             finals.append(final)
-        values = np.asarray(finals).reshape((-1,) + self.obs_shape)
-        return self._refuse_invalid(values, to_float32(values), "final observation", lambda k: (
-            int(final_index[k, 1]), "step", steps_before + (int(final_index[k, 0]) + 1) * self.n_envs))
+
+        def checked(key: str | None) -> np.ndarray:
+            space = self.parts[key]
+            shape = tuple(space.shape or ())
+            values = (np.asarray([final if key is None else final[key] for final in finals]).reshape((-1,) + shape)
+                      if finals else np.zeros((0,) + shape, space.dtype))
+            return self._refuse_invalid(values, as_stored(values), _named("final observation", key), lambda k: (
+                int(final_index[k, 1]), "step", steps_before + (int(final_index[k, 0]) + 1) * self.n_envs), space=space)
+
+        parts = {key: checked(key) for key in self.parts}
+        return parts[None] if None in parts else parts
 
     def _rewards(self, reward_list: list[np.ndarray], steps_before: int) -> np.ndarray:
         """The rewards of the vectorized steps as float64 [T, N], checked to be finite in float32."""
@@ -239,23 +277,29 @@ class Sampler:
             self.running_lengths[n] += len(rewards) - first_step[n]
         return episode_returns, episode_lengths
 
-    def _check_values(self, seen: np.ndarray, steps_before: int, cause: BaseException | None = None) -> np.ndarray:
-        """``seen`` [T + 1, N, *obs_shape] as float32, after checking ``seen[1:]``, which T consecutive
-        vectorized steps returned after ``steps_before`` environment steps (``seen[0]`` was checked
-        before). A bad value raises EnvironmentValueError (from ``cause``, the failure it explains)."""
-        converted = to_float32(seen)
-        rows = (-1,) + self.obs_shape  # [T·N, *obs_shape]
-        self._refuse_invalid(seen[1:].reshape(rows), converted[1:].reshape(rows), "observation", lambda k: (
-            k % self.n_envs, "step", steps_before + (k // self.n_envs + 1) * self.n_envs), cause)
-        return converted
+    def _check_values(self, seen: Any, steps_before: int, cause: BaseException | None = None) -> Any:
+        """``seen`` [T + 1, N, *obs_shape] (a dict of them for a Dict) as stored (float32, or uint8 frames),
+        after checking ``seen[1:]``, which T consecutive vectorized steps returned after ``steps_before``
+        environment steps (``seen[0]`` was checked before). A bad value raises EnvironmentValueError
+        (from ``cause``, the failure it explains)."""
+        def checked(part: np.ndarray, key: str | None) -> np.ndarray:
+            converted = as_stored(part)
+            rows = (-1,) + tuple(self.parts[key].shape or ())  # [T·N, *part_shape]
+            self._refuse_invalid(part[1:].reshape(rows), converted[1:].reshape(rows), _named("observation", key),
+                                 lambda k: (k % self.n_envs, "step",
+                                            steps_before + (k // self.n_envs + 1) * self.n_envs),
+                                 cause, space=self.parts[key])
+            return converted
+
+        return self._map_parts(checked, seen)
 
     def _refuse_invalid(self, values: np.ndarray, converted: np.ndarray, what: str,
-                        locate: Callable[[int], tuple[int, str, int]], cause: BaseException | None = None
-                        ) -> np.ndarray:
-        """``converted`` (``values`` [K, ...] as float32) when every row is valid; else raise
+                        locate: Callable[[int], tuple[int, str, int]], cause: BaseException | None = None,
+                        space: gym.Space | None = None) -> np.ndarray:
+        """``converted`` (``values`` [K, ...] as stored) when every row is valid; else raise
         EnvironmentValueError for the first invalid row k, placed by ``locate(k)`` → (environment
-        index, "step" or "reset", environment steps taken when it was returned)."""
-        space = None if what == "reward" else self.env.single_observation_space
+        index, "step" or "reset", environment steps taken when it was returned). ``space``: the
+        observation (part) space the values belong to; None for rewards."""
         bad = invalid_rows(values, converted, space)
         if not bad.any():
             return converted
@@ -268,22 +312,46 @@ class Sampler:
     def _refuse_structure(self, observations: Any, call: str, steps: int, env_index: int | None = None,
                           what: str = "an observation") -> None:
         """Raise EnvironmentValueError unless ``observations`` is numeric [N, *obs_shape], as the vector
-        environment returns them (or one environment's [*obs_shape] when ``env_index`` is given)."""
+        environment returns them (or one environment's [*obs_shape] when ``env_index`` is given); for a
+        Dict, a dict with the space's keys, each part so."""
+        if None in self.parts:
+            self._refuse_part_structure(observations, call, steps, env_index, what, None)
+            return
+        keys = sorted(str(key) for key in self.parts)
+        if not isinstance(observations, dict) or sorted(observations) != keys:
+            found = sorted(observations) if isinstance(observations, dict) else type(observations).__name__
+            where = (f"the vector environment ({environment_name(self.env, 0)})" if env_index is None
+                     else describe_environment(self.env, env_index))
+            raise EnvironmentValueError(
+                f"{where} returned {what} {found} from {call}() after "
+                f"{steps} environment steps; {self.env.single_observation_space} holds a dict with keys {keys}")
+        for key in keys:
+            self._refuse_part_structure(observations[key], call, steps, env_index, what, key)
+
+    def _refuse_part_structure(self, observations: Any, call: str, steps: int, env_index: int | None, what: str,
+                               key: str | None) -> None:
+        """:meth:`_refuse_structure` for the part ``key`` of the observations (None: the whole observation)."""
+        shape, space = tuple(self.parts[key].shape or ()), self.parts[key]
+        what = what if key is None else f"{what} whose {key!r} is"
         if env_index is None:
-            batch_shape = (self.n_envs,) + self.obs_shape
+            batch_shape = (self.n_envs,) + shape
             if isinstance(observations, np.ndarray) and observations.ndim >= 1 and len(observations) == self.n_envs:
                 observations, env_index = observations[0, ...], 0  # [N, ...] stacks alike observations
             elif structure_problem(observations, batch_shape) is not None:
                 raise EnvironmentValueError(
-                    f"the vector environment ({environment_name(self.env, 0)}) returned observations of "
-                    f"{structure_problem(observations, batch_shape)} from {call}() after {steps} environment "
-                    f"steps; expected numbers of shape {batch_shape}")
-        problem = structure_problem(observations, self.obs_shape)
+                    f"the vector environment ({environment_name(self.env, 0)}) returned observations "
+                    f"{'' if key is None else f'whose {key!r} is '}of {structure_problem(observations, batch_shape)} "
+                    f"from {call}() after {steps} environment steps; expected numbers of shape {batch_shape}")
+        problem = structure_problem(observations, shape)
         if problem is not None:
             raise EnvironmentValueError(
                 f"{describe_environment(self.env, env_index or 0)} returned {what} of "
-                f"{problem} from {call}() after {steps} environment steps; {self.env.single_observation_space} "
-                f"holds numbers of shape {self.obs_shape}")
+                f"{problem} from {call}() after {steps} environment steps; {space} holds numbers of shape {shape}")
+
+
+def _named(what: str, key: str | None) -> str:
+    """How an error names a value: ``what``, and for a part of a Dict observation, its key."""
+    return what if key is None else f"{what} part {key!r}"
 
 def _as_array(value: Any) -> Any:
     """``value`` as a NumPy array when NumPy can make one (a number, a list of numbers), else ``value``."""

@@ -254,17 +254,26 @@ def join_batches(batches: Sequence[Batch], worker_envs: Sequence[int]) -> Batch:
     returns = [r for batch in batches for r in batch.episode_returns]
     lengths = [n for batch in batches for n in batch.episode_lengths]
     return Batch(
-        observations=np.concatenate([batch.observations for batch in batches], axis=1),
+        observations=_join([batch.observations for batch in batches], axis=1),
         actions=np.concatenate([batch.actions for batch in batches], axis=1),
         rewards=np.concatenate([batch.rewards for batch in batches], axis=1),
         terminated=np.concatenate([batch.terminated for batch in batches], axis=1),
         truncated=np.concatenate([batch.truncated for batch in batches], axis=1),
-        final_observations=np.concatenate([batch.final_observations for batch in batches])[order],
+        final_observations=_join([batch.final_observations for batch in batches], rows=order),
         final_index=final_index[order],
-        last_observations=np.concatenate([batch.last_observations for batch in batches]),
+        last_observations=_join([batch.last_observations for batch in batches]),
         episode_returns=[returns[i] for i in order],
         episode_lengths=[lengths[i] for i in order],
     )
+
+
+def _join(parts: Sequence[Any], axis: int = 0, rows: np.ndarray | None = None) -> Any:
+    """Arrays (or dicts of arrays by key, for a Dict space) concatenated along ``axis``, then the
+    ``rows`` of the result when given."""
+    if isinstance(parts[0], dict):
+        return {key: _join([part[key] for part in parts], axis, rows) for key in parts[0]}
+    joined = np.concatenate(parts, axis=axis)
+    return joined if rows is None else joined[rows]
 
 
 def start_workers(env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, n_workers: int, backend: str,
