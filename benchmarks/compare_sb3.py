@@ -167,7 +167,7 @@ def end_to_end(envs: list[str], steps: int, rounds: int) -> None:
     runs = {name: (lambda env, command=command: run(command(env))) for name, command in commands.items()}
     results = measure_alternating(runs, envs, rounds, unit="s")
     print()
-    print(f"| environment | trpo_tf | trpo_tf, 2 workers × 2 envs, GN | sb3-contrib | sb3 / trpo_tf | sb3 / best |")
+    print("| environment | trpo_tf | trpo_tf, 2 workers × 2 envs, GN | sb3-contrib | sb3 / trpo_tf | sb3 / best |")
     print("|---|---:|---:|---:|---:|---:|")
     for env in envs:
         m = {name: float(np.median(values)) for name, values in results[env].items()}

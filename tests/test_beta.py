@@ -9,7 +9,6 @@ cannot model.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from trpo_tf import TRPO, TRPOConfig, export
 from trpo_tf.config import HVP_METHODS
 from trpo_tf.errors import ConfigError, ExportError, UnsupportedSpaceError
 from trpo_tf.policies import action_head, kl_divergence, make_policy
+from curvature import assert_curvature_product_matches, explicit_hessian
 from trpo_tf.update import PolicyUpdate
 
 SPACE = gym.spaces.Box(np.array([-2.0, 0.5], np.float32), np.array([1.0, 4.0], np.float32))
@@ -170,19 +170,7 @@ def test_curvature_product_equals_the_explicit_hessian_of_the_mean_kl(method):
         return tf.reduce_mean(kl_by_formula(alpha_old, beta_old, alpha, beta))
 
     assert len(variables) == 4  # the Beta head owns no parameters
-    with tf.GradientTape() as outer:
-        outer.watch(theta)
-        with tf.GradientTape() as inner:
-            inner.watch(theta)
-            kl = mean_kl(theta)
-        gradient = inner.gradient(kl, theta)
-    hessian = outer.jacobian(gradient, theta).numpy().astype(np.float64)  # [P, P]
-    assert abs(float(kl)) < 1e-6 and np.allclose(hessian, hessian.T, atol=1e-6)
-    vector = np.random.default_rng(4).normal(size=theta.shape[0]).astype(np.float32)
-    product = PolicyUpdate(policy, TRPOConfig(hvp_method=method)).curvature_product(features)(tf.constant(vector))
-    expected = hessian @ vector
-    assert np.linalg.norm(expected) > 1e-3
-    np.testing.assert_allclose(product.numpy(), expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
+    assert_curvature_product_matches(policy, method, features, explicit_hessian(mean_kl, theta))
 
 
 def test_the_step_keeps_the_kl_recomputed_by_formula_within_max_kl_and_reports_it():
