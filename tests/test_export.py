@@ -173,10 +173,13 @@ def isolated_python(*args: str, blocked=ISOLATED_MODULES, cwd: str, timeout: flo
     """Run ``python -I -c PRELUDE SCRIPT ARGS`` with ``blocked`` unimportable; returns stdout.
 
     -I keeps PYTHONPATH, the user site and the working directory off sys.path; the prelude
-    makes the blocked packages raise ImportError, then runs SCRIPT as __main__.
+    makes the blocked packages raise ImportError, checks that trpo_tf cannot be imported, then
+    runs SCRIPT as __main__.
     """
-    prelude = ("import runpy, sys\n"
+    prelude = ("import importlib, runpy, sys\n"
                f"for name in {tuple(blocked)!r}: sys.modules[name] = None\n"
+               "try:\n    importlib.import_module('trpo_tf')\nexcept ImportError:\n    pass\n"
+               "else:\n    raise SystemExit('trpo_tf is importable: the isolation failed')\n"
                "sys.argv = sys.argv[1:]\n"
                "runpy.run_path(sys.argv[0], run_name='__main__')\n")
     result = subprocess.run([sys.executable, "-I", "-c", prelude, *args], cwd=cwd, capture_output=True,
@@ -341,12 +344,6 @@ def test_broken_metadata_is_named_by_read_metadata_and_the_cli(exports, tmp_path
 
 LOAD_SCRIPT = f"""
 import json, sys
-try:
-    import trpo_tf
-except ImportError:
-    pass
-else:
-    raise SystemExit("trpo_tf is importable: the isolation failed")
 import numpy as np
 import tensorflow as tf
 
