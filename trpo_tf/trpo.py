@@ -112,14 +112,12 @@ class TRPO:
                                   cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1,
                                   encoder=cfg.encoder, cnn_features=cfg.cnn_features, network=policy_network,
                                   action_distribution=cfg.action_distribution)
-        if self.policy.trunk is not None and not in_process:
-            raise InputError(f"observation space {self.observation_space} goes through a CNN, which acts through "
-                             "TensorFlow in this process: use n_workers=1 and sampler='local' (got "
-                             f"n_workers={cfg.n_workers}, sampler={cfg.sampler!r})")
-        if not in_process and not self.policy.acts_in_numpy:
-            raise NetworkError(f"the policy network ({self.policy.network.name}) acts through TensorFlow, which "
-                               "sampling workers do not run: use n_workers=1 and sampler='local', or a policy "
-                               "network of Dense layers (which acts in NumPy)")
+        if not in_process and not self.policy.acts_in_numpy:  # workers act with the picklable NumPy copy
+            what = (f"observation space {self.observation_space} goes through a CNN, which"
+                    if self.policy.trunk is not None else f"the policy network ({self.policy.network.name})")
+            raise NetworkError(f"{what} acts through TensorFlow, which sampling workers do not run: use n_workers=1 "
+                               f"and sampler='local' (got n_workers={cfg.n_workers}, sampler={cfg.sampler!r}), or a "
+                               "policy network of Dense layers on vector observations (which acts in NumPy)")
         self.value = make_value(self.policy, cfg.value_hidden, cfg.activation, cfg.cnn_features, seed=self.seed * 7 + 4,
                                 network=value_network)
         networks.check_separate(self.policy, self.value)
@@ -170,8 +168,9 @@ class TRPO:
         ``step_accepted``, ``entropy``, the quadratic model's accuracy at the full step before any
         backtracking (``kl_predicted``, ``kl_full_step``, ``kl_ratio``, ``surrogate_predicted``,
         ``surrogate_full_step``, ``cg_residual``: see :class:`~trpo_tf.update.PolicyUpdate`),
-        ``value_loss``, ``explained_variance``, ``fps``, and the seconds spent in ``sampling_seconds``,
-        ``advantage_seconds``, ``policy_step_seconds`` and ``value_fit_seconds``.
+        ``value_loss``, ``explained_variance``, ``fps``, the seconds spent in ``sampling_seconds``,
+        ``advantage_seconds``, ``policy_step_seconds`` and ``value_fit_seconds``, and with
+        workers ``worker_restarts`` (workers replaced during the iteration: ``restart_workers``).
         """
         steps = _step_count(total_timesteps)
         if reset_num_timesteps:
