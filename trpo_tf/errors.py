@@ -75,3 +75,7 @@ class RunKeyError(InputError):
 
 class CheckpointWarning(UserWarning):
     """Part of the training state could not be saved or restored exactly."""
+
+
+class WorkerRestartWarning(UserWarning):
+    """A sampling worker failed and was replaced (``restart_workers=True``); training went on."""

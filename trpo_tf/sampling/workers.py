@@ -27,7 +27,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from trpo_tf.errors import CheckpointWarning, InputError
+from trpo_tf.errors import CheckpointWarning, InputError, WorkerRestartWarning
 from trpo_tf.sampling.batch import Batch
 from trpo_tf.sampling.environments import make_vector_env
 from trpo_tf.sampling.sampler import Actor, Sampler
@@ -72,10 +72,6 @@ class SamplerWorker:
 
 class WorkerDiedError(RuntimeError):
     """A sampling worker (process or Ray actor) is gone; the message names it and, when known, why."""
-
-
-class WorkerRestartWarning(UserWarning):
-    """A sampling worker failed and was replaced (``restart_workers=True``); training went on."""
 
 
 MAX_RESTARTS_PER_CALL = 3
