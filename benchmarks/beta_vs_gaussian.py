@@ -8,9 +8,9 @@
 Each run is ``trpo-tf train ENV --seed S --set action_distribution=D --export ...`` in its own
 process, one at a time, so the command that reproduces any single run is the one printed; the
 export records a deterministic evaluation over ``--eval-episodes`` episodes (for the Beta
-policy: the mean of each Beta). A run whose export already exists under ``--out`` is not run
-again, so an interrupted benchmark continues where it stopped, and rows of earlier invocations
-with the same ``--out`` are kept. After every run the results so far are written under ``--out``: ``summary.csv`` (one row per run), ``summary.md`` (median and
+policy: the mean of each Beta). A run with a row in ``--out``/summary.csv or an export under
+``--out`` is not run again, so an interrupted benchmark continues where it stopped, and rows of
+earlier invocations with the same ``--out`` are kept. After every run the results so far are written under ``--out``: ``summary.csv`` (one row per run), ``summary.md`` (median and
 range over seeds per environment and distribution) and ``curves.csv`` (training return per
 iteration). ``--gaussian-from`` takes the Gaussian rows from the ``summary.csv`` of
 ``benchmarks/mujoco_learning.py`` (the same presets and seeds) instead of running them.
@@ -38,10 +38,17 @@ def run_name(env_id: str, distribution: str, seed: int) -> str:
     return f"{env_id}-{distribution}-seed{seed}"
 
 
-def train(env_id: str, distribution: str, seed: int, timesteps: int | None, out: str, eval_episodes: int) -> dict:
-    """One training run in a subprocess (skipped when its export exists); returns its summary row."""
+def train(env_id: str, distribution: str, seed: int, timesteps: int | None, out: str, eval_episodes: int,
+          earlier: dict | None = None) -> dict:
+    """One training run in a subprocess; returns its summary row.
+
+    Skipped when ``earlier`` (its row in summary.csv) is given: that row is returned as it was.
+    Skipped too when its export exists: the row is read from the export's metadata (training
+    time unknown)."""
     name = run_name(env_id, distribution, seed)
     export_dir = os.path.join(out, "exports", name)
+    if earlier is not None:
+        return earlier
     command = [sys.executable, "-m", "trpo_tf.cli", "train", env_id, "--seed", str(seed), "--set",
                f"action_distribution={distribution}", "--logdir", os.path.join(out, "runs", name),
                "--export", export_dir, "--eval-episodes", str(eval_episodes), "--quiet"]
@@ -143,8 +150,9 @@ def main() -> None:
     for seed in args.seeds:
         for env_id in args.envs:
             for distribution in args.distributions:
-                rows[env_id, distribution, seed] = train(env_id, distribution, seed, args.timesteps, args.out,
-                                                         args.eval_episodes)
+                key = (env_id, distribution, seed)
+                rows[key] = train(env_id, distribution, seed, args.timesteps, args.out, args.eval_episodes,
+                                  rows.get(key))
                 ordered = sorted(rows.values(), key=lambda row: (envs.index(row["env"]), row["distribution"],
                                                                  row["seed"]))
                 write_results(args.out, ordered, envs, command)
