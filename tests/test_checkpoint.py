@@ -68,6 +68,24 @@ def test_resume_equivalence(tmp_path, env_id, normalize_rewards):
     assert straight.sampler.rng.bit_generator.state == resumed.sampler.rng.bit_generator.state
 
 
+def test_an_interrupted_run_resumes_on_its_schedule(tmp_path):
+    """A run stopped early (as a killed ``trpo-tf train`` is) and resumed to the same total continues
+    its linear δ and value step-size schedules: it equals the run that never stopped."""
+    config = TRPOConfig(steps_per_iteration=256, n_envs=2, value_batch_size=64, value_epochs=3,
+                        max_kl_schedule="linear", value_lr_schedule="linear")
+    total = 6 * 256
+    straight = TRPO("Pendulum-v1", config, seed=11).learn(total)
+    first = TRPO("Pendulum-v1", config, seed=11).learn(total, callback=lambda entry: entry["iteration"] < 3)
+    assert first.timesteps == 3 * 256
+    first.save(str(tmp_path / "run"))
+    resumed = TRPO.load(str(tmp_path / "run"), resume=True)
+    resumed.learn(total - resumed.timesteps)  # what trpo-tf train --resume asks for
+    _assert_same_history(straight.history, resumed.history)
+    assert [entry["max_kl"] for entry in resumed.history] == pytest.approx([0.01 * (6 - k) / 6 for k in range(6)])
+    for a, b in zip(_weights(straight), _weights(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "HalfCheetah-v5"])
 def test_environment_state_survives_a_checkpoint(tmp_path, monkeypatch, env_id):
     """Simulator state, time-limit counters and np_random come back: both copies step alike."""

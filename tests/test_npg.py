@@ -96,7 +96,9 @@ class HandWrittenPolicy:
         return gradient, outer.jacobian(kl_gradient, theta).numpy()
 
 
-def test_npg_takes_the_full_step_of_the_formula_and_reports_what_the_models_predicted():
+@pytest.mark.parametrize("delta_at_call", [False, True])
+def test_npg_takes_the_full_step_of_the_formula_and_reports_what_the_models_predicted(delta_at_call):
+    """δ from the config, or passed at the call (as a schedule does) over a config's other δ."""
     max_kl, damping = 0.02, 0.1
     policy = tiny_policy()
     features, actions, advantages = batch(policy, seed=1)
@@ -106,8 +108,10 @@ def test_npg_takes_the_full_step_of_the_formula_and_reports_what_the_models_pred
     x = np.linalg.solve(h + damping * np.eye(size), g)
     expected_step = math.sqrt(2 * max_kl / (x @ (h + damping * np.eye(size)) @ x)) * x  # √(2δ / xᵀAx)·x
 
-    config = TRPOConfig(algorithm="npg", max_kl=max_kl, cg_damping=damping, cg_iters=size)
-    result = {k: v.numpy() for k, v in PolicyUpdate(policy, config)(features, actions, advantages).items()}
+    config = TRPOConfig(algorithm="npg", max_kl=0.5 if delta_at_call else max_kl, cg_damping=damping, cg_iters=size)
+    update = PolicyUpdate(policy, config)
+    result = update(features, actions, advantages, max_kl) if delta_at_call else update(features, actions, advantages)
+    result = {k: v.numpy() for k, v in result.items()}
     step = flat_parameters(policy) - model.theta_old.numpy()
     np.testing.assert_allclose(step, expected_step, rtol=2e-3, atol=2e-3 * np.abs(expected_step).max())
 

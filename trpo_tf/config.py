@@ -17,6 +17,7 @@ ALGORITHMS = ("trpo", "npg")  # the step: backtracked to the trust region, or th
 ACTION_DISTRIBUTIONS = ("gaussian", "beta")  # the policy's distribution for Box actions
 SAMPLERS = ("local", "ray")  # where sampling workers run: local processes or Ray actors
 ENCODERS = ("auto", "mlp", "nature_cnn", "small_cnn")  # what reads observations (see policies/encoders.py)
+SCHEDULES = ("constant", "linear")  # how max_kl and value_lr change over a run (TRPOConfig.scheduled)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,10 @@ class TRPOConfig:
     ``normalize_advantages``.
     Value function: Adam(``value_lr``), ``value_epochs`` shuffled passes of minibatches of
     ``value_batch_size`` over the batch's λ-returns.
+    Schedules: ``max_kl_schedule`` and ``value_lr_schedule`` are "constant" or "linear"; linear
+    scales the value by the fraction of the run still to go when an iteration starts,
+    1 − timesteps / total (``total``: the step count the running ``learn`` call trains to), so
+    it falls from the full value towards 0 at the end (Engstrom et al. 2020 decay δ so in TRPO+).
     Models: MLPs of ``policy_hidden`` / ``value_hidden`` units with ``activation``; running
     mean/std observation normalization when ``normalize_observations``; rewards divided by the
     running std of the discounted return when ``normalize_rewards``; the surrogate
@@ -69,12 +74,14 @@ class TRPOConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     max_kl: float = 0.01
+    max_kl_schedule: str = "constant"
     cg_iters: int = 10
     cg_damping: float = 0.1
     line_search_coef: float = 0.8
     line_search_max_steps: int = 10
     algorithm: str = "trpo"
     value_lr: float = 1e-3
+    value_lr_schedule: str = "constant"
     value_epochs: int = 10
     value_batch_size: int = 128
     policy_hidden: tuple[int, ...] = (64, 64)
@@ -127,6 +134,9 @@ class TRPOConfig:
         self._check_float("fisher_fraction", 0.0, 1.0, low_open=True)
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f"TRPOConfig.algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        for name in ("max_kl_schedule", "value_lr_schedule"):
+            if getattr(self, name) not in SCHEDULES:
+                raise ConfigError(f"TRPOConfig.{name} must be one of {SCHEDULES}, got {getattr(self, name)!r}")
         if self.hvp_method not in HVP_METHODS:
             raise ConfigError(f"TRPOConfig.hvp_method must be one of {HVP_METHODS}, got {self.hvp_method!r}")
         self._check_int("n_workers", 1)
@@ -163,6 +173,13 @@ class TRPOConfig:
     def steps_per_env(self) -> int:
         """Rollout length T of each environment per iteration."""
         return self.steps_per_iteration // self.n_envs
+
+    def scheduled(self, name: str, remaining: float) -> float:
+        """Field ``name`` ("max_kl" or "value_lr") under its schedule, with ``remaining`` ∈ [0, 1]
+        the fraction of the run still to go: the value itself when constant, value × remaining
+        when linear."""
+        value = getattr(self, name)
+        return value * remaining if getattr(self, f"{name}_schedule") == "linear" else value
 
     def replace(self, **changes: Any) -> "TRPOConfig":
         """A copy with ``changes`` applied; unknown names raise ``ConfigError`` listing the valid ones."""

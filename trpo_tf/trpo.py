@@ -127,6 +127,7 @@ class TRPO:
         self.policy_update = PolicyUpdate(self.policy, cfg)
         self.value_fit = ValueFit(self.value, self.policy.model_input_spec(), cfg)
         self.timesteps = 0
+        self.total_timesteps: int | None = None  # what the running (or last) learn call trains to: the schedules' end
         self.log_dir: str | None = None
         self.history: list[dict[str, Any]] = []
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=RETURN_WINDOW)
@@ -165,12 +166,16 @@ class TRPO:
         Each iteration appends to :attr:`history` a dict with ``iteration``, ``timesteps``,
         ``episode_return_mean`` (last 100 finished episodes), ``episodes``, ``kl`` (mean
         KL(old ‖ new) after the accepted step), ``surrogate_gain``, ``line_search_steps``,
-        ``step_accepted``, ``entropy``, the quadratic model's accuracy at the full step before any
-        backtracking (``kl_predicted``, ``kl_full_step``, ``kl_ratio``, ``surrogate_predicted``,
-        ``surrogate_full_step``, ``cg_residual``: see :class:`~trpo_tf.update.PolicyUpdate`),
-        ``value_loss``, ``explained_variance``, ``fps``, the seconds spent in ``sampling_seconds``,
+        ``step_accepted``, ``entropy``, ``max_kl`` (this step's δ), the quadratic model's accuracy
+        at the full step before any backtracking (``kl_predicted``, ``kl_full_step``, ``kl_ratio``,
+        ``surrogate_predicted``, ``surrogate_full_step``, ``cg_residual``: see
+        :class:`~trpo_tf.update.PolicyUpdate`), ``value_loss``, ``value_lr`` (this value fit's
+        step size), ``explained_variance``, ``fps``, the seconds spent in ``sampling_seconds``,
         ``advantage_seconds``, ``policy_step_seconds`` and ``value_fit_seconds``, and with
         workers ``worker_restarts`` (workers replaced during the iteration: ``restart_workers``).
+        With a linear schedule (``TRPOConfig.max_kl_schedule``, ``value_lr_schedule``), δ or the
+        step size falls over the steps from 0 to the total this call trains to (a resumed
+        ``trpo-tf train`` trains to the run's total, so it continues the same schedule).
         """
         steps = _step_count(total_timesteps)
         if reset_num_timesteps:
@@ -181,6 +186,7 @@ class TRPO:
             self.history.clear()
             self.recent_returns.clear()
         target = self.timesteps + steps
+        self.total_timesteps = target
         loggers = monitor.Callbacks([])  # this call's own: closed at its end (the user's callback is not)
         with contextlib.ExitStack() as run_directory:
             if log_dir is not None:
@@ -214,8 +220,13 @@ class TRPO:
         checkpoint.update_run(log_dir, total_timesteps=total_timesteps)
 
     def iterate(self) -> dict[str, Any]:
-        """One TRPO iteration: rollout, GAE, trust-region step, value fit. Returns its history entry."""
+        """One TRPO iteration: rollout, GAE, trust-region step, value fit. Returns its history entry.
+
+        δ and the value step size follow their schedules (``TRPOConfig.scheduled``) over the run
+        to :attr:`total_timesteps`; before any ``learn`` call, at their full values."""
         start = time.perf_counter()
+        remaining = 1.0 if not self.total_timesteps else max(0.0, 1.0 - self.timesteps / self.total_timesteps)
+        max_kl, value_lr = self.config.scheduled("max_kl", remaining), self.config.scheduled("value_lr", remaining)
         batch = self.sampler.collect(self.policy.actor(), self.config.steps_per_env)
         self.timesteps += batch.size
         self.recent_returns.extend(batch.episode_returns)
@@ -229,10 +240,11 @@ class TRPO:
         # The policy step and the value fit read the same batch and write disjoint variables:
         # they run side by side (TensorFlow releases the GIL), with the same result as in turn.
         trace_in_turn(self.policy_update, self.value_fit)
+        self.value_fit.set_learning_rate(value_lr)
         value_fit = self._background.submit(_timed, self.value_fit, features, returns,
                                             self.value_fit.minibatch_order(batch.size, self.minibatch_rng))
         actions = _flatten_time(batch.actions).astype(self.policy.head.action_dtype.as_numpy_dtype)
-        step, policy_seconds = _timed(self.policy_update, features, actions, advantages)
+        step, policy_seconds = _timed(self.policy_update, features, actions, advantages, max_kl)
         value_loss, value_seconds = value_fit.result()
         done = time.perf_counter()
 
@@ -246,8 +258,10 @@ class TRPO:
             "line_search_steps": int(step["line_search_steps"]),
             "step_accepted": bool(step["accepted"]),
             "entropy": float(step["entropy"]),
+            "max_kl": max_kl,
             **{key: float(step[key]) for key in QUADRATIC_MODEL_KEYS},
             "value_loss": float(value_loss),
+            "value_lr": value_lr,
             "explained_variance": explained_variance(values.reshape(-1), returns),
             "fps": batch.size / (done - start),
             "sampling_seconds": sampled - start,

@@ -268,7 +268,7 @@ def conjugate_gradient_with_residual(
 
 
 def boundary_step(
-    direction: tf.Tensor, curvature_direction: tf.Tensor, max_kl: float
+    direction: tf.Tensor, curvature_direction: tf.Tensor, max_kl: float | tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """TRPO full step ``s = beta * x``, ``beta = sqrt(2 * max_kl / (x^T A x))``, given ``A x``.
 
@@ -295,7 +295,7 @@ def boundary_step(
 
 
 def scaled_step(
-    matvec: Callable[[tf.Tensor], tf.Tensor], direction: tf.Tensor, max_kl: float
+    matvec: Callable[[tf.Tensor], tf.Tensor], direction: tf.Tensor, max_kl: float | tf.Tensor
 ) -> tf.Tensor:
     """TRPO full step ``sqrt(2 * max_kl / (x^T A x)) * x`` for ``x = direction`` (see :func:`boundary_step`).
 
@@ -331,7 +331,7 @@ def backtracking_line_search(
     full_step: tf.Tensor,
     evaluate: Callable[[], tuple[tf.Tensor, tf.Tensor]],
     old_surrogate: tf.Tensor,
-    max_kl: float,
+    max_kl: float | tf.Tensor,
     coef: float,
     max_steps: int,
 ) -> LineSearchResult:

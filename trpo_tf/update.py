@@ -28,7 +28,8 @@ Matvec = Callable[[tf.Tensor], tf.Tensor]
 class PolicyUpdate:
     """One TRPO step of ``policy`` (Schulman et al., 2015, appendix C), compiled with XLA.
 
-    Calling it with features [B, D], actions [B, *A] and advantages [B] freezes π_old, takes
+    Calling it with features [B, D], actions [B, *A], advantages [B] and optionally δ (a scalar;
+    ``config.max_kl`` when omitted, as a schedule passes it; no retracing) freezes π_old, takes
     the gradient g of the surrogate advantage, solves (H + damping·I) x = g by conjugate
     gradient (H·v by ``config.hvp_method`` on every ⌈1/``fisher_fraction``⌉-th sample), scales
     the step to the quadratic model's KL = δ, and backtracks until the surrogate improves with
@@ -57,18 +58,20 @@ class PolicyUpdate:
         # there the convolutions dominate the step anyway. Not with a Beta head either (see
         # ActionHead.xla_compatible).
         self._step = tf.function(self._step_graph, input_signature=[
-            features, actions, tf.TensorSpec([None], tf.float32)],
+            features, actions, tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.float32)],
             jit_compile=policy.trunk is None and policy.head.xla_compatible, autograph=False)
 
-    def __call__(self, features: Any, actions: np.ndarray | tf.Tensor,
-                 advantages: np.ndarray | tf.Tensor) -> dict[str, tf.Tensor]:
-        return self._step(features, actions, advantages)
+    def __call__(self, features: Any, actions: np.ndarray | tf.Tensor, advantages: np.ndarray | tf.Tensor,
+                 max_kl: float | None = None) -> dict[str, tf.Tensor]:
+        return self._step(features, actions, advantages,
+                          tf.constant(self.config.max_kl if max_kl is None else max_kl, tf.float32))
 
     def trace(self) -> None:
         """Build the graph now (a no-op once built); see :func:`trace_in_turn`."""
         self._step.get_concrete_function()
 
-    def _step_graph(self, features: Any, actions: tf.Tensor, advantages: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _step_graph(self, features: Any, actions: tf.Tensor, advantages: tf.Tensor,
+                    max_kl: tf.Tensor) -> dict[str, tf.Tensor]:
         cfg, policy = self.config, self.policy
         variables = policy.trainable_parameters()
         old = policy.frozen_distribution(features)
@@ -93,7 +96,7 @@ class PolicyUpdate:
         direction, cg_residual = trust_region.conjugate_gradient_with_residual(
             damped_curvature, gradient, cfg.cg_iters)
         curvature_direction = damped_curvature(direction)
-        full_step, scale = trust_region.boundary_step(direction, curvature_direction, cfg.max_kl)
+        full_step, scale = trust_region.boundary_step(direction, curvature_direction, max_kl)
         if cfg.algorithm == "npg":
             trust_region.set_flat(variables, old_params + full_step)
             surrogate, kl, entropy = surrogate_kl_entropy()
@@ -102,7 +105,7 @@ class PolicyUpdate:
         else:
             search = trust_region.backtracking_line_search(
                 variables, old_params, full_step, lambda: surrogate_kl_entropy()[:2], old_surrogate,
-                cfg.max_kl, cfg.line_search_coef, cfg.line_search_max_steps)
+                max_kl, cfg.line_search_coef, cfg.line_search_max_steps)
             surrogate, kl, entropy = surrogate_kl_entropy()
             full_step_surrogate, full_step_kl = search.full_step_surrogate, search.full_step_kl
             accepted, steps = search.accepted, search.steps
@@ -144,7 +147,8 @@ def _ratio(numerator: tf.Tensor, denominator: tf.Tensor) -> tf.Tensor:
 
 
 class ValueFit:
-    """Adam(``config.value_lr``) on the squared error of ``value`` [B, 1] to the λ-returns.
+    """Adam(``config.value_lr``, or what :meth:`set_learning_rate` sets) on the squared error of
+    ``value`` [B, 1] to the λ-returns.
 
     ``fit(features, returns [B], order [M, b])`` takes one Adam step per row of ``order``
     (indices into the batch, see :meth:`minibatch_order`) and returns the mean minibatch loss;
@@ -170,6 +174,10 @@ class ValueFit:
     def trace(self) -> None:
         """Build the graph now (a no-op once built); see :func:`trace_in_turn`."""
         self._fit.get_concrete_function()
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """Adam's step size from the next fit on (a variable the compiled fit reads: no retracing)."""
+        self.optimizer.learning_rate.assign(learning_rate)
 
     def predict(self, features: Any) -> np.ndarray:
         """V(s) [B] at model inputs (normalized features [B, D], with frames for a CNN)."""
