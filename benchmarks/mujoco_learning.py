@@ -1,17 +1,28 @@
-"""MuJoCo learning benchmark: each environment's preset, several seeds, 1M steps each.
+"""MuJoCo learning benchmark: each environment's preset, five seeds, 1M steps each.
 
 (Not named ``mujoco.py``: run as a script, that file would shadow the ``mujoco`` package for
 every script in this folder.)
 
-    python benchmarks/mujoco_learning.py                 # the full benchmark (5 envs × 3 seeds × 1M)
+    python benchmarks/mujoco_learning.py --jobs 2        # the full benchmark (6 envs × 5 seeds × 1M)
     python benchmarks/mujoco_learning.py --quick         # smoke run: 2 envs × 1 seed × 20k steps
+    python benchmarks/mujoco_learning.py --envs Hopper-v5 --set max_kl_schedule=linear --out /tmp/lever
 
-Each run is ``trpo-tf train ENV --seed S --timesteps N --export ...`` in its own process
-(``--jobs`` at a time), so the command that reproduces any single run is the one printed.
-The export records a deterministic evaluation over ``--eval-episodes`` episodes. Writes
-under ``--out``: ``runs/`` and ``exports/`` per run, ``curves.csv`` (env, seed, timesteps,
-episode_return_mean per iteration), ``summary.csv`` (one row per run), ``summary.md``
-(median and range over seeds next to the published numbers) and ``learning_curves.png``.
+Each run is ``trpo-tf train ENV --seed S --timesteps N --export ...`` (with ``--workers`` and
+``--set`` passed on) in its own process, ``--jobs`` at a time, so the command that reproduces
+any single run is the one printed. The export records a deterministic evaluation over
+``--eval-episodes`` episodes. A run with a row in ``--out``/summary.csv is not run again, so a
+benchmark that spans several sittings continues where it stopped; the rows of earlier
+invocations with the same ``--out`` are kept (pass another ``--out`` for other settings).
+Writes under ``--out``: ``runs/`` and ``exports/`` per run, ``curves.csv`` (env, seed,
+timesteps, episode_return_mean per iteration), ``summary.csv`` (one row per run, after every
+run), ``summary.md`` (per environment: median, minimum, interquartile mean with a bootstrap 95%
+interval, and the target) and ``learning_curves.png``.
+
+The interquartile mean (IQM) is the mean of the middle half of the seeds' returns, trimming
+⌊n/4⌋ runs at each end (the convention of ``scipy.stats.trim_mean(x, 0.25)``, which the
+``rliable`` package uses; Agarwal et al., 2021). Its interval is the percentile bootstrap over
+runs (10,000 resamples, fixed seed). ``rliable`` itself installs beside our pins but does not
+import (its ``arch`` 7.2 fails against pandas 3.1), so this is NumPy.
 """
 
 from __future__ import annotations
@@ -24,23 +35,35 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
+
+import numpy as np
 
 from trpo_tf import plotting
 from trpo_tf.export import read_metadata
 
-ENVS = ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Swimmer-v5", "Ant-v5"]
-# rl-baselines3-zoo's benchmark for sb3-contrib TRPO: one tuned run each, 1M steps,
-# deterministic evaluation, on the -v3 environments.
-PUBLISHED = {"HalfCheetah-v5": 1785, "Hopper-v5": 3618, "Walker2d-v5": 4933, "Swimmer-v5": 366, "Ant-v5": 4982}
+ENVS = ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Swimmer-v5", "Ant-v5", "Humanoid-v5"]
+SEEDS = [0, 1, 2, 3, 4]
+# Published 1M-step TRPO results, deterministic evaluation: rl-baselines3-zoo's benchmark for
+# sb3-contrib TRPO (one tuned run each, -v3 environments); Humanoid: Tianshou's TRPO (best of
+# its 10-seed averages). The targets of issue 15: every seed at or above the zoo (the minimum),
+# Ant's median at the zoo and minimum at sb3-contrib's documented 3-seed figure, Humanoid's median.
+PUBLISHED = {"HalfCheetah-v5": 1785, "Hopper-v5": 3618, "Walker2d-v5": 4933, "Swimmer-v5": 366, "Ant-v5": 4982,
+             "Humanoid-v5": 810}
+TARGETS = {"HalfCheetah-v5": {"minimum": 1785}, "Hopper-v5": {"minimum": 3618}, "Walker2d-v5": {"minimum": 4933},
+           "Swimmer-v5": {"minimum": 366}, "Ant-v5": {"median": 4982, "minimum": 3554},
+           "Humanoid-v5": {"median": 810}}
+FIELDS = ["env", "seed", "timesteps", "eval_mean", "eval_std", "eval_episodes", "seconds"]
 
 
-def train(env_id: str, seed: int, timesteps: int, out: str, eval_episodes: int) -> dict:
-    """One training run in a subprocess; returns its summary row."""
+def train(env_id: str, seed: int, timesteps: int, out: str, eval_episodes: int, extra: list[str]) -> dict:
+    """One training run in a subprocess (``extra``: more ``trpo-tf train`` arguments); its summary row."""
     name = f"{env_id}-seed{seed}"
     command = [sys.executable, "-m", "trpo_tf.cli", "train", env_id, "--seed", str(seed), "--timesteps",
                str(timesteps), "--logdir", os.path.join(out, "runs", name), "--export",
-               os.path.join(out, "exports", name), "--eval-episodes", str(eval_episodes), "--quiet"]
+               os.path.join(out, "exports", name), "--eval-episodes", str(eval_episodes), "--quiet", *extra]
+    print(" ".join(command[1:]), flush=True)
     start = time.perf_counter()
     completed = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -53,30 +76,82 @@ def train(env_id: str, seed: int, timesteps: int, out: str, eval_episodes: int) 
             "eval_std": evaluation["std_return"], "eval_episodes": evaluation["episodes"], "seconds": round(seconds, 1)}
 
 
+def earlier_rows(out: str) -> list[dict]:
+    """The rows of ``out``/summary.csv (earlier invocations), typed as :func:`train` returns them."""
+    path = os.path.join(out, "summary.csv")
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as handle:
+        return [dict(row, seed=int(row["seed"]), timesteps=int(row["timesteps"]), eval_mean=float(row["eval_mean"]),
+                     eval_std=float(row["eval_std"]), eval_episodes=int(row["eval_episodes"]),
+                     seconds=float(row["seconds"])) for row in csv.DictReader(handle)]
+
+
+def interquartile_mean(values: np.ndarray) -> np.ndarray:
+    """IQM over the last axis: the mean of the sorted values [k : n − k], k = ⌊n / 4⌋. [..., n] → [...]."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64), axis=-1)
+    trim = ordered.shape[-1] // 4
+    return ordered[..., trim: ordered.shape[-1] - trim].mean(axis=-1)
+
+
+def bootstrap_interval(values: list[float], resamples: int = 10_000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the IQM of ``values`` (runs resampled with replacement)."""
+    data = np.asarray(values, dtype=np.float64)
+    draws = np.random.default_rng(seed).integers(0, len(data), size=(resamples, len(data)))
+    estimates = interquartile_mean(data[draws])
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(estimates, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def read_curves(out: str) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
+    """(env, seed) → (timesteps [K], training return [K]) from ``out``/curves.csv."""
+    path = os.path.join(out, "curves.csv")
+    points: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    if os.path.isfile(path):
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                points.setdefault((row["env"], int(row["seed"])), []).append(
+                    (float(row["timesteps"]), float(row["episode_return_mean"])))
+    return {key: (np.array([s for s, _ in curve]), np.array([r for _, r in curve])) for key, curve in points.items()}
+
+
 def write_curves(out: str, rows: list[dict]) -> None:
+    """curves.csv: every row's training curve, from its run directory when it is here (runs/ is not
+    committed), else as curves.csv already had it."""
+    curves = read_curves(out)
+    for row in rows:
+        run_dir = os.path.join(out, "runs", f"{row['env']}-seed{row['seed']}")
+        if os.path.isdir(run_dir):
+            curves[row["env"], row["seed"]] = plotting.read_progress(run_dir)
     with open(os.path.join(out, "curves.csv"), "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["env", "seed", "timesteps", "episode_return_mean"])
         for row in rows:
-            steps, returns = plotting.read_progress(os.path.join(out, "runs", f"{row['env']}-seed{row['seed']}"))
-            writer.writerows([row["env"], row["seed"], int(s), float(r)] for s, r in zip(steps, returns))
+            if (row["env"], row["seed"]) in curves:
+                steps, returns = curves[row["env"], row["seed"]]
+                writer.writerows([row["env"], row["seed"], int(s), float(r)] for s, r in zip(steps, returns))
 
 
-def plot_grid(out: str, envs: list[str], seeds: list[int]) -> str:
-    """One panel per environment: mean training return over seeds, min–max band, published line."""
+def plot_grid(out: str, rows: list[dict], envs: list[str]) -> str:
+    """One panel per environment: mean training return over its seeds, min–max band, published line."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(4 * len(envs), 3.4), dpi=100)
+    curves = read_curves(out)
+    envs = [env_id for env_id in envs if any((row["env"], row["seed"]) in curves for row in rows
+                                             if row["env"] == env_id)]
+    figure = Figure(figsize=(4 * max(1, len(envs)), 3.4), dpi=100)
     FigureCanvasAgg(figure)
     for index, env_id in enumerate(envs):
         axes = figure.add_subplot(1, len(envs), index + 1)
-        curves = [plotting.read_progress(os.path.join(out, "runs", f"{env_id}-seed{seed}")) for seed in seeds]
-        grid, mean, lower, upper = plotting.aggregate(curves)
+        seeds = [row["seed"] for row in rows if row["env"] == env_id and (env_id, row["seed"]) in curves]
+        grid, mean, lower, upper = plotting.aggregate([curves[env_id, seed] for seed in seeds])
         axes.plot(grid, mean, label=f"trpo_tf ({len(seeds)} seeds)")
         axes.fill_between(grid, lower, upper, alpha=0.25, linewidth=0)
         if env_id in PUBLISHED:
-            axes.axhline(PUBLISHED[env_id], color="gray", linestyle="--", label="published (zoo, -v3)")
+            axes.axhline(PUBLISHED[env_id], color="gray", linestyle="--", label="published")
         axes.set_title(env_id)
         axes.set_xlabel("timesteps")
         axes.grid(alpha=0.3)
@@ -89,54 +164,100 @@ def plot_grid(out: str, envs: list[str], seeds: list[int]) -> str:
     return path
 
 
+def target_met(env_id: str, returns: list[float]) -> str:
+    """"yes" / "no" against issue 15's target for ``env_id`` (see TARGETS), naming the statistic; "" without one."""
+    target = TARGETS.get(env_id)
+    if not target:
+        return ""
+    measured = {"minimum": min(returns), "median": statistics.median(returns)}
+    parts = [f"{name} {measured[name]:,.0f} {'≥' if measured[name] >= bound else '<'} {bound:,}"
+             for name, bound in target.items()]
+    return ("yes" if all(measured[name] >= bound for name, bound in target.items()) else "no") + ": " + ", ".join(parts)
+
+
 def summary_table(rows: list[dict], envs: list[str]) -> str:
-    lines = ["| environment | trpo_tf median | range over seeds | seeds | published (rl-baselines3-zoo, -v3) |",
-             "|---|---|---|---|---|"]
+    """Markdown: per environment the seeds' median, minimum, IQM with its interval, range and target."""
+    lines = ["| environment | seeds | median | minimum | IQM [95% bootstrap interval] | range | mean training "
+             "minutes | target met | published |", "|---|---|---|---|---|---|---|---|---|"]
     for env_id in envs:
-        returns = [row["eval_mean"] for row in rows if row["env"] == env_id]
-        if returns:
-            lines.append(f"| {env_id} | {statistics.median(returns):,.0f} | {min(returns):,.0f} – {max(returns):,.0f} "
-                         f"| {len(returns)} | {PUBLISHED.get(env_id, float('nan')):,} |")
+        group = [row for row in rows if row["env"] == env_id]
+        if not group:
+            continue
+        returns = [row["eval_mean"] for row in group]
+        low, high = bootstrap_interval(returns)
+        minutes = statistics.mean(row["seconds"] for row in group) / 60
+        lines.append(f"| {env_id} | {len(returns)} | {statistics.median(returns):,.0f} | {min(returns):,.0f} "
+                     f"| {float(interquartile_mean(np.array(returns))):,.0f} [{low:,.0f} – {high:,.0f}] "
+                     f"| {min(returns):,.0f} – {max(returns):,.0f} | {minutes:.1f} | {target_met(env_id, returns)} "
+                     f"| {PUBLISHED.get(env_id, float('nan')):,} |")
     return "\n".join(lines)
+
+
+def write_results(out: str, rows: list[dict], envs: list[str], note: str) -> str:
+    """summary.csv, curves.csv, learning_curves.png and summary.md from ``rows``; returns the table."""
+    with open(os.path.join(out, "summary.csv"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows({key: row[key] for key in FIELDS} for row in rows)
+    write_curves(out, rows)
+    plot_grid(out, rows, envs)
+    table = summary_table(rows, envs)
+    with open(os.path.join(out, "summary.md"), "w") as handle:
+        handle.write(f"{table}\n\n{note}\n")
+    return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=ENVS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
     parser.add_argument("--timesteps", type=int, default=1_000_000)
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    parser.add_argument("--workers", type=int, help="passed to trpo-tf train (sampling workers per run)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="passed to trpo-tf train, e.g. --set max_kl_schedule=linear (repeatable)")
     parser.add_argument("--out", default="benchmarks/results/mujoco")
+    parser.add_argument("--report", action="store_true", help="only rebuild the tables and figure from --out")
     parser.add_argument("--quick", action="store_true", help="2 envs × 1 seed × 20k steps, 2 evaluation episodes")
     args = parser.parse_args()
     if args.quick:
         args.envs, args.seeds, args.timesteps, args.eval_episodes = ENVS[:2], [0], 20_000, 2
-    jobs = [(env_id, seed) for seed in args.seeds for env_id in args.envs]
-    earlier = [f"{env_id}-seed{seed}" for env_id, seed in jobs
-               if os.path.exists(os.path.join(args.out, "runs", f"{env_id}-seed{seed}"))]
-    if earlier:
-        parser.error(f"{args.out}/runs already holds {', '.join(earlier)} from an earlier benchmark: "
-                     f"remove {args.out}/runs and {args.out}/exports, or pass another --out")
+    extra = ([] if args.workers is None else ["--workers", str(args.workers)]) + [
+        part for item in args.set for part in ("--set", item)]
     os.makedirs(args.out, exist_ok=True)
+    rows = {(row["env"], row["seed"]): row for row in earlier_rows(args.out)}
+    for (env_id, seed), row in rows.items():
+        if env_id in args.envs and row["timesteps"] < args.timesteps:
+            parser.error(f"{args.out}/summary.csv holds {env_id} seed {seed} at {row['timesteps']:,} steps, not "
+                         f"{args.timesteps:,}: pass another --out")
+    envs = list(dict.fromkeys(args.envs + [env_id for env_id, _ in rows]))
+    command = f"python benchmarks/mujoco_learning.py {' '.join(sys.argv[1:])}"
+    jobs = [(env_id, seed) for seed in args.seeds for env_id in args.envs if (env_id, seed) not in rows]
+    lock = threading.Lock()
     start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(lambda job: train(*job, args.timesteps, args.out, args.eval_episodes), jobs))
-    rows.sort(key=lambda row: (args.envs.index(row["env"]), row["seed"]))
-    with open(os.path.join(args.out, "summary.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    write_curves(args.out, rows)
-    plot_grid(args.out, args.envs, args.seeds)
-    table = summary_table(rows, args.envs)
+
+    def run(job: tuple[str, int]) -> None:
+        row = train(*job, args.timesteps, args.out, args.eval_episodes, extra)
+        with lock:  # summary after every run: an interrupted benchmark keeps what finished
+            rows[job] = row
+            write_results(args.out, ordered(), envs, f"Command: {command}")
+
+    def ordered() -> list[dict]:
+        return sorted(rows.values(), key=lambda row: (envs.index(row["env"]), row["seed"]))
+
+    if not args.report:
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(run, jobs))
+    if not rows:
+        parser.error(f"no finished runs in {args.out}/summary.csv")
     wall = time.perf_counter() - start
-    with open(os.path.join(args.out, "summary.md"), "w") as handle:
-        handle.write(f"{table}\n\nWall time: {wall / 60:.1f} min with --jobs {args.jobs}; command: "
-                     f"python benchmarks/mujoco_learning.py {' '.join(sys.argv[1:])}\n")
+    note = (f"Command: {command}" + (f" ({len(jobs)} runs, wall time {wall / 60:.1f} min with --jobs {args.jobs})"
+                                     if jobs and not args.report else ""))
+    table = write_results(args.out, ordered(), envs, note)
     print(table)
-    print(f"wall time {wall / 60:.1f} min; results in {args.out}")
-    print(json.dumps(rows))
+    print(f"results in {args.out}")
+    print(json.dumps(ordered()))
 
 
 if __name__ == "__main__":

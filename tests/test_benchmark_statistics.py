@@ -1,0 +1,47 @@
+"""The statistics benchmarks/mujoco_learning.py reports: IQM against SciPy's trimmed mean, the
+bootstrap interval's properties, and the targets of issue 15."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "mujoco_learning.py")
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    spec = importlib.util.spec_from_file_location("mujoco_learning", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("runs", [3, 4, 5, 8, 10, 13])
+def test_interquartile_mean_is_scipys_quarter_trimmed_mean(benchmark, runs):
+    values = np.random.default_rng(runs).normal(1000.0, 300.0, size=runs)
+    assert benchmark.interquartile_mean(values) == pytest.approx(stats.trim_mean(values, 0.25))
+
+
+def test_interquartile_mean_of_five_seeds_drops_the_best_and_the_worst(benchmark):
+    assert benchmark.interquartile_mean(np.array([1700.0, 4400.0, 1800.0, 3900.0, 100.0])) == pytest.approx(
+        (1700 + 1800 + 3900) / 3)
+
+
+def test_bootstrap_interval_brackets_the_iqm_within_the_runs_range(benchmark):
+    returns = [1728.0, 1859.0, 1791.0, 4407.0, 1700.0]
+    low, high = benchmark.bootstrap_interval(returns)
+    assert min(returns) <= low <= benchmark.interquartile_mean(np.array(returns)) <= high <= max(returns)
+    assert benchmark.bootstrap_interval(returns) == (low, high)  # a fixed seed: the table does not move
+    assert benchmark.bootstrap_interval([3000.0] * 5) == (3000.0, 3000.0)
+
+
+def test_targets_name_the_statistic_that_misses(benchmark):
+    assert benchmark.target_met("Hopper-v5", [3700.0, 3600.0, 3650.0]) == "no: minimum 3,600 < 3,618"
+    assert benchmark.target_met("Ant-v5", [5000.0, 4990.0, 3600.0]) == "yes: median 4,990 ≥ 4,982, minimum 3,600 ≥ 3,554"
+    assert benchmark.target_met("Humanoid-v5", [800.0, 820.0, 900.0]) == "yes: median 820 ≥ 810"
+    assert benchmark.target_met("Pendulum-v1", [-150.0]) == ""
