@@ -1,8 +1,8 @@
 """Image observations through a CNN and Dict observations: learning, the CNN's numbers, exports, bad spaces.
 
-Two small agents are trained once for the module on tasks whose correct action can be read only
-from the pixels (tests/image_envs.py): 12×12×1 uint8 frames through the small CNN, and the same
-frames with a ±1 vector as a Dict. Their exports are checked in a process where only TensorFlow
+Three small agents are trained once for the module on tasks whose correct action can be read only
+from the pixels (tests/image_envs.py): 12×12×1 uint8 frames through the small CNN, the same
+frames with a ±1 vector as a Dict, and 12×12×1 bool grids (as MinAtar gives). Their exports are checked in a process where only TensorFlow
 can be imported, under LiteRT and through the REST contract.
 """
 
@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from image_envs import DICT_ID, EPISODE, IMAGE_ID
+from image_envs import DICT_ID, EPISODE, GRID_ID, IMAGE_ID
 from test_export import isolated_python
 from trpo_tf import TRPO, TRPOConfig, cli, export
 from trpo_tf.errors import EnvironmentValueError, InputError, UnsupportedSpaceError
@@ -28,7 +28,7 @@ from trpo_tf.update import PolicyUpdate
 
 CONFIG = TRPOConfig(steps_per_iteration=256, n_envs=4, max_kl=0.1, policy_hidden=(), value_hidden=(32,),
                     value_epochs=2, cnn_features=32)
-STEPS = {IMAGE_ID: 1024, DICT_ID: 2048}
+STEPS = {IMAGE_ID: 1024, DICT_ID: 2048, GRID_ID: 1024}
 BATCH = 6
 
 
@@ -44,8 +44,7 @@ def observations_of(env_id: str, count: int, seed: int) -> dict[str, np.ndarray]
 
 def feed(observations: dict[str, np.ndarray] | np.ndarray) -> dict[str, tf.Tensor]:
     """Observations as a signature's keyword arguments (one per Dict key, else ``observation``)."""
-    named = observations if isinstance(observations, dict) else {"observation": observations}
-    return {key: tf.constant(value) for key, value in named.items()}
+    return {key: tf.constant(value) for key, value in feed_names(observations).items()}
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +84,8 @@ def test_batches_keep_uint8_frames(agents):
     image = agents[IMAGE_ID][0].sampler.collect(agents[IMAGE_ID][0].policy.actor(), 3)
     assert image.observations.dtype == np.uint8 and image.observations.shape == (3, 4, 12, 12, 1)
     assert image.last_observations.dtype == np.uint8 and image.final_observations.dtype == np.uint8
+    grid = agents[GRID_ID][0].sampler.collect(agents[GRID_ID][0].policy.actor(), 3)
+    assert grid.observations.dtype == np.uint8 and set(np.unique(grid.observations)) == {0, 1}
     both = agents[DICT_ID][0].sampler.collect(agents[DICT_ID][0].policy.actor(), 3)
     assert both.observations["image"].dtype == np.uint8 and both.observations["side"].dtype == np.float32
     assert both.observations["side"].shape == (3, 4, 1) and both.final_observations["image"].shape[1:] == (12, 12, 1)
@@ -206,7 +207,9 @@ def test_exports_load_with_tensorflow_alone_and_answer_what_the_agent_does(agent
 
 
 def feed_names(observations: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
-    return observations if isinstance(observations, dict) else {"observation": observations}
+    """Observations by input name, as an exported signature takes them: bool grids as uint8 0/1."""
+    named = observations if isinstance(observations, dict) else {"observation": observations}
+    return {key: value.astype(np.uint8) if value.dtype == np.bool_ else value for key, value in named.items()}
 
 
 @pytest.mark.parametrize("env_id", sorted(STEPS))
@@ -238,7 +241,7 @@ def test_rest_predict_takes_rows_with_named_fields_and_columns(env_id, agents, e
     answer = export.rest_predict(exports[env_id], json.dumps({"instances": rows}))
     assert json.loads(answer) == {"predictions": expected}
     assert json.loads(export.rest_predict(exports[env_id], json.dumps({"inputs": columns}))) == {"outputs": expected}
-    if env_id == IMAGE_ID:  # one input: bare frames work too
+    if env_id != DICT_ID:  # one input: bare frames work too
         bare = json.dumps({"instances": observations.tolist()})
         assert json.loads(export.rest_predict(exports[env_id], bare)) == {"predictions": expected}
     else:
@@ -272,6 +275,12 @@ def test_checkpoints_restore_the_cnns_and_the_sampler(agents, tmp_path):
 
 
 # --------------------------------------------------------------------------- which spaces
+
+def test_bool_grids_are_read_as_uint8_without_rescaling():
+    """MinAtar's observation space: 0/1 cells reach the CNN as 0.0/1.0, not as 1/255."""
+    image = ObservationEncoder(gym.spaces.Box(0, 1, (10, 10, 4), np.bool_)).images["observation"]
+    assert (image.cnn, image.channels_first, image.dtype, image.scale) == ("small_cnn", False, "uint8", 1.0)
+
 
 @pytest.mark.parametrize("shape, cnn, channels_first", [
     ((10, 10, 4), "small_cnn", False),  # MinAtar (Breakout: 10×10×4 channels)

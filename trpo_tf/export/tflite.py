@@ -42,8 +42,8 @@ def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple
 def litert_runner(tflite_path: str, signature: str = "serving_default") -> Callable[[Any], dict[str, np.ndarray]]:
     """``signature`` of a .tflite file under LiteRT, as a function observations → outputs by name.
 
-    Observations are [B, *obs_shape] in the signature's dtype (float32; uint8 for uint8 frames),
-    or for a Dict space a dict of such arrays by key (the signature's named inputs); outputs are
+    Observations are [B, *obs_shape] in the signature's dtype (float32; uint8 for uint8 frames, and
+    for bool grids, which may come as bool), or for a Dict space a dict of such arrays by key (the signature's named inputs); outputs are
     as in the SavedModel. Unlike the bare signature runner, which would silently reshape an
     observation of the wrong shape, this one raises ValueError for a shape, dtype or name the
     signature does not declare, and, as the SavedModel does, for an observation that holds NaN or
@@ -77,6 +77,8 @@ def litert_runner(tflite_path: str, signature: str = "serving_default") -> Calla
         if sorted(feed) != sorted(declared):
             raise ValueError(f"inputs {sorted(feed)} do not match the signature's inputs {sorted(declared)}")
         for name, values in feed.items():
+            if values.dtype == np.bool_ and declared[name]["dtype"] == np.uint8:  # a bool grid, read as 0/1
+                feed[name] = values = values.astype(np.uint8)
             check(name, values)
         return runner(**feed)
 

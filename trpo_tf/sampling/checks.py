@@ -38,7 +38,9 @@ def to_float32(values: np.ndarray) -> np.ndarray:
 
 def as_stored(values: np.ndarray) -> np.ndarray:
     """Observations as a batch stores them: uint8 ones (frames) as they are, 4× smaller than
-    float32; any other ones as :func:`to_float32` makes them."""
+    float32, bool ones (grids) as uint8 0/1; any other ones as :func:`to_float32` makes them."""
+    if values.dtype == np.bool_:
+        return values.view(np.uint8)
     return values if values.dtype == np.uint8 else to_float32(values)
 
 
