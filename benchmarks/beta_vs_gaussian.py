@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from trpo_tf import plotting
+from curves import write_curves
 from trpo_tf.export import read_metadata
 
 ENVS = ["Pendulum-v1", "Hopper-v5", "HalfCheetah-v5"]
@@ -108,7 +108,7 @@ def summary_table(rows: list[dict], envs: list[str]) -> str:
 
 
 def write_results(out: str, rows: list[dict], envs: list[str], command: str) -> None:
-    """summary.csv, summary.md and curves.csv (runs of this benchmark only) under ``out``."""
+    """summary.csv, summary.md and curves.csv (runs of this benchmark only; see curves.py) under ``out``."""
     with open(os.path.join(out, "summary.csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
@@ -116,15 +116,10 @@ def write_results(out: str, rows: list[dict], envs: list[str], command: str) -> 
     with open(os.path.join(out, "summary.md"), "w") as handle:
         handle.write(f"{summary_table(rows, envs)}\n\nDeterministic evaluation (10 episodes) after training; "
                      f"command: {command}\n")
-    with open(os.path.join(out, "curves.csv"), "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["env", "distribution", "seed", "timesteps", "episode_return_mean"])
-        for row in rows:
-            if row["source"] == "this benchmark":
-                steps, returns = plotting.read_progress(
-                    os.path.join(out, "runs", run_name(row["env"], row["distribution"], row["seed"])))
-                writer.writerows([row["env"], row["distribution"], row["seed"], int(s), float(r)]
-                                 for s, r in zip(steps, returns))
+    write_curves(os.path.join(out, "curves.csv"), ["env", "distribution", "seed"], {
+        (row["env"], row["distribution"], str(row["seed"])): os.path.join(
+            out, "runs", run_name(row["env"], row["distribution"], row["seed"]))
+        for row in rows if row["source"] == "this benchmark"})
 
 
 def main() -> None:

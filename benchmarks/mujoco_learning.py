@@ -40,6 +40,7 @@ import time
 
 import numpy as np
 
+from curves import read_curves, write_curves
 from trpo_tf import plotting
 from trpo_tf.export import read_metadata
 
@@ -55,6 +56,7 @@ TARGETS = {"HalfCheetah-v5": {"minimum": 1785}, "Hopper-v5": {"minimum": 3618}, 
            "Swimmer-v5": {"minimum": 366}, "Ant-v5": {"median": 4982, "minimum": 3554},
            "Humanoid-v5": {"median": 810}}
 FIELDS = ["env", "seed", "timesteps", "eval_mean", "eval_std", "eval_episodes", "seconds"]
+KEY_NAMES = ["env", "seed"]  # a run's key in curves.csv
 
 
 def train(env_id: str, seed: int, timesteps: int, out: str, eval_episodes: int, extra: list[str]) -> dict:
@@ -105,33 +107,10 @@ def bootstrap_interval(values: list[float], resamples: int = 10_000, level: floa
     return float(low), float(high)
 
 
-def read_curves(out: str) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
+def curves_of(out: str) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
     """(env, seed) → (timesteps [K], training return [K]) from ``out``/curves.csv."""
-    path = os.path.join(out, "curves.csv")
-    points: dict[tuple[str, int], list[tuple[float, float]]] = {}
-    if os.path.isfile(path):
-        with open(path, newline="") as handle:
-            for row in csv.DictReader(handle):
-                points.setdefault((row["env"], int(row["seed"])), []).append(
-                    (float(row["timesteps"]), float(row["episode_return_mean"])))
-    return {key: (np.array([s for s, _ in curve]), np.array([r for _, r in curve])) for key, curve in points.items()}
-
-
-def write_curves(out: str, rows: list[dict]) -> None:
-    """curves.csv: every row's training curve, from its run directory when it is here (runs/ is not
-    committed), else as curves.csv already had it."""
-    curves = read_curves(out)
-    for row in rows:
-        run_dir = os.path.join(out, "runs", f"{row['env']}-seed{row['seed']}")
-        if os.path.isdir(run_dir):
-            curves[row["env"], row["seed"]] = plotting.read_progress(run_dir)
-    with open(os.path.join(out, "curves.csv"), "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["env", "seed", "timesteps", "episode_return_mean"])
-        for row in rows:
-            if (row["env"], row["seed"]) in curves:
-                steps, returns = curves[row["env"], row["seed"]]
-                writer.writerows([row["env"], row["seed"], int(s), float(r)] for s, r in zip(steps, returns))
+    return {(env_id, int(seed)): curve for (env_id, seed), curve in read_curves(
+        os.path.join(out, "curves.csv"), KEY_NAMES).items()}
 
 
 def plot_grid(out: str, rows: list[dict], envs: list[str]) -> str:
@@ -139,7 +118,7 @@ def plot_grid(out: str, rows: list[dict], envs: list[str]) -> str:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    curves = read_curves(out)
+    curves = curves_of(out)
     envs = [env_id for env_id in envs if any((row["env"], row["seed"]) in curves for row in rows
                                              if row["env"] == env_id)]
     figure = Figure(figsize=(4 * max(1, len(envs)), 3.4), dpi=100)
@@ -199,7 +178,8 @@ def write_results(out: str, rows: list[dict], envs: list[str], note: str) -> str
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows({key: row[key] for key in FIELDS} for row in rows)
-    write_curves(out, rows)
+    write_curves(os.path.join(out, "curves.csv"), KEY_NAMES, {
+        (row["env"], str(row["seed"])): os.path.join(out, "runs", f"{row['env']}-seed{row['seed']}") for row in rows})
     plot_grid(out, rows, envs)
     table = summary_table(rows, envs)
     with open(os.path.join(out, "summary.md"), "w") as handle:
