@@ -9,7 +9,9 @@ every script in this folder.)
 
 Each run is ``trpo-tf train ENV --seed S --timesteps N --export ...`` (with ``--workers`` and
 ``--set`` passed on) in its own process, ``--jobs`` at a time, so the command that reproduces
-any single run is the one printed. The export records a deterministic evaluation over
+any single run is the one printed. Without ``--workers`` each run is pinned to a core of its
+own, so it runs single-threaded and repeats on any machine: ``taskset -c 0 <command>``
+reproduces it (runs are deterministic for a seed and thread count only). The export records a deterministic evaluation over
 ``--eval-episodes`` episodes. A run with a row in ``--out``/summary.csv is not run again, so a
 benchmark that spans several sittings continues where it stopped; the rows of earlier
 invocations with the same ``--out`` are kept (pass another ``--out`` for other settings).
@@ -32,6 +34,7 @@ import concurrent.futures
 import csv
 import json
 import os
+import queue
 import statistics
 import subprocess
 import sys
@@ -59,15 +62,26 @@ FIELDS = ["env", "seed", "timesteps", "eval_mean", "eval_std", "eval_episodes", 
 KEY_NAMES = ["env", "seed"]  # a run's key in curves.csv
 
 
-def train(env_id: str, seed: int, timesteps: int, out: str, eval_episodes: int, extra: list[str]) -> dict:
-    """One training run in a subprocess (``extra``: more ``trpo-tf train`` arguments); its summary row."""
+def train(env_id: str, seed: int, timesteps: int, out: str, eval_episodes: int, extra: list[str],
+          cores: queue.Queue | None = None) -> dict:
+    """One training run in a subprocess (``extra``: more ``trpo-tf train`` arguments); its summary row.
+
+    With ``cores``, the run takes a core from the queue, runs pinned to it and gives it back: one
+    thread per run, so a seed's run repeats on any machine (runs are deterministic for a seed
+    and thread count, and the same seed on one core and on two can end far apart)."""
     name = f"{env_id}-seed{seed}"
     command = [sys.executable, "-m", "trpo_tf.cli", "train", env_id, "--seed", str(seed), "--timesteps",
                str(timesteps), "--logdir", os.path.join(out, "runs", name), "--export",
                os.path.join(out, "exports", name), "--eval-episodes", str(eval_episodes), "--quiet", *extra]
     print(" ".join(command[1:]), flush=True)
     start = time.perf_counter()
-    completed = subprocess.run(command, capture_output=True, text=True)
+    core = cores.get() if cores is not None else None
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, preexec_fn=None if core is None else (
+            lambda: os.sched_setaffinity(0, {core})))
+    finally:
+        if cores is not None:
+            cores.put(core)
     seconds = time.perf_counter() - start
     if completed.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-2000:]}")
@@ -194,7 +208,8 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=1_000_000)
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
-    parser.add_argument("--workers", type=int, help="passed to trpo-tf train (sampling workers per run)")
+    parser.add_argument("--workers", type=int, help="passed to trpo-tf train (sampling workers per run; "
+                                                    "the runs are then not pinned to one core each)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="passed to trpo-tf train, e.g. --set max_kl_schedule=linear (repeatable)")
     parser.add_argument("--out", default="benchmarks/results/mujoco")
@@ -215,10 +230,15 @@ def main() -> None:
     command = f"python benchmarks/mujoco_learning.py {' '.join(sys.argv[1:])}"
     jobs = [(env_id, seed) for seed in args.seeds for env_id in args.envs if (env_id, seed) not in rows]
     lock = threading.Lock()
+    cores: queue.Queue | None = None
+    if args.workers is None:  # each run on a core of its own (see train)
+        cores = queue.Queue()
+        for core in sorted(os.sched_getaffinity(0)):
+            cores.put(core)
     start = time.perf_counter()
 
     def run(job: tuple[str, int]) -> None:
-        row = train(*job, args.timesteps, args.out, args.eval_episodes, extra)
+        row = train(*job, args.timesteps, args.out, args.eval_episodes, extra, cores)
         with lock:  # summary after every run: an interrupted benchmark keeps what finished
             rows[job] = row
             write_results(args.out, ordered(), envs, f"Command: {command}")
