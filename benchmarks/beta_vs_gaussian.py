@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from curves import write_curves
+from records import read_summary, write_curves
 from trpo_tf.export import read_metadata
 
 ENVS = ["Pendulum-v1", "Hopper-v5", "HalfCheetah-v5"]
@@ -70,17 +70,6 @@ def train(env_id: str, distribution: str, seed: int, timesteps: int | None, out:
             "eval_episodes": evaluation["episodes"], "seconds": round(seconds, 1), "source": "this benchmark"}
 
 
-def earlier_rows(out: str) -> list[dict]:
-    """The rows of ``out``/summary.csv (an earlier invocation), typed as :func:`train` returns them."""
-    path = os.path.join(out, "summary.csv")
-    if not os.path.isfile(path):
-        return []
-    with open(path, newline="") as handle:
-        return [dict(row, seed=int(row["seed"]), timesteps=int(row["timesteps"]), eval_mean=float(row["eval_mean"]),
-                     eval_std=float(row["eval_std"]), eval_episodes=int(row["eval_episodes"]),
-                     seconds=float(row["seconds"])) for row in csv.DictReader(handle)]
-
-
 def earlier_gaussian_rows(path: str, envs: list[str], seeds: list[int]) -> list[dict]:
     """Gaussian rows for ``envs`` × ``seeds`` from a mujoco_learning.py summary.csv at ``path``."""
     with open(path, newline="") as handle:
@@ -108,7 +97,7 @@ def summary_table(rows: list[dict], envs: list[str]) -> str:
 
 
 def write_results(out: str, rows: list[dict], envs: list[str], command: str) -> None:
-    """summary.csv, summary.md and curves.csv (runs of this benchmark only; see curves.py) under ``out``."""
+    """summary.csv, summary.md and curves.csv (runs of this benchmark only; see records.py) under ``out``."""
     with open(os.path.join(out, "summary.csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
@@ -136,7 +125,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     command = "python benchmarks/beta_vs_gaussian.py " + " ".join(sys.argv[1:])
     # Rows by (env, distribution, seed): those of earlier invocations with this --out, then these.
-    rows = {(row["env"], row["distribution"], row["seed"]): row for row in earlier_rows(args.out)}
+    rows = {(row["env"], row["distribution"], row["seed"]): row for row in read_summary(args.out)}
     if args.gaussian_from:
         rows.update({(row["env"], "gaussian", row["seed"]): row
                      for row in earlier_gaussian_rows(args.gaussian_from, args.envs, args.seeds)})

@@ -43,7 +43,7 @@ import time
 
 import numpy as np
 
-from curves import read_curves, write_curves
+from records import read_curves, read_summary, write_curves
 from trpo_tf import plotting
 from trpo_tf.export import read_metadata
 
@@ -90,17 +90,6 @@ def train(env_id: str, seed: int, timesteps: int, out: str, eval_episodes: int, 
     print(f"{name}: {evaluation['mean_return']:.1f} ± {evaluation['std_return']:.1f} in {seconds:.0f} s", flush=True)
     return {"env": env_id, "seed": seed, "timesteps": metadata["timesteps"], "eval_mean": evaluation["mean_return"],
             "eval_std": evaluation["std_return"], "eval_episodes": evaluation["episodes"], "seconds": round(seconds, 1)}
-
-
-def earlier_rows(out: str) -> list[dict]:
-    """The rows of ``out``/summary.csv (earlier invocations), typed as :func:`train` returns them."""
-    path = os.path.join(out, "summary.csv")
-    if not os.path.isfile(path):
-        return []
-    with open(path, newline="") as handle:
-        return [dict(row, seed=int(row["seed"]), timesteps=int(row["timesteps"]), eval_mean=float(row["eval_mean"]),
-                     eval_std=float(row["eval_std"]), eval_episodes=int(row["eval_episodes"]),
-                     seconds=float(row["seconds"])) for row in csv.DictReader(handle)]
 
 
 def interquartile_mean(values: np.ndarray) -> np.ndarray:
@@ -221,7 +210,7 @@ def main() -> None:
     extra = ([] if args.workers is None else ["--workers", str(args.workers)]) + [
         part for item in args.set for part in ("--set", item)]
     os.makedirs(args.out, exist_ok=True)
-    rows = {(row["env"], row["seed"]): row for row in earlier_rows(args.out)}
+    rows = {(row["env"], row["seed"]): row for row in read_summary(args.out)}
     for (env_id, seed), row in rows.items():
         if env_id in args.envs and row["timesteps"] < args.timesteps:
             parser.error(f"{args.out}/summary.csv holds {env_id} seed {seed} at {row['timesteps']:,} steps, not "

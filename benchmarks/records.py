@@ -1,8 +1,9 @@
-"""curves.csv of the learning benchmarks: one training curve per run, kept across sittings.
+"""What the learning benchmarks keep across sittings: summary.csv (a row per finished run) and
+curves.csv (a training curve per run).
 
 The run directories (``runs/``) are not committed, so a benchmark that continues in a fresh
-clone rewrites curves.csv from the run directories it has and keeps, for the others, the
-curves the file already held.
+clone reads the rows it finished from summary.csv, and rewrites curves.csv from the run
+directories it has while keeping, for the others, the curves the file already held.
 """
 
 from __future__ import annotations
@@ -16,6 +17,18 @@ from trpo_tf import plotting
 
 Key = tuple[str, ...]  # a run's key columns as curves.csv holds them (strings)
 VALUES = ["timesteps", "episode_return_mean"]
+
+
+def read_summary(out: str) -> list[dict]:
+    """The rows of ``out``/summary.csv (empty when absent), numbers typed: seed, timesteps and
+    eval_episodes int; eval_mean, eval_std and seconds float; other columns as strings."""
+    path = os.path.join(out, "summary.csv")
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [dict(row, seed=int(row["seed"]), timesteps=int(row["timesteps"]), eval_mean=float(row["eval_mean"]),
+                     eval_std=float(row["eval_std"]), eval_episodes=int(row["eval_episodes"]),
+                     seconds=float(row["seconds"])) for row in csv.DictReader(handle)]
 
 
 def read_curves(path: str, key_names: list[str]) -> dict[Key, tuple[np.ndarray, np.ndarray]]:
