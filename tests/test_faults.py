@@ -38,7 +38,8 @@ WIDTHS = ("policy_hidden", "value_hidden")
 CHOICES = {"activation": ("tanh", "relu", "elu", "sigmoid"),
            "hvp_method": ("forward_over_backward", "double_backward", "gauss_newton"), "sampler": ("local", "ray"),
            "action_distribution": ("gaussian", "beta"), "algorithm": ("trpo", "npg"),
-           "encoder": ("auto", "mlp", "nature_cnn", "small_cnn")}
+           "encoder": ("auto", "mlp", "nature_cnn", "small_cnn"), "max_kl_schedule": ("constant", "linear"),
+           "value_lr_schedule": ("constant", "linear")}
 
 NUMBERS: list[Any] = ["1", "0.5", None, [1], (0.5,), {"x": 1}, True, False, np.bool_(True), math.nan, math.inf,
                       -math.inf, 0, 0.0, -0.0, -1, -0.5, 0.5, 1, 1.0, 2, 2.5, -25.0, 10**400, 1e300,
