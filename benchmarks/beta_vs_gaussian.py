@@ -6,14 +6,15 @@
         --gaussian-from benchmarks/results/mujoco/summary.csv    # Gaussian rows from an earlier mujoco_learning run
 
 Each run is ``trpo-tf train ENV --seed S --set action_distribution=D --export ...`` in its own
-process, one at a time, so the command that reproduces any single run is the one printed; the
-export records a deterministic evaluation over ``--eval-episodes`` episodes (for the Beta
-policy: the mean of each Beta). A run with a row in ``--out``/summary.csv or an export under
-``--out`` is not run again, so an interrupted benchmark continues where it stopped, and rows of
-earlier invocations with the same ``--out`` are kept. After every run the results so far are written under ``--out``: ``summary.csv`` (one row per run), ``summary.md`` (median and
-range over seeds per environment and distribution) and ``curves.csv`` (training return per
-iteration). ``--gaussian-from`` takes the Gaussian rows from the ``summary.csv`` of
-``benchmarks/mujoco_learning.py`` (the same presets and seeds) instead of running them.
+process, one at a time, so the command that reproduces any single run is the one printed; the export
+records a deterministic evaluation over ``--eval-episodes`` episodes (for the Beta policy: the mean
+of each Beta). A run with a row in ``--out``/summary.csv or an export under ``--out`` is not run
+again, so an interrupted benchmark continues where it stopped, and rows of earlier invocations with
+the same ``--out`` are kept. After every run the results so far are written under ``--out``:
+``summary.csv`` (one row per run), ``summary.md`` (median and range over seeds per environment and
+distribution) and ``curves.csv`` (training return per iteration). ``--gaussian-from`` takes the
+Gaussian rows from the ``summary.csv`` of ``benchmarks/mujoco_learning.py`` (the same presets and
+seeds) instead of running them.
 """
 
 from __future__ import annotations

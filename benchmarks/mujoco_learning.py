@@ -8,17 +8,17 @@ every script in this folder.)
     python benchmarks/mujoco_learning.py --envs Hopper-v5 --set max_kl_schedule=linear --out /tmp/lever
 
 Each run is ``trpo-tf train ENV --seed S --timesteps N --export ...`` (with ``--workers`` and
-``--set`` passed on) in its own process, ``--jobs`` at a time, so the command that reproduces
-any single run is the one printed. Without ``--workers`` each run is pinned to a core of its
-own, so it runs single-threaded and repeats on any machine: ``taskset -c 0 <command>``
-reproduces it (runs are deterministic for a seed and thread count only). The export records a deterministic evaluation over
+``--set`` passed on) in its own process, ``--jobs`` at a time, so the command that reproduces any
+single run is the one printed. Without ``--workers`` each run is pinned to a core of its own, so it
+runs single-threaded and repeats on any machine: ``taskset -c 0 <command>`` reproduces it (runs are
+deterministic for a seed and thread count only). The export records a deterministic evaluation over
 ``--eval-episodes`` episodes. A run with a row in ``--out``/summary.csv is not run again, so a
-benchmark that spans several sittings continues where it stopped; the rows of earlier
-invocations with the same ``--out`` are kept (pass another ``--out`` for other settings).
-Writes under ``--out``: ``runs/`` and ``exports/`` per run, ``curves.csv`` (env, seed,
-timesteps, episode_return_mean per iteration), ``summary.csv`` (one row per run, after every
-run), ``summary.md`` (per environment: median, minimum, interquartile mean with a bootstrap 95%
-interval, and the target) and ``learning_curves.png``.
+benchmark that spans several sittings continues where it stopped; the rows of earlier invocations
+with the same ``--out`` are kept (pass another ``--out`` for other settings). Writes under
+``--out``: ``runs/`` and ``exports/`` per run, ``curves.csv`` (env, seed, timesteps,
+episode_return_mean per iteration), ``summary.csv`` (one row per run, after every run),
+``summary.md`` (per environment: median, minimum, interquartile mean with a bootstrap 95% interval,
+and the target) and ``learning_curves.png``.
 
 The interquartile mean (IQM) is the mean of the middle half of the seeds' returns, trimming
 ⌊n/4⌋ runs at each end (the convention of ``scipy.stats.trim_mean(x, 0.25)``, which the

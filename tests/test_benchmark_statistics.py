@@ -48,6 +48,7 @@ def test_bootstrap_interval_brackets_the_iqm_within_the_runs_range(benchmark):
 
 def test_targets_name_the_statistic_that_misses(benchmark):
     assert benchmark.target_met("Hopper-v5", [3700.0, 3600.0, 3650.0]) == "no: minimum 3,600 < 3,618"
-    assert benchmark.target_met("Ant-v5", [5000.0, 4990.0, 3600.0]) == "yes: median 4,990 ≥ 4,982, minimum 3,600 ≥ 3,554"
+    assert benchmark.target_met("Ant-v5", [5000.0, 4990.0, 3600.0]) == \
+        "yes: median 4,990 ≥ 4,982, minimum 3,600 ≥ 3,554"
     assert benchmark.target_met("Humanoid-v5", [800.0, 820.0, 900.0]) == "yes: median 820 ≥ 810"
     assert benchmark.target_met("Pendulum-v1", [-150.0]) == ""

@@ -1,9 +1,9 @@
 """Image observations through a CNN and Dict observations: learning, the CNN's numbers, exports, bad spaces.
 
 Three small agents are trained once for the module on tasks whose correct action can be read only
-from the pixels (tests/image_envs.py): 12×12×1 uint8 frames through the small CNN, the same
-frames with a ±1 vector as a Dict, and 12×12×1 bool grids (as MinAtar gives). Their exports are checked in a process where only TensorFlow
-can be imported, under LiteRT and through the REST contract.
+from the pixels (tests/image_envs.py): 12×12×1 uint8 frames through the small CNN, the same frames
+with a ±1 vector as a Dict, and 12×12×1 bool grids (as MinAtar gives). Their exports are checked in
+a process where only TensorFlow can be imported, under LiteRT and through the REST contract.
 """
 
 from __future__ import annotations
@@ -280,6 +280,8 @@ def test_bool_grids_are_read_as_uint8_without_rescaling():
     """MinAtar's observation space: 0/1 cells reach the CNN as 0.0/1.0, not as 1/255."""
     image = ObservationEncoder(gym.spaces.Box(0, 1, (10, 10, 4), np.bool_)).images["observation"]
     assert (image.cnn, image.channels_first, image.dtype, image.scale) == ("small_cnn", False, "uint8", 1.0)
+    flat = ObservationEncoder(gym.spaces.Box(0, 1, (5, 6), np.bool_))  # not rank 3: flattened into the MLP
+    assert not flat.images and flat.dim == 30
 
 
 @pytest.mark.parametrize("shape, cnn, channels_first", [

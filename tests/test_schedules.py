@@ -15,7 +15,8 @@ from trpo_tf.errors import ConfigError
 
 @pytest.mark.parametrize("field", ["max_kl_schedule", "value_lr_schedule"])
 def test_an_unknown_schedule_is_refused_naming_the_field_and_the_choices(field):
-    with pytest.raises(ConfigError, match=rf"TRPOConfig\.{field} must be one of \('constant', 'linear'\), got 'cosine'"):
+    message = rf"TRPOConfig\.{field} must be one of \('constant', 'linear'\), got 'cosine'"
+    with pytest.raises(ConfigError, match=message):
         TRPOConfig(**{field: "cosine"})
 
 

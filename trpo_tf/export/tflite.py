@@ -42,12 +42,12 @@ def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple
 def litert_runner(tflite_path: str, signature: str = "serving_default") -> Callable[[Any], dict[str, np.ndarray]]:
     """``signature`` of a .tflite file under LiteRT, as a function observations → outputs by name.
 
-    Observations are [B, *obs_shape] in the signature's dtype (float32; uint8 for uint8 frames, and
-    for bool grids, which may come as bool), or for a Dict space a dict of such arrays by key (the signature's named inputs); outputs are
-    as in the SavedModel. Unlike the bare signature runner, which would silently reshape an
-    observation of the wrong shape, this one raises ValueError for a shape, dtype or name the
-    signature does not declare, and, as the SavedModel does, for an observation that holds NaN or
-    infinity.
+    Observations are [B, *obs_shape] in the signature's dtype (float32; uint8 for uint8 frames and
+    for bool grids, which may come as bool), or for a Dict space a dict of such arrays by key (the
+    signature's named inputs); outputs are as in the SavedModel. Unlike the bare signature runner,
+    which would silently reshape an observation of the wrong shape, this one raises ValueError for a
+    shape, dtype or name the signature does not declare, and, as the SavedModel does, for an
+    observation that holds NaN or infinity.
     """
     from ai_edge_litert.interpreter import Interpreter
 

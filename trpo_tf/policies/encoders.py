@@ -62,28 +62,27 @@ def image_input(space: gym.spaces.Box, encoder: str) -> ImageInput | None:
 
     With ``encoder="mlp"`` every ``Box`` is flattened. Otherwise a rank-3 ``Box`` of uint8, of bool
     (MinAtar's grids; read as uint8 0/1, not rescaled), or of floats bounded to [0, 1], is an image
-    (channels first when its first axis is shorter than its
-    last, as ``FrameStackObservation`` stacks frames: ALE's 4×84×84; else channels last: MinAtar's
-    10×10×n); ``"auto"`` picks the Nature CNN when height and width are both at least 36, else
+    (channels first when its first axis is shorter than its last, as ``FrameStackObservation``
+    stacks frames: ALE's 4×84×84; else channels last: MinAtar's 10×10×n); ``"auto"`` picks the Nature CNN when height and width are both at least 36, else
     the small CNN. Raises :class:`UnsupportedSpaceError` for spaces that look like images but that
-    no CNN here reads: rank-3 floats outside [0, 1], uint8 or bool of rank 2 or of rank 4 and
-    more, and frames too small for the chosen CNN.
+    no CNN here reads: rank-3 floats outside [0, 1], uint8 of rank 2 or of rank 4 and more, and
+    frames too small for the chosen CNN. Bool boxes of other ranks are flattened.
     """
     if encoder == "mlp":
         return None
-    rank, binary = len(space.shape), space.dtype == np.bool_
-    uint8 = space.dtype == np.uint8 or binary  # stored and fed as uint8 either way
+    rank, uint8 = len(space.shape), space.dtype == np.uint8
+    binary = space.dtype == np.bool_  # of rank 3, MinAtar's grids: stored and fed as uint8 0/1
     unit = (np.issubdtype(space.dtype, np.floating) and bool(np.all(space.low >= 0.0))
             and bool(np.all(space.high <= 1.0)))
     hint = "or set TRPOConfig(encoder='mlp') to flatten it into the MLP"
-    if rank == 3 and not (uint8 or unit):
+    if rank == 3 and not (uint8 or binary or unit):
         raise UnsupportedSpaceError(
             f"observation space {space} has rank 3 like an image, but its {space.dtype} values are not bounded to "
             f"[0, 1]: the CNN reads uint8 frames (0-255), bool grids or float frames in [0, 1]; rescale the frames, "
             f"{hint}")
     if uint8 and rank == 2:
         raise UnsupportedSpaceError(
-            f"observation space {space} holds {space.dtype} frames without a channel axis: the CNN reads rank-3 frames "
+            f"observation space {space} holds uint8 frames without a channel axis: the CNN reads rank-3 frames "
             f"(H, W, C or C, H, W); add one (gymnasium.wrappers.ReshapeObservation(env, {space.shape + (1,)})), {hint}")
     if uint8 and rank > 3:
         raise UnsupportedSpaceError(
@@ -100,8 +99,8 @@ def image_input(space: gym.spaces.Box, encoder: str) -> ImageInput | None:
         raise UnsupportedSpaceError(
             f"observation space {space}: frames of {height}×{width} pixels are too small for the {cnn}, which needs "
             f"at least {needed}×{needed}" + ("; use encoder='small_cnn' (or 'auto')" if cnn == "nature_cnn" else ""))
-    scale = 1.0 if binary or not uint8 else 1.0 / 255.0
-    return ImageInput(shape, channels_first, "uint8" if uint8 else "float32", scale, cnn)
+    return ImageInput(shape, channels_first, "uint8" if uint8 or binary else "float32", 1.0 / 255.0 if uint8 else 1.0,
+                      cnn)
 
 
 class ObservationEncoder:
