@@ -14,7 +14,8 @@ runs single-threaded and repeats on any machine: ``taskset -c 0 <command>`` repr
 deterministic for a seed and thread count only). The export records a deterministic evaluation over
 ``--eval-episodes`` episodes. A run with a row in ``--out``/summary.csv is not run again, so a
 benchmark that spans several sittings continues where it stopped; the rows of earlier invocations
-with the same ``--out`` are kept (pass another ``--out`` for other settings). Writes under
+with the same ``--out`` are kept (pass another ``--out`` for other settings), and invocations that
+run at once on the same ``--out`` (one per core, ``taskset -c N``) merge their rows. Writes under
 ``--out``: ``runs/`` and ``exports/`` per run, ``curves.csv`` (env, seed, timesteps,
 episode_return_mean per iteration), ``summary.csv`` (one row per run, after every run),
 ``summary.md`` (per environment: median, minimum, interquartile mean with a bootstrap 95% interval,
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import csv
+import fcntl
 import json
 import os
 import queue
@@ -228,8 +230,14 @@ def main() -> None:
 
     def run(job: tuple[str, int]) -> None:
         row = train(*job, args.timesteps, args.out, args.eval_episodes, extra, cores)
-        with lock:  # summary after every run: an interrupted benchmark keeps what finished
+        # Summary after every run, so an interrupted benchmark keeps what finished. Under a file lock,
+        # merged with the rows other invocations on the same --out wrote meanwhile (e.g. one per core).
+        with lock, open(os.path.join(args.out, ".summary.lock"), "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            for other in read_summary(args.out):
+                rows.setdefault((other["env"], other["seed"]), other)
             rows[job] = row
+            envs.extend(env_id for env_id, _ in rows if env_id not in envs)
             write_results(args.out, ordered(), envs, f"Command: {command}")
 
     def ordered() -> list[dict]:
