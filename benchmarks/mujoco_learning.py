@@ -228,17 +228,21 @@ def main() -> None:
             cores.put(core)
     start = time.perf_counter()
 
-    def run(job: tuple[str, int]) -> None:
-        row = train(*job, args.timesteps, args.out, args.eval_episodes, extra, cores)
-        # Summary after every run, so an interrupted benchmark keeps what finished. Under a file lock,
-        # merged with the rows other invocations on the same --out wrote meanwhile (e.g. one per core).
+    def record(job: tuple[str, int] | None, row: dict | None, note: str) -> str:
+        """Add ``row`` (if any) and write the results; returns the table. Under a file lock, merged
+        with the rows other invocations on the same --out wrote meanwhile (e.g. one per core)."""
         with lock, open(os.path.join(args.out, ".summary.lock"), "w") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             for other in read_summary(args.out):
                 rows.setdefault((other["env"], other["seed"]), other)
-            rows[job] = row
+            if job is not None and row is not None:
+                rows[job] = row
             envs.extend(env_id for env_id, _ in rows if env_id not in envs)
-            write_results(args.out, ordered(), envs, f"Command: {command}")
+            return write_results(args.out, ordered(), envs, note)
+
+    def run(job: tuple[str, int]) -> None:
+        row = train(*job, args.timesteps, args.out, args.eval_episodes, extra, cores)
+        record(job, row, f"Command: {command}")  # after every run: an interrupted benchmark keeps what finished
 
     def ordered() -> list[dict]:
         return sorted(rows.values(), key=lambda row: (envs.index(row["env"]), row["seed"]))
@@ -251,7 +255,7 @@ def main() -> None:
     wall = time.perf_counter() - start
     note = (f"Command: {command}" + (f" ({len(jobs)} runs, wall time {wall / 60:.1f} min with --jobs {args.jobs})"
                                      if jobs and not args.report else ""))
-    table = write_results(args.out, ordered(), envs, note)
+    table = record(None, None, note)
     print(table)
     print(f"results in {args.out}")
     print(json.dumps(ordered()))
