@@ -228,15 +228,19 @@ def main() -> None:
             cores.put(core)
     start = time.perf_counter()
 
+    finished: dict[tuple[str, int], dict] = {}  # this invocation's runs
+
     def record(job: tuple[str, int] | None, row: dict | None, note: str) -> str:
-        """Add ``row`` (if any) and write the results; returns the table. Under a file lock, merged
-        with the rows other invocations on the same --out wrote meanwhile (e.g. one per core)."""
+        """Add ``row`` (if any) and write the results; returns the table. Under a file lock, and from
+        the rows summary.csv holds then (other invocations on the same --out, e.g. one per core, may
+        have added or replaced some) plus this invocation's."""
         with lock, open(os.path.join(args.out, ".summary.lock"), "w") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
-            for other in read_summary(args.out):
-                rows.setdefault((other["env"], other["seed"]), other)
             if job is not None and row is not None:
-                rows[job] = row
+                finished[job] = row
+            rows.clear()
+            rows.update({(other["env"], other["seed"]): other for other in read_summary(args.out)})
+            rows.update(finished)
             envs.extend(env_id for env_id, _ in rows if env_id not in envs)
             return write_results(args.out, ordered(), envs, note)
 
