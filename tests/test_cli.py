@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from trpo_tf import TRPOConfig, checkpoint, cli, presets
+from trpo_tf.policies.heads import action_head
 from trpo_tf.sampling import check_env_id, make_env
 
 from killing import kill_9_after_checkpoint
@@ -299,14 +300,16 @@ def test_set_values_are_yaml_and_override_config_files_and_presets(tmp_path):
 def test_every_preset_is_a_valid_config_for_a_registered_environment():
     names = presets.available()
     assert {"CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCarContinuous-v0", "HalfCheetah-v5",
-            "Hopper-v5", "Walker2d-v5", "Swimmer-v5", "Ant-v5"} <= set(names)
+            "Hopper-v5", "Walker2d-v5", "Swimmer-v5", "Ant-v5", "Humanoid-v5"} <= set(names)
     for name in names:
         check_env_id(name)
         fields, timesteps = presets.load(name)
         config = TRPOConfig.from_dict(fields)
         assert isinstance(timesteps, int) and timesteps > 0
-        if config.env_kwargs:  # the environment accepts them
-            make_env(name, config.env_kwargs).close()
+        env = make_env(name, config.env_kwargs)  # the environment accepts the kwargs
+        # and its action space takes the preset's distribution (a Beta needs finite bounds)
+        action_head(env.action_space, config.init_log_std, config.action_distribution)
+        env.close()
     assert presets.load("NoSuchEnv-v0") is None
 
 
