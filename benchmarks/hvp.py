@@ -12,6 +12,13 @@ from forward-over-backward.
 ``--nature-cnn``: the policy reads 2048 uint8 frames of 4×84×84 (ALE after AtariPreprocessing
 and FrameStackObservation(4)) through the Nature CNN and picks one of 4 actions; each method is
 timed with ``fisher_fraction`` 1 and 0.2, without the cold-start column.
+
+``--xla-by-distribution``: the policy step of the Gaussian and the Beta head, each compiled with and
+without XLA, on ``--samples`` random inputs of ``--env`` (Humanoid-v5's preset: 1,024 samples, no
+contact forces): the first call (trace and compile), the median step, the KL the step reports and
+the norm of the parameter step it took.
+
+    python benchmarks/hvp.py --xla-by-distribution --env Humanoid-v5 --samples 1024 --repeats 5
 """
 
 import argparse
@@ -82,6 +89,44 @@ def nature_cnn(repeats: int, methods: list[str], samples: int = 2048) -> None:
                   flush=True)
 
 
+def xla_by_distribution(env_id: str, samples: int, repeats: int) -> None:
+    """See the module docstring. The Beta head runs without XLA in training (ActionHead.xla_compatible);
+    here that flag is overridden to time and check both ways."""
+    env = gym.make(env_id, **(TRPOConfig.preset(env_id).env_kwargs if TRPOConfig.preset(env_id) else {}))
+    print(f"{'distribution':>12} {'XLA':>4} {'first s':>8} {'step ms':>8} {'reported KL':>12} {'step norm':>10}")
+    for distribution in ("gaussian", "beta"):
+        for xla in (True, False):
+            config = TRPOConfig(action_distribution=distribution)
+            policy = make_policy(env.observation_space, env.action_space, config.policy_hidden, config.activation,
+                                 -0.5, True, seed=1, action_distribution=distribution)
+            setattr(policy.head, "xla_compatible", xla)  # on this instance only: the class default stays
+            update = PolicyUpdate(policy, config)
+            rng = np.random.default_rng(0)
+            features = tf.constant(rng.normal(size=(samples, policy.encoder.dim)).astype(np.float32))
+            space = env.action_space
+            assert isinstance(space, gym.spaces.Box), f"{env_id}: a Box action space is needed, not {space}"
+            low, high = space.low, space.high
+            actions = rng.uniform(low + 0.01 * (high - low), high - 0.01 * (high - low),
+                                  size=(samples,) + space.shape).astype(np.float32)
+            advantages = tf.constant(rng.normal(size=samples).astype(np.float32))
+            snapshot = [v.numpy() for v in policy.trainable_parameters()]
+
+            def step() -> tuple[float, float]:
+                result = update(features, actions, advantages)
+                moved = np.sqrt(sum(float(np.sum((v.numpy() - s) ** 2))
+                                    for v, s in zip(policy.trainable_parameters(), snapshot)))
+                for variable, saved in zip(policy.trainable_parameters(), snapshot):
+                    variable.assign(saved)
+                return float(result["kl"]), moved
+
+            start = time.perf_counter()
+            kl, moved = step()
+            first = time.perf_counter() - start
+            step_ms = median_ms(step, repeats)
+            print(f"{distribution:>12} {'yes' if xla else 'no':>4} {first:>8.1f} {step_ms:>8.0f} {kl:>12.6f} "
+                  f"{moved:>10.5f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="HalfCheetah-v5")
@@ -90,7 +135,13 @@ def main() -> None:
     parser.add_argument("--nature-cnn", action="store_true", help="the Nature CNN on 2048 frames of 4×84×84 instead")
     parser.add_argument("--methods", nargs="+", choices=HVP_METHODS, default=list(HVP_METHODS),
                         help="with --nature-cnn: the hvp_methods to time (default: all)")
+    parser.add_argument("--xla-by-distribution", action="store_true",
+                        help="the Gaussian and Beta policy steps with and without XLA instead")
+    parser.add_argument("--samples", type=int, default=1024, help="with --xla-by-distribution: the batch")
     args = parser.parse_args()
+    if args.xla_by_distribution:
+        xla_by_distribution(args.env, args.samples, args.repeats or 5)
+        return
     if args.nature_cnn:
         nature_cnn(args.repeats or 3, args.methods)
         return
