@@ -13,7 +13,9 @@ single run is the one printed. Without ``--workers`` each run is pinned to a cor
 runs single-threaded and repeats on any machine: ``taskset -c 0 <command>`` reproduces it (runs are
 deterministic for a seed and thread count only). The export records a deterministic evaluation over
 ``--eval-episodes`` episodes. A run with a row in ``--out``/summary.csv is not run again, so a
-benchmark that spans several sittings continues where it stopped; the rows of earlier invocations
+benchmark that spans several sittings continues where it stopped (a run cut off mid-way resumes
+from its last checkpoint with ``--resume``, and its row's seconds add the earlier part's training
+time from its progress.csv); the rows of earlier invocations
 with the same ``--out`` are kept (pass another ``--out`` for other settings), and invocations that
 run at once on the same ``--out`` (one per core, ``taskset -c N``) merge their rows. Writes under
 ``--out``: ``runs/`` and ``exports/`` per run, ``curves.csv`` (env, seed, timesteps,
@@ -46,8 +48,9 @@ import time
 import numpy as np
 
 from records import read_curves, read_summary, write_curves
-from trpo_tf import plotting
+from trpo_tf import checkpoint, plotting
 from trpo_tf.export import read_metadata
+from trpo_tf.files import PROGRESS_FILE
 
 ENVS = ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Swimmer-v5", "Ant-v5", "Humanoid-v5"]
 SEEDS = [0, 1, 2, 3, 4]
@@ -72,9 +75,15 @@ def train(env_id: str, seed: int, timesteps: int, out: str, eval_episodes: int, 
     thread per run, so a seed's run repeats on any machine (runs are deterministic for a seed
     and thread count, and the same seed on one core and on two can end far apart)."""
     name = f"{env_id}-seed{seed}"
+    run_dir = os.path.join(out, "runs", name)
     command = [sys.executable, "-m", "trpo_tf.cli", "train", env_id, "--seed", str(seed), "--timesteps",
-               str(timesteps), "--logdir", os.path.join(out, "runs", name), "--export",
+               str(timesteps), "--logdir", run_dir, "--export",
                os.path.join(out, "exports", name), "--eval-episodes", str(eval_episodes), "--quiet", *extra]
+    earlier = 0.0  # seconds the run had trained before an interruption
+    stored = checkpoint.checkpoints(run_dir) if os.path.isdir(run_dir) else []
+    if stored:  # an interrupted run (no row yet): continue it, bit-identical to an uninterrupted one
+        command.append("--resume")
+        earlier = seconds_before(run_dir, checkpoint.iteration_of(stored[0]))
     print(" ".join(command[1:]), flush=True)
     start = time.perf_counter()
     core = cores.get() if cores is not None else None
@@ -84,7 +93,7 @@ def train(env_id: str, seed: int, timesteps: int, out: str, eval_episodes: int, 
     finally:
         if cores is not None:
             cores.put(core)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + earlier
     if completed.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-2000:]}")
     metadata = read_metadata(os.path.join(out, "exports", name))
@@ -92,6 +101,16 @@ def train(env_id: str, seed: int, timesteps: int, out: str, eval_episodes: int, 
     print(f"{name}: {evaluation['mean_return']:.1f} ± {evaluation['std_return']:.1f} in {seconds:.0f} s", flush=True)
     return {"env": env_id, "seed": seed, "timesteps": metadata["timesteps"], "eval_mean": evaluation["mean_return"],
             "eval_std": evaluation["std_return"], "eval_episodes": evaluation["episodes"], "seconds": round(seconds, 1)}
+
+
+def seconds_before(run_dir: str, iteration: int) -> float:
+    """Training seconds of iterations 1..``iteration`` of a run, from its progress.csv (the sum of the
+    sampling, advantage, policy-step and value-fit times: a resumed run's row counts them for the
+    part before the interruption, without that part's start-up and compilation)."""
+    phases = ["sampling_seconds", "advantage_seconds", "policy_step_seconds", "value_fit_seconds"]
+    with open(os.path.join(run_dir, PROGRESS_FILE), newline="") as file:
+        return sum(sum(float(row[phase]) for phase in phases) for row in csv.DictReader(file)
+                   if int(row["iteration"]) <= iteration)
 
 
 def interquartile_mean(values: np.ndarray) -> np.ndarray:

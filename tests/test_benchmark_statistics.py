@@ -52,3 +52,38 @@ def test_targets_name_the_statistic_that_misses(benchmark):
         "yes: median 4,990 ≥ 4,982, minimum 3,600 ≥ 3,554"
     assert benchmark.target_met("Humanoid-v5", [800.0, 820.0, 900.0]) == "yes: median 820 ≥ 810"
     assert benchmark.target_met("Pendulum-v1", [-150.0]) == ""
+
+
+def test_an_interrupted_run_resumes_and_its_seconds_count_the_part_before(benchmark, tmp_path, monkeypatch):
+    """A run directory with a checkpoint and no row: the benchmark continues it with --resume, and
+    the row's seconds add the phase times of the iterations up to that checkpoint (rows after it were
+    trained again after the interruption)."""
+    run_dir = tmp_path / "runs" / "Hopper-v5-seed2"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    for suffix in ("index", "data-00000-of-00001"):
+        (run_dir / "checkpoints" / f"ckpt-2.{suffix}").write_bytes(b"")
+    (run_dir / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\n'
+                                                       'all_model_checkpoint_paths: "ckpt-2"\n')
+    phases = ["sampling_seconds", "advantage_seconds", "policy_step_seconds", "value_fit_seconds"]
+    lines = ["iteration,timesteps," + ",".join(phases), "1,2048,1.0,0.25,2.0,0.5", "2,4096,1.5,0.25,2.5,0.75",
+             "3,6144,9.0,9.0,9.0,9.0"]
+    (run_dir / "progress.csv").write_text("\n".join(lines) + "\n")
+    commands = []
+
+    class Completed:
+        returncode = 0
+        stderr = ""
+
+    def run(command, **_):
+        commands.append(command)
+        return Completed()
+
+    monkeypatch.setattr(benchmark.subprocess, "run", run)
+    monkeypatch.setattr(benchmark, "read_metadata", lambda path: {
+        "timesteps": 1_001_472, "evaluation": {"mean_return": 3600.0, "std_return": 1.0, "episodes": 10}})
+    row = benchmark.train("Hopper-v5", 2, 1_000_000, str(tmp_path), 10, [])
+    assert commands[0][-1] == "--resume"
+    assert 3.75 + 5.0 <= row["seconds"] < 3.75 + 5.0 + 5.0  # iterations 1-2, plus this call's few ms
+
+    row = benchmark.train("Hopper-v5", 3, 1_000_000, str(tmp_path), 10, [])  # no run directory: a new run
+    assert "--resume" not in commands[1] and row["seconds"] < 5.0
