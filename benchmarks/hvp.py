@@ -15,8 +15,9 @@ timed with ``fisher_fraction`` 1 and 0.2, without the cold-start column.
 
 ``--xla-by-distribution``: the policy step of the Gaussian and the Beta head, each compiled with and
 without XLA, on ``--samples`` random inputs of ``--env`` (Humanoid-v5's preset: 1,024 samples, no
-contact forces): the first call (trace and compile), the median step, the KL the step reports and
-the norm of the parameter step it took.
+contact forces): the first call (trace and compile), the median step, the KL the step reports, the
+KL recomputed eagerly between the distributions before and after the step, and the norm of the
+parameter step it took.
 
     python benchmarks/hvp.py --xla-by-distribution --env Humanoid-v5 --samples 1024 --repeats 5
 """
@@ -31,7 +32,7 @@ import gymnasium as gym
 
 from trpo_tf import TRPOConfig
 from trpo_tf.config import HVP_METHODS
-from trpo_tf.policies import make_policy
+from trpo_tf.policies import kl_divergence, make_policy
 from trpo_tf.update import PolicyUpdate
 
 
@@ -90,41 +91,43 @@ def nature_cnn(repeats: int, methods: list[str], samples: int = 2048) -> None:
 
 
 def xla_by_distribution(env_id: str, samples: int, repeats: int) -> None:
-    """See the module docstring. The Beta head runs without XLA in training (ActionHead.xla_compatible);
-    here that flag is overridden to time and check both ways."""
+    """See the module docstring. Training compiles both heads with XLA (the Beta for the batch's own
+    size, see ActionHead.xla_dynamic_batch); ``PolicyUpdate(xla=False)`` is the step without it."""
     env = gym.make(env_id, **(TRPOConfig.preset(env_id).env_kwargs if TRPOConfig.preset(env_id) else {}))
-    print(f"{'distribution':>12} {'XLA':>4} {'first s':>8} {'step ms':>8} {'reported KL':>12} {'step norm':>10}")
+    space = env.action_space
+    assert isinstance(space, gym.spaces.Box), f"{env_id}: a Box action space is needed, not {space}"
+    print(f"{'distribution':>12} {'XLA':>4} {'first s':>8} {'step ms':>8} {'reported KL':>12} {'recomputed KL':>14} "
+          f"{'step norm':>10}")
     for distribution in ("gaussian", "beta"):
         for xla in (True, False):
-            config = TRPOConfig(action_distribution=distribution)
-            policy = make_policy(env.observation_space, env.action_space, config.policy_hidden, config.activation,
+            config = TRPOConfig(action_distribution=distribution, steps_per_iteration=samples)
+            policy = make_policy(env.observation_space, space, config.policy_hidden, config.activation,
                                  -0.5, True, seed=1, action_distribution=distribution)
-            setattr(policy.head, "xla_compatible", xla)  # on this instance only: the class default stays
-            update = PolicyUpdate(policy, config)
+            update = PolicyUpdate(policy, config, xla=xla)
             rng = np.random.default_rng(0)
             features = tf.constant(rng.normal(size=(samples, policy.encoder.dim)).astype(np.float32))
-            space = env.action_space
-            assert isinstance(space, gym.spaces.Box), f"{env_id}: a Box action space is needed, not {space}"
             low, high = space.low, space.high
             actions = rng.uniform(low + 0.01 * (high - low), high - 0.01 * (high - low),
                                   size=(samples,) + space.shape).astype(np.float32)
             advantages = tf.constant(rng.normal(size=samples).astype(np.float32))
             snapshot = [v.numpy() for v in policy.trainable_parameters()]
+            before = policy.frozen_distribution(features)
 
-            def step() -> tuple[float, float]:
+            def step() -> tuple[float, float, float]:
                 result = update(features, actions, advantages)
+                recomputed = float(tf.reduce_mean(kl_divergence(before, policy.distribution(features))))
                 moved = np.sqrt(sum(float(np.sum((v.numpy() - s) ** 2))
                                     for v, s in zip(policy.trainable_parameters(), snapshot)))
                 for variable, saved in zip(policy.trainable_parameters(), snapshot):
                     variable.assign(saved)
-                return float(result["kl"]), moved
+                return float(result["kl"]), recomputed, moved
 
             start = time.perf_counter()
-            kl, moved = step()
+            kl, recomputed, moved = step()
             first = time.perf_counter() - start
             step_ms = median_ms(step, repeats)
             print(f"{distribution:>12} {'yes' if xla else 'no':>4} {first:>8.1f} {step_ms:>8.0f} {kl:>12.6f} "
-                  f"{moved:>10.5f}", flush=True)
+                  f"{recomputed:>14.6f} {moved:>10.5f}", flush=True)
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ class PolicyUpdate:
     (‖(H + damping·I)x − g‖ / ‖g‖ after ``cg_iters``).
     """
 
-    def __init__(self, policy: Policy, config: TRPOConfig):
+    def __init__(self, policy: Policy, config: TRPOConfig, xla: bool | None = None):
         self.policy = policy
         self.config = config
         self.fisher_stride = max(1, round(1.0 / config.fisher_fraction))
@@ -55,20 +55,29 @@ class PolicyUpdate:
         # are tf.while_loop already, so AutoGraph is off: converting the source took half the trace.
         # Not with a CNN: in an XLA context TensorFlow differentiates a slice by an op
         # (XlaDynamicUpdateSlice) that the forward-over-backward H·v cannot differentiate again;
-        # there the convolutions dominate the step anyway. Not with a Beta head either (see
-        # ActionHead.xla_compatible).
-        self._step = tf.function(self._step_graph, input_signature=[
-            features, actions, tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.float32)],
-            jit_compile=policy.trunk is None and policy.head.xla_compatible, autograph=False)
+        # there the convolutions dominate the step anyway. A head that XLA cannot compile for a
+        # batch of unknown size (ActionHead.xla_dynamic_batch: the Beta) gets one graph per batch
+        # size, traced first for the config's steps_per_iteration.
+        signature = [features, actions, tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.float32)]
+        xla = policy.trunk is None if xla is None else xla  # an explicit choice: benchmarks/hvp.py
+        if xla and not policy.head.xla_dynamic_batch:
+            self._signature = [_with_batch(spec, config.steps_per_iteration) for spec in signature]
+            self._step = tf.function(self._step_graph, jit_compile=True, autograph=False)
+        else:
+            self._signature = signature
+            self._step = tf.function(self._step_graph, input_signature=signature, jit_compile=xla, autograph=False)
 
     def __call__(self, features: Any, actions: np.ndarray | tf.Tensor, advantages: np.ndarray | tf.Tensor,
                  max_kl: float | None = None) -> dict[str, tf.Tensor]:
+        features, actions, advantages = tf.nest.map_structure(
+            lambda value, spec: tf.convert_to_tensor(value, spec.dtype), (features, actions, advantages),
+            tuple(self._signature[:3]))
         return self._step(features, actions, advantages,
                           tf.constant(self.config.max_kl if max_kl is None else max_kl, tf.float32))
 
     def trace(self) -> None:
         """Build the graph now (a no-op once built); see :func:`trace_in_turn`."""
-        self._step.get_concrete_function()
+        self._step.get_concrete_function(*self._signature)
 
     def _step_graph(self, features: Any, actions: tf.Tensor, advantages: tf.Tensor,
                     max_kl: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -138,6 +147,11 @@ class PolicyUpdate:
         product = {"forward_over_backward": trust_region.hessian_vector_product,
                    "double_backward": trust_region.double_backward_hessian_vector_product}[self.config.hvp_method]
         return lambda vector: product(mean_kl, variables, vector)
+
+
+def _with_batch(spec: tf.TensorSpec, size: int) -> tf.TensorSpec:
+    """``spec`` [None, ...] with its batch dimension set to ``size``; a scalar spec stays as it is."""
+    return spec if spec.shape.rank == 0 else tf.TensorSpec([size] + spec.shape.as_list()[1:], spec.dtype)
 
 
 def _ratio(numerator: tf.Tensor, denominator: tf.Tensor) -> tf.Tensor:

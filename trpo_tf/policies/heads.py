@@ -80,8 +80,9 @@ class ActionHead(keras.layers.Layer):
     sample_conversion_problem: ClassVar[str | None] = None
     """Why TFLite (LiteRT) and ONNX cannot run :meth:`sample` (their files then leave it out), or None."""
 
-    xla_compatible: ClassVar[bool] = True
-    """Whether the policy update may compile this head's distribution with XLA."""
+    xla_dynamic_batch: ClassVar[bool] = True
+    """Whether the policy update may compile this head's distribution with XLA for a batch of
+    unknown size; when False it compiles one graph per batch size (see :class:`~trpo_tf.update.PolicyUpdate`)."""
 
     def numpy_arrays(self) -> Arrays:
         """Everything :meth:`numpy_act` and :meth:`numpy_to_env` need, as plain arrays."""
@@ -266,10 +267,11 @@ class BetaHead(ActionHead):
     action_dtype = tf.float32
     sample_conversion_problem = ("Beta sampling draws Gamma variates (TensorFlow's RandomGamma op), which "
                                  "neither LiteRT's builtin operators nor tf2onnx support")
-    # Under XLA (TensorFlow 2.21, CPU) the compiled TRPO step with Beta distributions reported the KL,
-    # surrogate and entropy of the parameters from before its own step, and took 30-50 s a call
-    # on an 8-unit policy; without XLA the same step is correct and takes milliseconds.
-    xla_compatible = False
+    # Compiled by XLA (TensorFlow 2.21, CPU) for a batch of unknown size [None, ...], the TRPO step
+    # with Beta distributions took the weights as compile-time constants: every call compiled again
+    # (60 s on Pendulum) and measured the KL, surrogate and entropy after its step with the weights
+    # from before it (KL 0). Compiled for the batch's own size, the same step is correct and fast.
+    xla_dynamic_batch = False
 
     def __init__(self, space: gym.spaces.Box, **kwargs: Any):
         super().__init__(name=kwargs.pop("name", "beta_head"), **kwargs)
