@@ -42,6 +42,9 @@ class PolicyUpdate:
     backtracking), ``kl_ratio`` (their quotient), ``surrogate_predicted`` (gᵀs),
     ``surrogate_full_step`` (the surrogate's measured gain at θ_old + s) and ``cg_residual``
     (‖(H + damping·I)x − g‖ / ‖g‖ after ``cg_iters``).
+
+    ``xla``: compile the step with XLA (None: whenever the policy has no CNN trunk; False is for
+    benchmarks that time the step both ways).
     """
 
     def __init__(self, policy: Policy, config: TRPOConfig, xla: bool | None = None):
