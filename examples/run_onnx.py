@@ -7,8 +7,9 @@
 Runs with onnxruntime, NumPy and gymnasium alone (no TensorFlow, no trpo_tf). PATH is an
 ``.onnx`` file of the ``serving_default`` signature, or an export (a version folder or the
 folder of numbered versions) holding ``onnx/serving_default.onnx``. The model takes
-``observation`` float32 [B, *obs_shape] (raw observations: normalization is in the graph)
-and returns ``action`` in the environment's units; here the batch is one observation.
+``observation`` [B, *obs_shape] (raw observations: normalization is in the graph; float32, or
+uint8 for image frames and bool grids), or for a ``Dict`` space one input per key, and returns
+``action`` in the environment's units; here the batch is one observation.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -44,12 +45,12 @@ def onnx_file(path: str) -> tuple[str, str | None, dict]:
     return model, metadata.get("env_id"), metadata.get("config", {}).get("env_kwargs") or {}
 
 
-def run_episode(act: Callable[[np.ndarray], np.ndarray], env: gym.Env, seed: int) -> float:
-    """Undiscounted return of one episode; ``act`` maps observations [1, *obs_shape] to actions [1, *A]."""
+def run_episode(act: Callable[[Any], np.ndarray], env: gym.Env, seed: int) -> float:
+    """Undiscounted return of one episode; ``act`` maps one raw observation to one action [*A]."""
     observation, _ = env.reset(seed=seed)
     total, done = 0.0, False
     while not done:
-        action = act(np.asarray(observation, dtype=np.float32)[None])[0]
+        action = act(observation)
         observation, reward, terminated, truncated, _ = env.step(action)
         total += float(reward)
         done = terminated or truncated
@@ -70,8 +71,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--env is required with a .onnx file")
     session = onnxruntime.InferenceSession(model_path, providers=["CPUExecutionProvider"])
 
-    def act(observations: np.ndarray) -> np.ndarray:
-        return session.run(["action"], {"observation": observations})[0]
+    # input name → dtype: "observation", or a Dict space's keys; uint8 for frames and bool grids
+    inputs = {i.name: np.uint8 if i.type == "tensor(uint8)" else np.float32 for i in session.get_inputs()}
+
+    def act(observation: Any) -> np.ndarray:
+        named = observation if isinstance(observation, dict) else {"observation": observation}
+        return session.run(["action"], {name: np.asarray(named[name], dtype)[None]
+                                        for name, dtype in inputs.items()})[0][0]
 
     env = gym.make(env_id, **(recorded_kwargs if env_id == recorded_id else {}))
     returns = []

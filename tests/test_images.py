@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -18,9 +20,10 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from image_envs import DICT_ID, EPISODE, GRID_ID, IMAGE_ID
-from test_export import isolated_python
+from test_export import REPO, episode_returns, isolated_python
 from trpo_tf import TRPO, TRPOConfig, cli, export
 from trpo_tf.errors import EnvironmentValueError, InputError, UnsupportedSpaceError
+from trpo_tf.evaluation import run_episodes
 from trpo_tf.policies import ObservationEncoder, kl_divergence
 from trpo_tf.policies.cnn import CONVOLUTIONS, Trunk
 from trpo_tf.sampling import Sampler, make_vector_env
@@ -228,6 +231,41 @@ def test_tflite_takes_named_inputs_and_matches_the_savedmodel(env_id, exports, t
             np.testing.assert_allclose(answered[key], expected[key], rtol=1e-4, atol=1e-4, err_msg=key)
     with pytest.raises(ValueError, match="do not match the signature's inputs|does not fit"):
         export.litert_runner(path)(np.zeros((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("env_id", sorted(STEPS))
+def test_onnx_takes_named_inputs_and_matches_the_savedmodel(env_id, agents, exports, tmp_path):
+    """onnxruntime reads uint8 frames (bool grids as 0/1) and a Dict's keys as inputs of those names and
+    answers the deterministic signatures as the SavedModel does; the ONNX example runs them."""
+    onnxruntime = pytest.importorskip("onnxruntime")  # the onnx extra; .ci/run installs it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = export.to_onnx(exports[env_id], str(tmp_path / "onnx"), signatures=export.DETERMINISTIC_SIGNATURES)
+    # Frames are not checked for NaN (uint8 has none); the Dict's float vector is, and ONNX drops that check.
+    assert any("no operator for CheckNumerics" in str(w.message) for w in caught) == (env_id == DICT_ID)
+    model = tf.saved_model.load(exports[env_id])
+    observations = feed_names(observations_of(env_id, BATCH, seed=8))
+    for signature in export.DETERMINISTIC_SIGNATURES:
+        session = onnxruntime.InferenceSession(files[signature], providers=["CPUExecutionProvider"])
+        assert {i.name: i.type for i in session.get_inputs()} == \
+            {name: f"tensor({'uint8' if value.dtype == np.uint8 else 'float'})" for name, value in observations.items()}
+        names = [o.name for o in session.get_outputs()]
+        answered = dict(zip(names, session.run(names, observations)))
+        expected = {k: v.numpy() for k, v in model.signatures[signature](**feed(observations)).items()}
+        assert answered.keys() == expected.keys()
+        for key in expected:
+            np.testing.assert_allclose(answered[key], expected[key], rtol=1e-4, atol=1e-4, err_msg=key)
+    # examples/run_onnx.py, with onnxruntime, gymnasium and the test environments alone, drives the
+    # environment as agent.predict does (its episodes 3 and 4 reset with the same seeds).
+    (tmp_path / "run.py").write_text(f"import runpy, sys\nsys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+                                     "import image_envs\n"
+                                     f"runpy.run_path({os.path.join(REPO, 'examples', 'run_onnx.py')!r}, "
+                                     "run_name='__main__')\n")
+    stdout = isolated_python(str(tmp_path / "run.py"), files["serving_default"], "--env", env_id, "--episodes", "2",
+                             "--seed", "3", blocked=("trpo_tf", "tensorflow", "tensorflow_probability", "keras"),
+                             cwd=str(tmp_path))
+    agent = agents[env_id][0]
+    assert episode_returns(stdout) == run_episodes(gym.make(env_id), agent.predict, 2, 3)["returns"]
 
 
 @pytest.mark.parametrize("env_id", sorted(STEPS))

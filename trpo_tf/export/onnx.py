@@ -1,7 +1,8 @@
 """ONNX conversion of an export's signatures (tf2onnx), to run with onnxruntime or any ONNX runtime.
 
 Each signature becomes its own file, ``OUT_DIR/<signature>.onnx``, with the SavedModel's names:
-input ``observation`` float32 [B, *obs_shape] (dynamic batch), outputs as in
+input ``observation`` [B, *obs_shape] (dynamic batch; float32, or uint8 for image frames and bool
+grids), or for a ``Dict`` space one input per key with the key's name; outputs as in
 :mod:`trpo_tf.export.saved_model` (``action``; ``mean``/``log_std`` or ``logits``; ``value``).
 One file per signature rather than one model with every output: the deterministic files hold
 no random op, a program loads only what it runs, and the names stay those of the SavedModel
@@ -27,7 +28,7 @@ from typing import Any
 import tensorflow as tf
 
 from trpo_tf.errors import ExportError, InputError, MissingDependencyError
-from trpo_tf.export.saved_model import INPUT_NAME, conversion_signatures, resolve_saved_model_dir
+from trpo_tf.export.saved_model import conversion_signatures, resolve_saved_model_dir
 
 OPSET = 17
 DROPPED_CHECKS = ("Assert", "CheckNumerics", "CheckNumericsV2")  # tf2onnx removes them
@@ -61,10 +62,10 @@ def to_onnx(saved_model_dir: str, out_dir: str, signatures: list[str] | tuple[st
     written = {}
     dropped: dict[str, list[str]] = {}  # check op → signatures that hold it
     for name in keys:
-        function, spec = _observation_function(loaded.signatures[name])
-        for op in _dropped_checks(function, spec):
+        function, specs = _positional_function(loaded.signatures[name])
+        for op in _dropped_checks(function, specs):
             dropped.setdefault(op, []).append(name)
-        model, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=opset)
+        model, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
         _check_converted(model, f"signature {name!r} of {path}")
         written[name] = os.path.join(out_dir, f"{name}.onnx")
         with open(written[name], "wb") as file:
@@ -77,23 +78,23 @@ def to_onnx(saved_model_dir: str, out_dir: str, signatures: list[str] | tuple[st
     return written
 
 
-def _observation_function(signature: Any) -> tuple[Any, tf.TensorSpec]:
-    """(tf.function of one positional observation, its TensorSpec) calling a loaded ``signature``.
+def _positional_function(signature: Any) -> tuple[Any, list[tf.TensorSpec]]:
+    """(tf.function of the inputs in name order, their TensorSpecs named as the inputs) calling a loaded
+    ``signature``: ``observation``, or one input per key of a Dict space.
 
-    tf2onnx converts a tf.function with an input signature; a loaded signature takes keyword
-    arguments only.
+    tf2onnx converts a tf.function with an input signature, and names the ONNX inputs after the
+    specs; a loaded signature takes keyword arguments only.
     """
     inputs = signature.structured_input_signature[1]
-    if list(inputs) != [INPUT_NAME]:
-        raise InputError(f"expected one input named {INPUT_NAME!r}; the signature takes {sorted(inputs)}")
-    spec = tf.TensorSpec(inputs[INPUT_NAME].shape, inputs[INPUT_NAME].dtype, name=INPUT_NAME)
-    function = tf.function(lambda observation: signature(**{INPUT_NAME: observation}), input_signature=[spec])
-    return function, spec
+    names = sorted(inputs)
+    specs = [tf.TensorSpec(inputs[name].shape, inputs[name].dtype, name=name) for name in names]
+    function = tf.function(lambda *values: signature(**dict(zip(names, values))), input_signature=specs)
+    return function, specs
 
 
-def _dropped_checks(function: Any, spec: tf.TensorSpec) -> list[str]:
+def _dropped_checks(function: Any, specs: list[tf.TensorSpec]) -> list[str]:
     """The :data:`DROPPED_CHECKS` ops in ``function``'s graph and the functions it calls."""
-    graph = function.get_concrete_function(spec).graph.as_graph_def()
+    graph = function.get_concrete_function(*specs).graph.as_graph_def()
     ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}
     return sorted(ops & set(DROPPED_CHECKS))
 
