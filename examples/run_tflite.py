@@ -6,7 +6,9 @@
 A ``.tflite`` file runs with ``ai_edge_litert`` alone (no TensorFlow, no trpo_tf). Given a
 SavedModel folder instead, the script converts it first with TensorFlow's TFLiteConverter,
 builtin ops only, as ``trpo_tf.export.to_tflite`` does. The ``serving_default`` signature
-runner resizes its input to the batch it is given; here the batch is one observation.
+runner resizes its input to the batch it is given; here the batch is one observation. It takes
+``observation`` (float32, or uint8 for image frames and bool grids), or for a ``Dict`` space one
+input per key.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import argparse
 import json
 import os
 import tempfile
-from typing import Callable
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -58,12 +60,12 @@ def recorded_env(model_dir: str) -> tuple[str | None, dict]:
     return metadata.get("env_id"), metadata.get("config", {}).get("env_kwargs", {})
 
 
-def run_episode(act: Callable[[np.ndarray], np.ndarray], env: gym.Env, seed: int) -> float:
-    """Undiscounted return of one episode; ``act`` maps observations [1, *obs_shape] to actions [1, *A]."""
+def run_episode(act: Callable[[Any], np.ndarray], env: gym.Env, seed: int) -> float:
+    """Undiscounted return of one episode; ``act`` maps one raw observation to one action [*A]."""
     observation, _ = env.reset(seed=seed)
     total, done = 0.0, False
     while not done:
-        action = act(np.asarray(observation, dtype=np.float32)[None])[0]
+        action = act(observation)
         observation, reward, terminated, truncated, _ = env.step(action)
         total += float(reward)
         done = terminated or truncated
@@ -84,8 +86,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--env is required with a .tflite file")
     runner = Interpreter(model_path=model_path).get_signature_runner("serving_default")
 
-    def act(observations: np.ndarray) -> np.ndarray:
-        return runner(observation=observations)["action"]
+    # input name → dtype: "observation", or a Dict space's keys; uint8 for frames and bool grids
+    inputs = {name: details["dtype"] for name, details in runner.get_input_details().items()}
+
+    def act(observation: Any) -> np.ndarray:
+        named = observation if isinstance(observation, dict) else {"observation": observation}
+        return runner(**{name: np.asarray(named[name], dtype)[None] for name, dtype in inputs.items()})["action"][0]
 
     env = gym.make(env_id, **(recorded_kwargs if env_id == recorded_id else {}))
     returns = []

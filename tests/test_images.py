@@ -216,7 +216,7 @@ def feed_names(observations: dict[str, np.ndarray] | np.ndarray) -> dict[str, np
 
 
 @pytest.mark.parametrize("env_id", sorted(STEPS))
-def test_tflite_takes_named_inputs_and_matches_the_savedmodel(env_id, exports, tmp_path):
+def test_tflite_takes_named_inputs_and_matches_the_savedmodel(env_id, agents, exports, tmp_path):
     path = export.to_tflite(exports[env_id], str(tmp_path / "model.tflite"))
     model = tf.saved_model.load(exports[env_id])
     observations = observations_of(env_id, BATCH, seed=6)
@@ -231,12 +231,13 @@ def test_tflite_takes_named_inputs_and_matches_the_savedmodel(env_id, exports, t
             np.testing.assert_allclose(answered[key], expected[key], rtol=1e-4, atol=1e-4, err_msg=key)
     with pytest.raises(ValueError, match="do not match the signature's inputs|does not fit"):
         export.litert_runner(path)(np.zeros((2, 3), np.float32))
+    assert example_returns("run_tflite.py", path, env_id, tmp_path) == reference_returns(agents[env_id][0], env_id)
 
 
 @pytest.mark.parametrize("env_id", sorted(STEPS))
 def test_onnx_takes_named_inputs_and_matches_the_savedmodel(env_id, agents, exports, tmp_path):
     """onnxruntime reads uint8 frames (bool grids as 0/1) and a Dict's keys as inputs of those names and
-    answers the deterministic signatures as the SavedModel does; the ONNX example runs them."""
+    answers the deterministic signatures as the SavedModel does; examples/run_onnx.py plays them."""
     onnxruntime = pytest.importorskip("onnxruntime")  # the onnx extra; .ci/run installs it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -255,17 +256,24 @@ def test_onnx_takes_named_inputs_and_matches_the_savedmodel(env_id, agents, expo
         assert answered.keys() == expected.keys()
         for key in expected:
             np.testing.assert_allclose(answered[key], expected[key], rtol=1e-4, atol=1e-4, err_msg=key)
-    # examples/run_onnx.py, with onnxruntime, gymnasium and the test environments alone, drives the
-    # environment as agent.predict does (its episodes 3 and 4 reset with the same seeds).
+    assert example_returns("run_onnx.py", files["serving_default"], env_id, tmp_path) == \
+        reference_returns(agents[env_id][0], env_id)
+
+
+def example_returns(script: str, model: str, env_id: str, tmp_path) -> list[float]:
+    """Returns of 2 episodes (seeds 3, 4) that ``examples/<script>`` plays with ``model``, run where
+    trpo_tf, TensorFlow, TFP and Keras cannot be imported (the test environments are registered)."""
     (tmp_path / "run.py").write_text(f"import runpy, sys\nsys.path.insert(0, {os.path.dirname(__file__)!r})\n"
                                      "import image_envs\n"
-                                     f"runpy.run_path({os.path.join(REPO, 'examples', 'run_onnx.py')!r}, "
-                                     "run_name='__main__')\n")
-    stdout = isolated_python(str(tmp_path / "run.py"), files["serving_default"], "--env", env_id, "--episodes", "2",
-                             "--seed", "3", blocked=("trpo_tf", "tensorflow", "tensorflow_probability", "keras"),
-                             cwd=str(tmp_path))
-    agent = agents[env_id][0]
-    assert episode_returns(stdout) == run_episodes(gym.make(env_id), agent.predict, 2, 3)["returns"]
+                                     f"runpy.run_path({os.path.join(REPO, 'examples', script)!r}, run_name='__main__')\n")
+    return episode_returns(isolated_python(str(tmp_path / "run.py"), model, "--env", env_id, "--episodes", "2",
+                                           "--seed", "3", cwd=str(tmp_path),
+                                           blocked=("trpo_tf", "tensorflow", "tensorflow_probability", "keras")))
+
+
+def reference_returns(agent: TRPO, env_id: str) -> list[float]:
+    """Returns of 2 episodes (seeds 3, 4) acted by ``agent.predict``."""
+    return run_episodes(gym.make(env_id), agent.predict, 2, 3)["returns"]
 
 
 @pytest.mark.parametrize("env_id", sorted(STEPS))
