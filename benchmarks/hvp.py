@@ -2,6 +2,7 @@
 
     python benchmarks/hvp.py [--env HalfCheetah-v5] [--repeats 50]
     python benchmarks/hvp.py --nature-cnn [--repeats 3] [--methods forward_over_backward ...]
+    python benchmarks/hvp.py --minatar [--repeats 3] [--methods gauss_newton ...]
 
 Prints, for 2048 and 16384 samples, the median milliseconds of one H·v by each
 ``TRPOConfig.hvp_method``, of one full policy step (CG + line search) with it called back to
@@ -11,7 +12,9 @@ from forward-over-backward.
 
 ``--nature-cnn``: the policy reads 2048 uint8 frames of 4×84×84 (ALE after AtariPreprocessing
 and FrameStackObservation(4)) through the Nature CNN and picks one of 4 actions; each method is
-timed with ``fisher_fraction`` 1 and 0.2, without the cold-start column.
+timed with ``fisher_fraction`` 1 and 0.2, without the cold-start column. ``--minatar``: the same
+with 2048 10×10×4 bool grids (MinAtar Breakout) through the small CNN and 3 actions, the setting of
+``benchmarks/atari.py --task minatar`` (no hidden layers after the CNN, 10 CG iterations).
 
 ``--xla-by-distribution``: the policy step of the Gaussian and the Beta head, each compiled with and
 without XLA, on ``--samples`` random inputs of ``--env`` (Humanoid-v5's preset: 1,024 samples, no
@@ -54,20 +57,25 @@ def median_ms(function, repeats: int, idle_before: float = 0.0) -> float:
     return 1000 * float(np.median(times))
 
 
-def nature_cnn(repeats: int, methods: list[str], samples: int = 2048) -> None:
-    """The policy step on ``samples`` random ALE-style frames through the Nature CNN (see the module docstring)."""
-    observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+def cnn_step(repeats: int, methods: list[str], minatar: bool, samples: int = 2048) -> None:
+    """The policy step on ``samples`` random frames through a CNN: ALE-style through the Nature CNN, or
+    MinAtar's grids through the small one (see the module docstring)."""
+    if minatar:
+        observation_space, n_actions, high = gym.spaces.Box(0, 1, (10, 10, 4), np.bool_), 3, 2
+        hidden = {"policy_hidden": (), "cg_iters": 10}  # benchmarks/atari.py's settings
+    else:
+        observation_space, n_actions, high, hidden = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), 4, 256, {}
     rng = np.random.default_rng(samples)
-    frames = tf.constant(rng.integers(0, 256, (samples,) + observation_space.shape, dtype=np.uint8))
+    frames = tf.constant(rng.integers(0, high, (samples,) + observation_space.shape, dtype=np.uint8))  # grids as 0/1
     inputs = (tf.zeros([samples, 0]), {"observation": frames})
-    actions = rng.integers(0, 4, samples)
+    actions = rng.integers(0, n_actions, samples)
     advantages = tf.constant(rng.normal(size=samples).astype(np.float32))
     print(f"{'samples':>8} {'method':>22} {'fisher':>7} {'H·v ms':>8} {'step ms':>9} {'max rel diff':>13}")
     references: dict[float, np.ndarray] = {}
     for method in methods:
         for fraction in (1.0, 0.2):
-            config = TRPOConfig(hvp_method=method, fisher_fraction=fraction)
-            policy = make_policy(observation_space, gym.spaces.Discrete(4), config.policy_hidden, config.activation,
+            config = TRPOConfig(hvp_method=method, fisher_fraction=fraction, **hidden)
+            policy = make_policy(observation_space, gym.spaces.Discrete(n_actions), config.policy_hidden, config.activation,
                                  config.init_log_std, config.normalize_observations, seed=1)
             update = PolicyUpdate(policy, config)
             size = int(sum(np.prod(v.shape) for v in policy.trainable_parameters()))
@@ -134,10 +142,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed calls per figure (default 50; 3 with --nature-cnn)")
+                        help="timed calls per figure (default 50; 3 with --nature-cnn or --minatar)")
     parser.add_argument("--nature-cnn", action="store_true", help="the Nature CNN on 2048 frames of 4×84×84 instead")
+    parser.add_argument("--minatar", action="store_true", help="the small CNN on 2048 MinAtar grids of 10×10×4 instead")
     parser.add_argument("--methods", nargs="+", choices=HVP_METHODS, default=list(HVP_METHODS),
-                        help="with --nature-cnn: the hvp_methods to time (default: all)")
+                        help="with --nature-cnn or --minatar: the hvp_methods to time (default: all)")
     parser.add_argument("--xla-by-distribution", action="store_true",
                         help="the Gaussian and Beta policy steps with and without XLA instead")
     parser.add_argument("--samples", type=int, default=1024, help="with --xla-by-distribution: the batch")
@@ -145,8 +154,8 @@ def main() -> None:
     if args.xla_by_distribution:
         xla_by_distribution(args.env, args.samples, args.repeats or 5)
         return
-    if args.nature_cnn:
-        nature_cnn(args.repeats or 3, args.methods)
+    if args.nature_cnn or args.minatar:
+        cnn_step(args.repeats or 3, args.methods, minatar=args.minatar)
         return
     args.repeats = args.repeats or 50
     env = gym.make(args.env)
