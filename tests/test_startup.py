@@ -121,3 +121,49 @@ def test_a_second_run_loads_the_compiled_steps_from_the_xla_cache(tmp_path):
     command[command.index(str(tmp_path / "run1"))] = str(tmp_path / "run2")
     subprocess.run(command, env=environment, check=True, capture_output=True, timeout=600)
     assert sorted(p.name for p in cache.iterdir()) == written
+
+
+def test_the_xla_cache_is_pruned_oldest_first_to_its_size_limit(tmp_path):
+    sizes = {"a": 300, "b": 200, "c": 400, "d": 100}  # written in this order, a the oldest
+    for age, (key, size) in enumerate(sizes.items()):
+        path = tmp_path / f"xla_compile_cache__{key}__1__XLA_CPU_JIT.pb"
+        path.write_bytes(b"x" * size)
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+    (tmp_path / "notes.txt").write_bytes(b"y" * 5000)  # not XLA's: never deleted, not counted
+    (tmp_path / "xla_compile_cache__e.tmp").write_bytes(b"z" * 5000)
+    # 1,000 bytes in all; a limit of 600 must drop a (300) and b (200), leaving c + d = 500
+    deleted = startup.prune_xla_cache(str(tmp_path), 600)
+    assert deleted == ["xla_compile_cache__a__1__XLA_CPU_JIT.pb", "xla_compile_cache__b__1__XLA_CPU_JIT.pb"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "notes.txt", "xla_compile_cache__c__1__XLA_CPU_JIT.pb", "xla_compile_cache__d__1__XLA_CPU_JIT.pb",
+        "xla_compile_cache__e.tmp"]
+    assert startup.prune_xla_cache(str(tmp_path), 500) == []  # at the limit: nothing to do
+    assert startup.prune_xla_cache(str(tmp_path / "missing"), 0) == []
+
+
+@pytest.mark.parametrize("value, expected", [(None, 512 * 2**20), ("", 512 * 2**20), ("1.5", 1_572_864), ("0", 0)])
+def test_the_xla_cache_limit_comes_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.delenv("TRPO_TF_XLA_CACHE_MB", raising=False)
+    if value is not None:
+        monkeypatch.setenv("TRPO_TF_XLA_CACHE_MB", value)
+    assert startup.xla_cache_limit_bytes() == expected
+
+
+@pytest.mark.parametrize("value", ["-1", "lots", "nan", "inf"])
+def test_a_bad_xla_cache_limit_names_the_variable(monkeypatch, value):
+    monkeypatch.setenv("TRPO_TF_XLA_CACHE_MB", value)
+    with pytest.raises(ValueError, match="TRPO_TF_XLA_CACHE_MB"):
+        startup.xla_cache_limit_bytes()
+
+
+def test_importing_trpo_tf_prunes_the_cache_it_uses(tmp_path):
+    cache = tmp_path / "xla"
+    cache.mkdir()
+    for age, key in enumerate("abc"):
+        path = cache / f"xla_compile_cache__{key}.pb"
+        path.write_bytes(b"x" * 2**20)
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+    environment = dict(_env_without_log_level(TRPO_TF_XLA_CACHE=str(cache), TRPO_TF_XLA_CACHE_MB="2"))
+    environment.pop("TF_XLA_FLAGS", None)
+    subprocess.run([sys.executable, "-c", "import trpo_tf"], env=environment, check=True, timeout=600)
+    assert sorted(p.name for p in cache.iterdir()) == ["xla_compile_cache__b.pb", "xla_compile_cache__c.pb"]

@@ -12,7 +12,9 @@ everything else written to stderr meanwhile.
 
 XLA compiles the trust-region step and the value fit on the first iteration (about 1.4 s of
 the first iteration's ~4.4 s); :func:`use_xla_cache` points XLA's persistent cache at
-:func:`xla_cache_directory` so later runs of the same shapes load the compiled code instead.
+:func:`xla_cache_directory` so later runs of the same shapes load the compiled code instead. XLA never removes an entry,
+so :func:`prune_xla_cache` keeps the directory under ``$TRPO_TF_XLA_CACHE_MB`` (default
+:data:`DEFAULT_XLA_CACHE_MB`), dropping the oldest entries first.
 
 MuJoCo prints its warnings itself, and appends them to ``MUJOCO_LOG.TXT`` in the working
 directory, unless a handler is set; :func:`filter_mujoco_warnings` sets one that drops
@@ -57,6 +59,9 @@ XLA_FLAGS_VARIABLE = "TF_XLA_FLAGS"
 XLA_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
 XLA_CACHE_VARIABLE = "TRPO_TF_XLA_CACHE"
 """Where trpo_tf keeps XLA's compiled code; empty turns the cache off."""
+XLA_CACHE_SIZE_VARIABLE = "TRPO_TF_XLA_CACHE_MB"
+DEFAULT_XLA_CACHE_MB = 512  # a MuJoCo preset's entries take 0.3-1.5 MB: hundreds of configurations
+_XLA_CACHE_ENTRY = re.compile(r"^xla_compile_cache__.*\.pb$")
 
 
 def xla_cache_directory() -> str:
@@ -82,6 +87,53 @@ def use_xla_cache() -> None:
     except OSError:
         return  # a read-only home, say: compile every time, as without the cache
     os.environ[XLA_FLAGS_VARIABLE] = f"{flags} {XLA_CACHE_FLAG}={directory}".strip()
+    prune_xla_cache(directory, xla_cache_limit_bytes())
+
+
+def xla_cache_limit_bytes() -> int:
+    """``$TRPO_TF_XLA_CACHE_MB`` (default :data:`DEFAULT_XLA_CACHE_MB`) in bytes.
+
+    Raises ValueError naming the variable when it is not a non-negative number.
+    """
+    text = os.environ.get(XLA_CACHE_SIZE_VARIABLE, "").strip() or str(DEFAULT_XLA_CACHE_MB)
+    try:
+        megabytes = float(text)
+    except ValueError:
+        megabytes = -1.0
+    if not megabytes >= 0 or megabytes == float("inf"):
+        raise ValueError(f"{XLA_CACHE_SIZE_VARIABLE}={text!r}: expected the XLA cache's size limit in MB, "
+                         f"a number ≥ 0 (default {DEFAULT_XLA_CACHE_MB}; {XLA_CACHE_VARIABLE}= turns the cache off)")
+    return int(megabytes * 2**20)
+
+
+def prune_xla_cache(directory: str, limit_bytes: int) -> list[str]:
+    """Delete XLA's cache entries (``xla_compile_cache__*.pb``), oldest modification first, until
+    the entries left take at most ``limit_bytes``; other files in ``directory`` are never touched.
+
+    Returns the names deleted. Errors (an unreadable directory, an entry another process removed
+    meanwhile) are skipped: a missing entry only means compiling again.
+    """
+    entries = []
+    try:
+        with os.scandir(directory) as listing:
+            for entry in listing:
+                if _XLA_CACHE_ENTRY.match(entry.name) and entry.is_file(follow_symlinks=False):
+                    status = entry.stat(follow_symlinks=False)
+                    entries.append((status.st_mtime, entry.name, status.st_size))
+    except OSError:
+        return []
+    total = sum(size for _, _, size in entries)
+    deleted = []
+    for _, name, size in sorted(entries):
+        if total <= limit_bytes:
+            break
+        try:
+            os.remove(os.path.join(directory, name))
+        except OSError:
+            continue
+        total -= size
+        deleted.append(name)
+    return deleted
 
 
 def min_log_level() -> int:
