@@ -260,3 +260,20 @@ def test_bad_networks_are_refused_before_training(name):
     with pytest.raises(NetworkError, match=message) as caught:
         TRPO("CartPole-v1", config, seed=0, **arguments)
     assert isinstance(caught.value, InputError) and "\n" not in str(caught.value)
+
+
+def test_one_model_trains_in_one_open_agent_at_a_time():
+    """Two agents given the same keras.Model would both move its weights; the second is refused
+    until the first is closed, and a builder gives each agent a model of its own."""
+    trunk = layer_norm_trunk(4)
+    first = TRPO("CartPole-v1", CONFIG, seed=0, policy_network=trunk)
+    with pytest.raises(NetworkError, match=r"already in another TRPO agent, which is not closed \(they would "
+                                           r"share 6 variable\(s\): .*clone_model\(model\), or close\(\) the other"):
+        TRPO("CartPole-v1", CONFIG, seed=1, value_network=trunk)
+    with TRPO("CartPole-v1", CONFIG, seed=1, policy_network=layer_norm_trunk, value_network=layer_norm_trunk):
+        pass  # builders: models of its own, beside the open first agent
+    before = [w.numpy().copy() for w in trunk.weights]
+    first.close()
+    with TRPO("CartPole-v1", CONFIG, seed=1, policy_network=trunk) as second:
+        second.learn(CONFIG.steps_per_iteration)
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, trunk.weights))  # the second trained it

@@ -21,6 +21,7 @@ import math
 import numbers
 import os
 import time
+import weakref
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -41,6 +42,7 @@ from trpo_tf.sampling.workers import WorkerSampler, split_envs, start_workers
 from trpo_tf.update import PolicyUpdate, ValueFit, trace_in_turn
 
 RETURN_WINDOW = 100  # episodes averaged into ``episode_return_mean``
+_OPEN_AGENTS: "weakref.WeakSet[TRPO]" = weakref.WeakSet()  # agents not closed: each owns its networks' variables
 # How well the step's quadratic KL model and linear surrogate model predicted the full step (PolicyUpdate).
 QUADRATIC_MODEL_KEYS = ("kl_predicted", "kl_full_step", "kl_ratio", "surrogate_predicted", "surrogate_full_step",
                         "cg_residual")
@@ -121,6 +123,7 @@ class TRPO:
         self.value = make_value(self.policy, cfg.value_hidden, cfg.activation, cfg.cnn_features, seed=self.seed * 7 + 4,
                                 network=value_network)
         networks.check_separate(self.policy, self.value)
+        self._check_networks_are_its_own()
         self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma)
         self.minibatch_rng = np.random.default_rng(minibatches)
         self.evaluation_rng = np.random.default_rng(evaluation_stream)
@@ -139,6 +142,7 @@ class TRPO:
             Sampler(self.vector_env, seed=self.seed, rng=np.random.default_rng(sampling)) if self.vector_env is not None
             else start_workers(str(self.env_id), cfg.env_kwargs, cfg.n_envs, cfg.n_workers, cfg.sampler, self.seed,
                                sampling, cfg.restart_workers))
+        _OPEN_AGENTS.add(self)
 
     # ------------------------------------------------------------------ the algorithm
 
@@ -449,9 +453,27 @@ class TRPO:
         return export.export_saved_model(self.policy, self.value, out_dir, metadata, version=version)
 
     def close(self) -> None:
-        """Close the environments and the value-fit thread."""
+        """Close the environments and the value-fit thread; its networks may then go to another agent."""
+        _OPEN_AGENTS.discard(self)
         self.sampler.close()
         self._background.shutdown(wait=True)
+
+    def _check_networks_are_its_own(self) -> None:
+        """NetworkError when a variable of its policy or value network belongs to another open agent.
+
+        The same ``keras.Model`` given to two agents would be trained by both, each moving the
+        other's policy outside its trust region without a word.
+        """
+        mine = {id(variable): variable.path for model in (self.policy, self.value) for variable in model.weights}
+        for other in list(_OPEN_AGENTS):
+            shared = [mine[id(variable)] for model in (other.policy, other.value) for variable in model.weights
+                      if id(variable) in mine]
+            if shared:
+                raise NetworkError(
+                    f"policy_network or value_network is already in another TRPO agent, which is not closed "
+                    f"(they would share {len(shared)} variable(s): {', '.join(shared[:4])}"
+                    f"{', ...' if len(shared) > 4 else ''}): give each agent its own model, e.g. a builder "
+                    "(feature size D -> keras.Model) or keras.models.clone_model(model), or close() the other first")
 
     def __enter__(self) -> "TRPO":
         return self
