@@ -12,9 +12,9 @@ everything else written to stderr meanwhile.
 
 XLA compiles the trust-region step and the value fit on the first iteration (about 1.4 s of
 the first iteration's ~4.4 s); :func:`use_xla_cache` points XLA's persistent cache at
-:func:`xla_cache_directory` so later runs of the same shapes load the compiled code instead. XLA never removes an entry,
-so :func:`prune_xla_cache` keeps the directory under ``$TRPO_TF_XLA_CACHE_MB`` (default
-:data:`DEFAULT_XLA_CACHE_MB`), dropping the oldest entries first.
+:func:`xla_cache_directory` so later runs of the same shapes load the compiled code instead.
+XLA never removes an entry, so :func:`prune_xla_cache` keeps the directory under
+``$TRPO_TF_XLA_CACHE_MB`` (default :data:`DEFAULT_XLA_CACHE_MB`), dropping the oldest entries first.
 
 MuJoCo prints its warnings itself, and appends them to ``MUJOCO_LOG.TXT`` in the working
 directory, unless a handler is set; :func:`filter_mujoco_warnings` sets one that drops
