@@ -268,7 +268,7 @@ def test_one_model_trains_in_one_open_agent_at_a_time():
     trunk = layer_norm_trunk(4)
     first = TRPO("CartPole-v1", CONFIG, seed=0, policy_network=trunk)
     with pytest.raises(NetworkError, match=r"already in another TRPO agent, which is not closed \(they would "
-                                           r"share 6 variable\(s\): .*clone_model\(model\), or close\(\) the other"):
+                                           r"share 6 variable\(s\) \(.*\)\): give each agent .*clone_model\(model\), or close\(\) the other"):
         TRPO("CartPole-v1", CONFIG, seed=1, value_network=trunk)
     with TRPO("CartPole-v1", CONFIG, seed=1, policy_network=layer_norm_trunk, value_network=layer_norm_trunk):
         pass  # builders: models of its own, beside the open first agent

@@ -464,15 +464,12 @@ class TRPO:
         The same ``keras.Model`` given to two agents would be trained by both, each moving the
         other's policy outside its trust region without a word.
         """
-        mine = {id(variable): variable.path for model in (self.policy, self.value) for variable in model.weights}
         for other in list(_OPEN_AGENTS):
-            shared = [mine[id(variable)] for model in (other.policy, other.value) for variable in model.weights
-                      if id(variable) in mine]
+            shared = networks.shared_variables([self.policy, self.value], [other.policy, other.value])
             if shared:
                 raise NetworkError(
                     f"policy_network or value_network is already in another TRPO agent, which is not closed "
-                    f"(they would share {len(shared)} variable(s): {', '.join(shared[:4])}"
-                    f"{', ...' if len(shared) > 4 else ''}): give each agent its own model, e.g. a builder "
+                    f"(they would share {shared}): give each agent its own model, e.g. a builder "
                     "(feature size D -> keras.Model) or keras.models.clone_model(model), or close() the other first")
 
     def __enter__(self) -> "TRPO":

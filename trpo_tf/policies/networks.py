@@ -156,12 +156,19 @@ def check_separate(policy: keras.Model, value: keras.Model) -> None:
     A shared trunk would let the value fit move the policy after the trust-region step, outside
     the trust region; TRPO keeps them apart.
     """
-    value_variables = {id(v) for v in value.weights}
-    shared = [v.path for v in policy.weights if id(v) in value_variables]
+    shared = shared_variables([policy], [value])
     if shared:
-        raise NetworkError(f"policy_network and value_network share {len(shared)} variable(s) "
-                           f"({', '.join(shared[:4])}{', ...' if len(shared) > 4 else ''}): give each its own "
+        raise NetworkError(f"policy_network and value_network share {shared}: give each its own "
                            "layers, since a shared trunk lets the value fit move the policy outside the trust region")
+
+
+def shared_variables(ours: Sequence[keras.Model], theirs: Sequence[keras.Model]) -> str:
+    """The variables of ``ours`` that are also in ``theirs``, as "N variable(s) (path, ...)"; "" when none."""
+    their_ids = {id(variable) for model in theirs for variable in model.weights}
+    shared = [variable.path for model in ours for variable in model.weights if id(variable) in their_ids]
+    if not shared:
+        return ""
+    return f"{len(shared)} variable(s) ({', '.join(shared[:4])}{', ...' if len(shared) > 4 else ''})"
 
 
 def network_record(network: keras.Model) -> dict[str, Any] | None:
