@@ -85,10 +85,14 @@ TRPO_TF_CANDIDATES = {
     "2 workers × 1 env, GN": {"n_envs": 2, "n_workers": 2, "hvp_method": "gauss_newton"},
     "2 workers × 2 envs, GN": {"n_envs": 4, "n_workers": 2, "hvp_method": "gauss_newton"},
     "2 workers × 4 envs, GN": {"n_envs": 8, "n_workers": 2, "hvp_method": "gauss_newton"},
+    "2 workers × 8 envs, GN": {"n_envs": 16, "n_workers": 2, "hvp_method": "gauss_newton"},
 }
 SB3_CANDIDATES = {
     "DummyVecEnv × 1": (1, False),
     "DummyVecEnv × 4": (4, False),
+    "DummyVecEnv × 8": (8, False),
+    "DummyVecEnv × 16": (16, False),
+    "DummyVecEnv × 32": (32, False),
     "SubprocVecEnv × 2": (2, True),
     "SubprocVecEnv × 4": (4, True),
 }
