@@ -58,6 +58,7 @@ with TRPO(env_id, TRPOConfig.preset(env_id), seed=0) as agent:
     actions = tf.constant(policy.actor().act(rng.normal(size=(n, *policy.observation_spec().shape[1:])), rng)[1])
     advantages = tf.constant(rng.normal(size=n), tf.float32)
     update = PolicyUpdate(policy, config, xla=mode == "xla")
+    # Eager: the Python function the compiled step wraps, called directly (nothing traced or compiled).
     step = update if mode != "eager" else (lambda *batch: update._step_graph(*batch, tf.constant(config.max_kl)))
     seconds = {}
     began = time.perf_counter()
