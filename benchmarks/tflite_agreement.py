@@ -29,8 +29,7 @@ def agreement(env_id: str, timesteps: int, count: int, seed: int) -> list[tuple[
     observations = (4.0 * rng.standard_normal((count,) + agent.policy.encoder.shape)).astype(np.float32)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        path = agent.export(os.path.join(folder, "model"), evaluation={"mean_return": 0.0, "std_return": 0.0,
-                                                                       "episodes": 0})
+        path = agent.export(os.path.join(folder, "model"), episodes=0)
         model = tf.saved_model.load(path)
         lite = export.to_tflite(path, os.path.join(folder, "model.tflite"))
         for signature in export.DETERMINISTIC_SIGNATURES:

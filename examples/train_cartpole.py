@@ -20,5 +20,5 @@ evaluation = agent.evaluate(episodes=10)  # deterministic actions, separate envi
 print(f"evaluation: {evaluation['mean_return']:.1f} ± {evaluation['std_return']:.1f}")
 
 agent.save("runs/example-cartpole")  # a resumable checkpoint: TRPO.load("runs/example-cartpole")
-path = agent.export("exported/CartPole-v1", evaluation=evaluation)
+path = agent.export("exported/CartPole-v1", episodes=10)  # evaluated through the SavedModel itself
 print(f"SavedModel written to {path}")

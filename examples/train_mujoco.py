@@ -32,6 +32,6 @@ agent.learn(max(0, timesteps - agent.timesteps), log_dir=run_dir, progress_bar=T
 
 evaluation = agent.evaluate(episodes=5)
 print(f"evaluation: {evaluation['mean_return']:.1f} ± {evaluation['std_return']:.1f}")
-path = agent.export(os.path.join("exported", env_id), evaluation=evaluation)
+path = agent.export(os.path.join("exported", env_id), episodes=5)  # evaluated through the SavedModel itself
 print(f"SavedModel written to {path}")
 agent.close()

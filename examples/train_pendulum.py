@@ -24,5 +24,5 @@ agent.learn(timesteps, callback=report)
 evaluation = agent.evaluate(episodes=10)
 print(f"evaluation: {evaluation['mean_return']:.1f} ± {evaluation['std_return']:.1f}")
 
-path = agent.export("exported/Pendulum-v1", evaluation=evaluation)
+path = agent.export("exported/Pendulum-v1", episodes=10)  # evaluated through the SavedModel itself
 print(f"SavedModel written to {path}")

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-os.environ.setdefault("TRPO_TF_XLA_CACHE", "")  # read when trpo_tf is imported, just below
+os.environ.setdefault("TRPO_TF_XLA_CACHE", "")  # read when an agent is created (and by trpo_tf.quiet())
 
 from trpo_tf.signing import KEY_FILE_VARIABLE
 

@@ -7,7 +7,7 @@ from gymnasium.vector import AutoresetMode
 
 from trpo_tf import TRPO, TRPOConfig
 from trpo_tf.errors import EnvironmentValueError, UnsupportedSpaceError
-from trpo_tf.sampling import Sampler
+from trpo_tf.sampling import InProcessSampler
 from trpo_tf.update import PolicyUpdate
 
 SMALL = TRPOConfig(steps_per_iteration=256, policy_hidden=(16,), value_hidden=(16,), value_epochs=2)
@@ -93,7 +93,7 @@ def test_sampler_keeps_final_observations_and_tells_termination_from_truncation(
     env = gym.vector.SyncVectorEnv([lambda: CountingEnv(terminate_at=3, truncate_at=10),
                                     lambda: CountingEnv(terminate_at=10, truncate_at=4)],
                                    autoreset_mode=AutoresetMode.SAME_STEP)
-    sampler = Sampler(env, seed=0, rng=np.random.default_rng(0))
+    sampler = InProcessSampler(env, seed=0, rng=np.random.default_rng(0))
     batch = sampler.collect(ZeroActor(2), steps=8)
     assert batch.terminated[:, 0].tolist() == [False, False, True, False, False, True, False, False]
     assert batch.truncated[:, 1].tolist() == [False, False, False, True, False, False, False, True]
@@ -111,7 +111,7 @@ def test_episode_returns_and_lengths_carry_across_batches():
     env = gym.vector.SyncVectorEnv([lambda: CountingEnv(terminate_at=3, truncate_at=10),
                                     lambda: CountingEnv(terminate_at=10, truncate_at=7)],
                                    autoreset_mode=AutoresetMode.SAME_STEP)
-    sampler = Sampler(env, seed=0, rng=np.random.default_rng(0))
+    sampler = InProcessSampler(env, seed=0, rng=np.random.default_rng(0))
     ended = [sampler.collect(ZeroActor(2), steps) for steps in (2, 5, 1, 9)]
     # Environment 0 ends episodes of 3 steps at steps 3, 6, 9, 12, 15; environment 1 of 7 at 7, 14.
     assert [b.episode_lengths for b in ended] == [[], [3, 3, 7], [], [3, 3, 7, 3]]
@@ -126,7 +126,7 @@ def test_a_vector_env_that_drops_final_observations_is_named():
 
     env = Forgetful([lambda: CountingEnv(terminate_at=3)], autoreset_mode=AutoresetMode.SAME_STEP)
     with pytest.raises(ValueError, match=r"environment 0 ended an episode at step 2 without a 'final_obs'"):
-        Sampler(env, seed=0, rng=np.random.default_rng(0)).collect(ZeroActor(1), steps=4)
+        InProcessSampler(env, seed=0, rng=np.random.default_rng(0)).collect(ZeroActor(1), steps=4)
 
 
 def test_truncated_steps_bootstrap_from_the_final_observation():

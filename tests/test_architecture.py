@@ -38,6 +38,30 @@ def module_imports() -> dict[str, set[str]]:
 IMPORTS = module_imports()
 
 
+def top_level_imports(module: str) -> set[str]:
+    """The modules ``module`` imports when it is imported: outside function bodies (and TYPE_CHECKING blocks)."""
+    path = os.path.join(os.path.dirname(PACKAGE), *module.split(".")) + ".py"
+    if not os.path.exists(path):
+        path = os.path.join(path[:-3], "__init__.py")
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.update(alias.name for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                found.add(child.module)
+            visit(child)
+
+    visit(tree)
+    return found
+
+
 def ours(module: str) -> set[str]:
     """The trpo_tf modules ``module`` imports (a package counts as its __init__)."""
     return {name for name in IMPORTS[module] if name in IMPORTS and name != module}
@@ -73,9 +97,24 @@ def test_no_import_cycle():
     ("trpo_tf.checkpoint", "pickle"),               # checkpoints serialize; only the sampler unpickles
     ("trpo_tf.callbacks", "trpo_tf.trpo"),          # callbacks use the agent's public methods only
     ("trpo_tf", "trpo_tf.cli"),                     # nothing imports the CLI
+    ("trpo_tf.trpo", "trpo_tf.sampling.workers"),   # the loop knows the sampler protocol, not its backends
+    ("trpo_tf.trpo", "trpo_tf.sampling.in_process"),
+    ("trpo_tf.trpo", "trpo_tf.sampling.processes"),
+    ("trpo_tf.trpo", "trpo_tf.sampling.ray_actors"),
 ])
 def test_layers_import_only_what_is_below_them(module, forbidden):
     offenders = sorted(name for name, imported in IMPORTS.items()
                        if (name == module or name.startswith(module + ".")) and name != "trpo_tf.cli"
                        and any(i == forbidden or i.startswith(forbidden + ".") for i in imported - {name}))
     assert offenders == [], f"{offenders} import {forbidden}"
+
+
+@pytest.mark.parametrize("package", ["trpo_tf.policies.distributions", "trpo_tf.policies.encoders"])
+def test_distributions_and_encoders_import_tensorflow_only_inside_their_tensorflow_side(package):
+    """Each module is imported by acting processes (unpickled snapshots), which must stay TensorFlow-free."""
+    modules = sorted(name for name in IMPORTS if name == package or name.startswith(package + "."))
+    assert len(modules) >= 5
+    for module in modules:
+        heavy = {name for name in top_level_imports(module)
+                 if name.split(".")[0] in {"tensorflow", "tensorflow_probability", "keras"}}
+        assert heavy == set(), f"{module} imports {sorted(heavy)} when imported"

@@ -9,6 +9,7 @@ cannot model.
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def test_log_prob_entropy_and_mean_match_scipy_with_the_affine_map():
     rng = np.random.default_rng(0)
     outputs = random_outputs(rng, 6)
     reference = beta_distribution(outputs)
-    actions = head.numpy_act(head.numpy_arrays(), outputs, rng)
+    actions = head.action_distribution.act(outputs, {}, rng)
     assert np.all((actions > SPACE.low) & (actions < SPACE.high))
     distribution = head.distribution([tf.constant(outputs)])
     np.testing.assert_allclose(distribution.log_prob(actions).numpy(), reference.logpdf(actions).sum(-1),
@@ -82,7 +83,7 @@ def test_log_prob_entropy_and_mean_match_scipy_with_the_affine_map():
     np.testing.assert_allclose(distribution.entropy().numpy(), reference.entropy().sum(-1), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(head.deterministic([tf.constant(outputs)]).numpy(), reference.mean(), rtol=1e-5,
                                atol=1e-5)
-    np.testing.assert_allclose(head.numpy_act(head.numpy_arrays(), outputs, None), reference.mean(), rtol=1e-5,
+    np.testing.assert_allclose(head.action_distribution.act(outputs, {}, None), reference.mean(), rtol=1e-5,
                                atol=1e-5)
     named = head.named_parameters([tf.constant(outputs)])
     np.testing.assert_allclose(named["alpha"].numpy(), reference.args[0], rtol=1e-5)
@@ -108,8 +109,8 @@ def test_numpy_sampling_follows_tfps_beta_cdf():
     head = action_head(SPACE, distribution="beta")
     outputs = random_outputs(rng, 1)
     draws = 40_000
-    actions = head.numpy_act(head.numpy_arrays(), np.repeat(outputs, draws, axis=0), rng)
-    alpha, beta = (c.numpy()[0] for c in head.concentrations(tf.constant(outputs)))
+    actions = head.action_distribution.act(np.repeat(outputs, draws, axis=0), {}, rng)
+    alpha, beta = (c.numpy()[0] for c in head.action_distribution.concentrations(tf.constant(outputs)))
     for k in range(2):
         unit = np.sort((actions[:, k].astype(np.float64) - SPACE.low[k]) / (SPACE.high[k] - SPACE.low[k]))
         cdf = tfp.distributions.Beta(np.float64(alpha[k]), np.float64(beta[k])).cdf(unit).numpy()
@@ -128,11 +129,13 @@ def test_stored_actions_stay_inside_the_bounds_where_the_density_is_finite():
     head = action_head(space, distribution="beta")
     outputs = np.array([[0.0, 3e7, 3e7, 0.0]] * 5000, np.float32)  # α ≈ 1.7, β ≈ 3e7: u ~ 6e-8; and the reverse
     distribution = head.distribution([tf.constant(outputs)])
-    arrays = head.numpy_arrays()
-    actions = head.numpy_act(arrays, outputs, np.random.default_rng(3))
+    beta = head.action_distribution
+    actions = beta.act(outputs, {}, np.random.default_rng(3))
     assert np.all((actions > space.low) & (actions < space.high))
     assert np.all(np.isfinite(distribution.log_prob(actions).numpy()))
-    unguarded = head.numpy_act(dict(arrays, margin=np.zeros(2)), outputs, np.random.default_rng(3))
+    unguarded_beta = copy.copy(beta)
+    unguarded_beta.margin = np.zeros(2)
+    unguarded = unguarded_beta.act(outputs, {}, np.random.default_rng(3))
     assert not np.all(np.isfinite(distribution.log_prob(unguarded).numpy()))
 
 

@@ -145,7 +145,8 @@ def test_export_best_writes_a_version_per_new_best_the_last_one_the_best(referen
     for version, record in enumerate(new_bests, start=1):
         metadata = read_metadata(os.path.join(reference.exported, str(version)))
         assert metadata["timesteps"] == record["timesteps"]
-        assert metadata["evaluation"]["mean_return"] == pytest.approx(record["mean_return"], rel=1e-12)
+        # the export's own graph against the NumPy copy the callback evaluates: float32 rounding apart
+        assert metadata["evaluation"]["mean_return"] == pytest.approx(record["mean_return"], rel=1e-5)
     # The last version, served through its signature with TensorFlow alone, scores the best return.
     saved = tf.saved_model.load(os.path.join(reference.exported, str(len(new_bests))))
     serve = saved.signatures["serving_default"]

@@ -11,10 +11,11 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from trpo_tf import TRPOConfig, checkpoint, cli, presets
-from trpo_tf.policies.heads import action_head
+from trpo_tf.policies.head import action_head
 from trpo_tf.sampling import check_env_id, make_env
 
 from killing import kill_9_after_checkpoint
@@ -103,6 +104,19 @@ def test_evaluate_json_on_run_dir_and_saved_model(trained):
     metadata = json.loads((workdir / "exported" / "1" / "assets" / "metadata.json").read_text())
     assert metadata["env_id"] == "CartPole-v1" and metadata["timesteps"] == 4096
     assert metadata["command"].startswith("trpo-tf train CartPole-v1")
+
+
+def test_evaluate_of_an_export_reproduces_the_evaluation_its_metadata_records(trained):
+    """The number shipped with a SavedModel is the SavedModel's: measured through its serving_default graph."""
+    workdir, _ = trained
+    recorded = json.loads((workdir / "exported" / "1" / "assets" / "metadata.json").read_text())["evaluation"]
+    assert recorded["episodes"] == 10 and recorded["seed"] == 10_000 and recorded["deterministic"]
+    process = trpo_tf("evaluate", "exported", "--episodes", str(recorded["episodes"]), "--seed",
+                      str(recorded["seed"]), "--json", cwd=workdir)
+    assert process.returncode == 0, process.stderr
+    result = json.loads(process.stdout)
+    assert result["mean_return"] == recorded["mean_return"] and result["std_return"] == recorded["std_return"]
+    assert recorded["mean_return"] == np.mean(recorded["returns"])
 
 
 def test_evaluate_refuses_an_environment_with_other_spaces(trained):

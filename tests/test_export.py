@@ -388,8 +388,9 @@ def test_export_layout_versions_and_refusals(tmp_path):
     out = tmp_path / "model"
     os.makedirs(out / "notes")
     assert agent.export(str(out)) == str(out / "1")
-    evaluation = {"mean_return": 1.5, "std_return": 0.5, "episodes": 2, "returns": [1.0, 2.0]}
-    assert agent.export(str(out), evaluation=evaluation, command="trpo-tf export run out") == str(out / "2")
+    evaluation_env = make_env("multibinary")  # evaluated through the export, on an environment given
+    assert agent.export(str(out), episodes=2, seed=3, env=evaluation_env,
+                        command="trpo-tf export run out") == str(out / "2")
     assert agent.export(str(out), version=7) == str(out / "7")
     assert agent.export(str(out)) == str(out / "8")
     assert sorted(os.listdir(out)) == ["1", "2", "7", "8", "notes"]  # no staging folder left behind
@@ -403,11 +404,14 @@ def test_export_layout_versions_and_refusals(tmp_path):
         with pytest.raises(ValueError, match="non-negative integer"):
             agent.export(str(out), version=bad)
     metadata = export.read_metadata(str(out / "2"))
-    assert metadata["evaluation"] == dict(evaluation, deterministic=True)
+    expected = run_episodes(make_env("multibinary"), agent.predict, 2, 3)["returns"]  # the agent's own graph
+    assert metadata["evaluation"]["returns"] == expected and metadata["evaluation"]["seed"] == 3
+    assert metadata["evaluation"]["deterministic"] and metadata["evaluation"]["episodes"] == 2
+    assert export.read_metadata(str(out / "1"))["evaluation"] is None
     assert metadata["command"] == "trpo-tf export run out"
     assert export.read_metadata(str(out))["command"] is None  # the model folder resolves to version 8
-    with pytest.raises(ValueError, match="evaluation lacks"):
-        agent.export(str(out), evaluation={"mean": 1.0})
+    with pytest.raises(ValueError, match="episodes must be a non-negative integer"):
+        agent.export(str(out), episodes=-1)
     bias = agent.policy.network.layers[-1].bias
     bias.assign(np.full(bias.shape, np.nan, np.float32))
     with pytest.raises(ValueError, match="non-finite"):
@@ -455,7 +459,9 @@ def test_metadata_records_spaces_training_and_versions(name, exports):
         assert evaluation["episodes"] == 10 and evaluation["deterministic"] is True
         assert evaluation["mean_return"] == pytest.approx(np.mean(evaluation["returns"]))
         assert evaluation["std_return"] == pytest.approx(np.std(evaluation["returns"]))
-        assert evaluation["returns"] == agent.evaluate(episodes=10)["returns"]
+        # measured through the export's graph: the agent's own TensorFlow graph gives the same returns
+        expected = reference_returns(agent, agent.env_id, 10, evaluation["seed"])
+        np.testing.assert_allclose(evaluation["returns"], expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("space", [

@@ -22,7 +22,7 @@ import yaml
 from trpo_tf import TRPO, TRPOConfig, cli, presets
 from trpo_tf.errors import ConfigError, EnvironmentValueError
 from trpo_tf.policies import make_policy
-from trpo_tf.sampling import Sampler, SerialVectorEnv, make_vector_env
+from trpo_tf.sampling import InProcessSampler, SerialVectorEnv, make_vector_env
 
 # --------------------------------------------------------------------------- TRPOConfig
 
@@ -292,8 +292,8 @@ def snapshots() -> dict[str, Any]:
             for space in (BOX, DISCRETE)}
 
 
-def sampler_for(*envs: gym.Env) -> Sampler:
-    return Sampler(SerialVectorEnv([lambda env=env: env for env in envs]), seed=0, rng=np.random.default_rng(0))
+def sampler_for(*envs: gym.Env) -> InProcessSampler:
+    return InProcessSampler(SerialVectorEnv([lambda env=env: env for env in envs]), seed=0, rng=np.random.default_rng(0))
 
 
 def test_env_case_count():
@@ -359,7 +359,7 @@ def test_a_gymnasium_vector_env_is_checked_too(snapshots):
     """gymnasium's own SyncVectorEnv (SAME_STEP) stacks observations itself: the sampler still checks them."""
     vector = gym.vector.SyncVectorEnv([lambda: FaultyEnv(BOX, "observation", "final", np.array([0, 0, np.inf]))],
                                       autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    sampler = Sampler(make_vector_env(vector, 1), seed=0, rng=np.random.default_rng(0))
+    sampler = InProcessSampler(make_vector_env(vector, 1), seed=0, rng=np.random.default_rng(0))
     with pytest.raises(EnvironmentValueError, match=r"^environment 0 \(FaultyEnv\) returned a non-finite final "
                                                     r"observation \[0.0, 0.0, inf\] from step\(\) after 5 "):
         sampler.collect(snapshots["Box"], 2 * EPISODE)
@@ -378,4 +378,4 @@ def test_a_vector_env_with_rewards_of_the_wrong_shape_is_named(snapshots):
     with pytest.raises(EnvironmentValueError, match=r"^the vector environment returned rewards array\(\[1., 0.\]\) "
                                                     r"from step\(\) after 1 environment steps; expected one number "
                                                     r"per environment, shape \(1,\)$"):
-        Sampler(vector, seed=0, rng=np.random.default_rng(0)).collect(snapshots["Box"], 3)
+        InProcessSampler(vector, seed=0, rng=np.random.default_rng(0)).collect(snapshots["Box"], 3)

@@ -24,9 +24,9 @@ from test_export import REPO, episode_returns, isolated_python
 from trpo_tf import TRPO, TRPOConfig, cli, export
 from trpo_tf.errors import EnvironmentValueError, InputError, UnsupportedSpaceError
 from trpo_tf.evaluation import run_episodes
-from trpo_tf.policies import ObservationEncoder, kl_divergence
+from trpo_tf.policies import kl_divergence, make_encoder
 from trpo_tf.policies.cnn import CONVOLUTIONS, Trunk
-from trpo_tf.sampling import Sampler, make_vector_env
+from trpo_tf.sampling import InProcessSampler, make_vector_env
 from trpo_tf.update import PolicyUpdate
 
 CONFIG = TRPOConfig(steps_per_iteration=256, n_envs=4, max_kl=0.1, policy_hidden=(), value_hidden=(32,),
@@ -63,7 +63,7 @@ def agents() -> dict[str, tuple[TRPO, list[np.ndarray]]]:
 
 @pytest.fixture(scope="module")
 def exports(agents, tmp_path_factory) -> dict[str, str]:
-    return {env_id: agent.export(str(tmp_path_factory.mktemp("exports") / env_id), evaluation=None)
+    return {env_id: agent.export(str(tmp_path_factory.mktemp("exports") / env_id), episodes=0)
             for env_id, (agent, _) in agents.items()}
 
 
@@ -117,7 +117,7 @@ def numpy_convolution(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, strid
 def test_trunk_computes_the_cnn_by_definition(space, encoder):
     """Trunk outputs = the convolutions and the dense layer written out in NumPy on frames × 1/255 (uint8),
     moved to channels last where the space has channels first."""
-    observation_encoder = ObservationEncoder(space, encoder)
+    observation_encoder = make_encoder(space, encoder)
     trunk = Trunk(observation_encoder, features=5, seed=3)
     rng = np.random.default_rng(0)
     frames = (rng.integers(0, 256, (3,) + space.shape).astype(np.uint8) if space.dtype == np.uint8
@@ -324,9 +324,9 @@ def test_checkpoints_restore_the_cnns_and_the_sampler(agents, tmp_path):
 
 def test_bool_grids_are_read_as_uint8_without_rescaling():
     """MinAtar's observation space: 0/1 cells reach the CNN as 0.0/1.0, not as 1/255."""
-    image = ObservationEncoder(gym.spaces.Box(0, 1, (10, 10, 4), np.bool_)).images["observation"]
+    image = make_encoder(gym.spaces.Box(0, 1, (10, 10, 4), np.bool_)).images["observation"]
     assert (image.cnn, image.channels_first, image.dtype, image.scale) == ("small_cnn", False, "uint8", 1.0)
-    flat = ObservationEncoder(gym.spaces.Box(0, 1, (5, 6), np.bool_))  # not rank 3: flattened into the MLP
+    flat = make_encoder(gym.spaces.Box(0, 1, (5, 6), np.bool_))  # not rank 3: flattened into the MLP
     assert not flat.images and flat.dim == 30
 
 
@@ -338,11 +338,11 @@ def test_bool_grids_are_read_as_uint8_without_rescaling():
     ((1, 12, 12), "small_cnn", True),
 ])
 def test_image_spaces_get_the_cnn_and_layout(shape, cnn, channels_first):
-    image = ObservationEncoder(gym.spaces.Box(0, 255, shape, np.uint8)).images["observation"]
+    image = make_encoder(gym.spaces.Box(0, 255, shape, np.uint8)).images["observation"]
     assert (image.cnn, image.channels_first, image.dtype, image.scale) == (cnn, channels_first, "uint8", 1 / 255)
-    flat = ObservationEncoder(gym.spaces.Box(0, 255, shape, np.uint8), "mlp")
+    flat = make_encoder(gym.spaces.Box(0, 255, shape, np.uint8), "mlp")
     assert not flat.images and flat.dim == math.prod(shape)
-    forced = ObservationEncoder(gym.spaces.Box(0, 255, shape, np.uint8), "small_cnn").images["observation"]
+    forced = make_encoder(gym.spaces.Box(0, 255, shape, np.uint8), "small_cnn").images["observation"]
     assert forced.cnn == "small_cnn"
 
 
@@ -355,9 +355,9 @@ BAD_SPACES = {
     "Nature CNN on a small grid": (gym.spaces.Box(0, 255, (10, 10, 4), np.uint8), "nature_cnn",
                                    r"frames of 10×10 pixels are too small for the nature_cnn.*small_cnn"),
     "nested Dict": (gym.spaces.Dict({"a": gym.spaces.Dict({"b": gym.spaces.Discrete(2)})}), "auto",
-                    r"key 'a' holds Dict.*must be Box or Discrete \(not nested Dict or Tuple\)"),
+                    r"key 'a' holds Dict.*must be Box, Discrete or MultiDiscrete \(not nested Dict or Tuple\)"),
     "Tuple in a Dict": (gym.spaces.Dict({"a": gym.spaces.Tuple([gym.spaces.Discrete(2)])}), "auto",
-                        r"key 'a' holds Tuple.*must be Box or Discrete"),
+                        r"key 'a' holds Tuple.*must be Box, Discrete or MultiDiscrete"),
     "key that names no input": (gym.spaces.Dict({"my key": gym.spaces.Discrete(2)}), "auto",
                                 r"key 'my key' cannot name an input of an exported signature"),
     "key starting with a digit": (gym.spaces.Dict({"1st": gym.spaces.Discrete(2)}), "auto", r"key '1st' cannot name"),
@@ -369,7 +369,7 @@ BAD_SPACES = {
 def test_bad_observation_spaces_are_named(name):
     space, encoder, message = BAD_SPACES[name]
     with pytest.raises(UnsupportedSpaceError, match=message):
-        ObservationEncoder(space, encoder)
+        make_encoder(space, encoder)
 
 
 class SpaceEnv(gym.Env):
@@ -429,6 +429,6 @@ class FirstAction:
      r"returned the observation \['side'\], not a dict with the keys \['image', 'side'\]"),
 ])
 def test_a_bad_dict_observation_is_named_with_its_key(bad, message):
-    sampler = Sampler(make_vector_env(BrokenDictEnv(bad), 1), seed=0, rng=np.random.default_rng(0))
+    sampler = InProcessSampler(make_vector_env(BrokenDictEnv(bad), 1), seed=0, rng=np.random.default_rng(0))
     with pytest.raises(EnvironmentValueError, match=message):
         sampler.collect(FirstAction(), 8)

@@ -113,7 +113,7 @@ def test_checkpoint_load_continue_equals_an_uninterrupted_run(trained):
 
 def test_export_loads_with_tensorflow_alone_and_converts_to_tflite(trained, tmp_path):
     agent, _, _ = trained
-    path = agent.export(str(tmp_path / "model"), evaluation=agent.evaluate(episodes=1))
+    path = agent.export(str(tmp_path / "model"), episodes=1)
     observations = np.random.default_rng(0).uniform(-1.0, 1.0, size=(9, 3)).astype(np.float32)
     # Independently of the exported graph: NumPy normalization, the Keras network, the action bounds.
     normalizer = agent.policy.normalizer
@@ -189,7 +189,7 @@ def test_other_networks_act_through_one_compiled_call(trunk):
     np.testing.assert_array_equal(deterministic, policy.deterministic_action(tf.constant(observations)).numpy())
     # Sampled: the head's NumPy acting on the Keras outputs, with the same generator state.
     logits = policy.network(policy.features(tf.constant(observations))).numpy()
-    expected = policy.head.numpy_act(policy.head.numpy_arrays(), logits, np.random.default_rng(8))
+    expected = policy.head.action_distribution.act(logits, {}, np.random.default_rng(8))
     np.testing.assert_array_equal(actor.act(observations, np.random.default_rng(8))[1], expected)
 
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from trpo_tf.normalization import ObservationNormalizer, RewardScaler
-from trpo_tf.policies import (ObservationEncoder, UnsupportedSpaceError, action_head, kl_divergence, make_policy,
+from trpo_tf.policies import (make_encoder, UnsupportedSpaceError, action_head, kl_divergence, make_policy,
                               numpy_forward)
 
 SPACES = {
@@ -50,7 +50,7 @@ def test_numpy_sampling_matches_tfp_probabilities(kind):
     rng = np.random.default_rng(1)
     head = action_head(SPACES[kind], init_log_std=-0.4)
     outputs = rng.normal(size=(1, head.param_size)).astype(np.float32)
-    samples = head.numpy_act(head.numpy_arrays(), np.repeat(outputs, 50_000, axis=0), rng)
+    samples = head.action_distribution.act(np.repeat(outputs, 50_000, axis=0), head.free_arrays(), rng)
     distribution = head.distribution(head.distribution_parameters(tf.constant(outputs)))
     log_std = np.full(head.param_size, -0.4, np.float32)
     if kind == "box":
@@ -91,15 +91,15 @@ def test_numpy_snapshot_matches_keras_policy_and_survives_pickling(kind):
 def test_gaussian_actions_are_clipped_for_the_environment_only():
     head = action_head(gym.spaces.Box(-1.0, 2.0, shape=(2,)))
     stored = np.array([[-5.0, 5.0], [0.5, 1.5]], np.float32)
-    np.testing.assert_allclose(head.numpy_to_env(head.numpy_arrays(), stored), [[-1.0, 2.0], [0.5, 1.5]])
+    np.testing.assert_allclose(head.action_distribution.to_env(stored), [[-1.0, 2.0], [0.5, 1.5]])
     assert stored[0, 0] == -5.0
 
 
 def test_discrete_start_offsets_reach_the_environment():
     head = action_head(gym.spaces.Discrete(3, start=-1))
-    assert head.numpy_to_env(head.numpy_arrays(), np.array([0, 2])).tolist() == [-1, 1]
+    assert head.action_distribution.to_env(np.array([0, 2])).tolist() == [-1, 1]
     multi = action_head(gym.spaces.MultiDiscrete([2, 3], start=[1, 5]))
-    assert multi.numpy_to_env(multi.numpy_arrays(), np.array([[1, 2]])).tolist() == [[2, 7]]
+    assert multi.action_distribution.to_env(np.array([[1, 2]])).tolist() == [[2, 7]]
 
 
 def test_the_gaussian_head_owns_its_log_std_and_the_policy_steps_it():
@@ -125,12 +125,12 @@ def test_normalizer_matches_statistics_of_all_data():
 
 
 def test_observation_encoder_flattens_boxes_and_one_hots_discrete():
-    box = ObservationEncoder(gym.spaces.Box(0, 1, shape=(2, 3)))
+    box = make_encoder(gym.spaces.Box(0, 1, shape=(2, 3)))
     observations = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
     assert box.dim == 6
     np.testing.assert_array_equal(box.numpy(observations), observations.reshape(2, 6))
     np.testing.assert_array_equal(box.tensorflow(tf.constant(observations)).numpy(), observations.reshape(2, 6))
-    discrete = ObservationEncoder(gym.spaces.Discrete(4, start=1))
+    discrete = make_encoder(gym.spaces.Discrete(4, start=1))
     np.testing.assert_array_equal(discrete.numpy(np.array([1, 4])), [[1, 0, 0, 0], [0, 0, 0, 1]])
     with pytest.raises(ValueError, match=r"expected \[batch, 2, 3\]"):
         box.check(np.zeros((4, 5)))
@@ -140,7 +140,7 @@ def test_unsupported_spaces_are_named():
     with pytest.raises(UnsupportedSpaceError, match="Tuple.*supports Box, Discrete, MultiDiscrete and MultiBinary"):
         action_head(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
     with pytest.raises(UnsupportedSpaceError, match="Tuple.*supports Box .*Discrete"):
-        ObservationEncoder(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
+        make_encoder(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
 
 
 def test_reward_scaler_divides_by_std_of_discounted_returns_across_batches():

@@ -10,7 +10,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 from trpo_tf.policies import make_policy
-from trpo_tf.sampling import Sampler, SerialVectorEnv, make_env
+from trpo_tf.sampling import InProcessSampler, SerialVectorEnv, make_env
 
 
 @pytest.mark.parametrize("env_id, steps", [("CartPole-v1", 400), ("Pendulum-v1", 450)])
@@ -41,9 +41,9 @@ def test_sampler_state_round_trip_continues_the_same_batches():
     policy = make_policy(gym.spaces.Box(-np.inf, np.inf, shape=(4,)), gym.spaces.Discrete(2), (8,), "tanh", 0.0,
                          True, seed=0)
     snapshot = pickle.loads(pickle.dumps(policy.snapshot()))  # what a worker process would receive
-    first = Sampler(SerialVectorEnv([lambda: make_env("CartPole-v1")] * 2), seed=1, rng=np.random.default_rng(1))
+    first = InProcessSampler(SerialVectorEnv([lambda: make_env("CartPole-v1")] * 2), seed=1, rng=np.random.default_rng(1))
     first.collect(snapshot, 30)
-    second = Sampler(SerialVectorEnv([lambda: make_env("CartPole-v1")] * 2), seed=99, rng=np.random.default_rng(99))
+    second = InProcessSampler(SerialVectorEnv([lambda: make_env("CartPole-v1")] * 2), seed=99, rng=np.random.default_rng(99))
     state = pickle.loads(pickle.dumps(first.state()))
     second.load_state(state)
     second.load_environment_state(first.environment_state(), fresh_seed=0)
@@ -52,5 +52,5 @@ def test_sampler_state_round_trip_continues_the_same_batches():
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     assert a.episode_returns == b.episode_returns and a.episode_lengths == b.episode_lengths
     with pytest.raises(ValueError, match="sampler state is for 2 environments, this sampler has 3"):
-        Sampler(SerialVectorEnv([lambda: make_env("CartPole-v1")] * 3), seed=0,
+        InProcessSampler(SerialVectorEnv([lambda: make_env("CartPole-v1")] * 3), seed=0,
                 rng=np.random.default_rng(0)).load_state(state)

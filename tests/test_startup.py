@@ -1,8 +1,11 @@
-"""A quiet start-up: ``trpo-tf train --quiet`` prints its final line and nothing else; a log level
-the user set is kept; MuJoCo's known deprecation is dropped and its other warnings are Python warnings."""
+"""Start-up: ``import trpo_tf`` changes nothing in the host; ``trpo-tf train --quiet`` (and ``trpo_tf.quiet()``)
+print nothing of TensorFlow's start-up yet keep its errors; a log level the user set is kept; the XLA cache is
+configured (and pruned) when an agent is created, unless the user set XLA flags; MuJoCo's known deprecation
+is dropped and its other warnings are Python warnings."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -43,7 +46,7 @@ def test_train_quiet_prints_exactly_the_final_line(tmp_path):
 def test_a_log_level_the_user_set_keeps_tensorflows_logging():
     """With TF_CPP_MIN_LOG_LEVEL=0, XLA's INFO line on compiling a function still reaches stderr."""
     script = ("import os, trpo_tf\n"
-              "from trpo_tf import TRPOConfig\n"  # imports TensorFlow through trpo_tf
+              "trpo_tf.quiet()\n"
               "import tensorflow as tf\n"
               "tf.function(lambda x: x + 1.0, jit_compile=True)(tf.constant(1.0))\n"
               "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n")
@@ -91,20 +94,21 @@ def test_other_mujoco_warnings_become_python_warnings_and_never_raise(capfd):
 
 @pytest.mark.parametrize("environment, expected", [
     ({"TRPO_TF_XLA_CACHE": "/c"}, "--tf_xla_persistent_cache_directory=/c"),
-    ({"TRPO_TF_XLA_CACHE": "/c", "TF_XLA_FLAGS": "--tf_xla_auto_jit=2"},
-     "--tf_xla_auto_jit=2 --tf_xla_persistent_cache_directory=/c"),  # the user's flags stay
+    ({"TRPO_TF_XLA_CACHE": "/c", "TF_XLA_FLAGS": "--tf_xla_auto_jit=2"}, "--tf_xla_auto_jit=2"),  # the user chose
     ({"TRPO_TF_XLA_CACHE": "/c", "TF_XLA_FLAGS": "--tf_xla_persistent_cache_directory=/mine"},
      "--tf_xla_persistent_cache_directory=/mine"),  # the user's cache wins
     ({"TRPO_TF_XLA_CACHE": ""}, None),  # off
     ({"XDG_CACHE_HOME": "/xdg"}, "--tf_xla_persistent_cache_directory=/xdg/trpo_tf/xla"),
 ])
-def test_the_xla_cache_flag_is_added_unless_the_user_chose(monkeypatch, environment, expected):
+def test_the_xla_cache_flag_is_set_unless_the_user_set_xla_flags(monkeypatch, environment, expected):
     for name in ("TRPO_TF_XLA_CACHE", "TF_XLA_FLAGS", "XDG_CACHE_HOME"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # recorded, so that the flag set below is undone after the test
+        monkeypatch.delenv(name)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(os, "makedirs", lambda *args, **kwargs: None)
-    startup.use_xla_cache()
+    monkeypatch.setattr(startup, "prune_xla_cache", lambda *args: [])
+    startup.configure_xla_cache()
     assert os.environ.get("TF_XLA_FLAGS") == expected
 
 
@@ -119,8 +123,9 @@ def test_a_second_run_loads_the_compiled_steps_from_the_xla_cache(tmp_path):
     written = sorted(p.name for p in cache.iterdir())
     assert len(written) >= 2 and all(name.startswith("xla_compile_cache__") for name in written)  # step, value fit
     command[command.index(str(tmp_path / "run1"))] = str(tmp_path / "run2")
-    subprocess.run(command, env=environment, check=True, capture_output=True, timeout=600)
+    warm = subprocess.run(command, env=environment, check=True, capture_output=True, text=True, timeout=600)
     assert sorted(p.name for p in cache.iterdir()) == written
+    assert warm.stderr == ""  # TensorFlow's ERROR lines on loading its own cache entries are dropped (--quiet)
 
 
 def test_the_xla_cache_is_pruned_oldest_first_to_its_size_limit(tmp_path):
@@ -156,7 +161,7 @@ def test_a_bad_xla_cache_limit_names_the_variable(monkeypatch, value):
         startup.xla_cache_limit_bytes()
 
 
-def test_importing_trpo_tf_prunes_the_cache_it_uses(tmp_path):
+def test_creating_an_agent_prunes_the_cache_it_uses_and_importing_does_not(tmp_path):
     cache = tmp_path / "xla"
     cache.mkdir()
     for age, key in enumerate("abc"):
@@ -165,5 +170,56 @@ def test_importing_trpo_tf_prunes_the_cache_it_uses(tmp_path):
         os.utime(path, (1_000_000 + age, 1_000_000 + age))
     environment = dict(_env_without_log_level(TRPO_TF_XLA_CACHE=str(cache), TRPO_TF_XLA_CACHE_MB="2"))
     environment.pop("TF_XLA_FLAGS", None)
-    subprocess.run([sys.executable, "-c", "import trpo_tf"], env=environment, check=True, timeout=600)
+    subprocess.run([sys.executable, "-c", "import trpo_tf; from trpo_tf import TRPO, TRPOConfig"], env=environment,
+                   check=True, timeout=600)
+    assert len(list(cache.iterdir())) == 3  # importing changed nothing
+    script = ("import os; from trpo_tf import TRPO, TRPOConfig\n"
+              "TRPO('CartPole-v1', TRPOConfig(steps_per_iteration=64), seed=0).close()\n"
+              "print(os.environ['TF_XLA_FLAGS'])\n")
+    process = subprocess.run([sys.executable, "-c", script], env=environment, check=True, timeout=600,
+                             capture_output=True, text=True)
+    assert process.stdout == f"--tf_xla_persistent_cache_directory={cache}\n"
     assert sorted(p.name for p in cache.iterdir()) == ["xla_compile_cache__b.pb", "xla_compile_cache__c.pb"]
+
+
+IMPORT_PROBE = """
+import json, logging, os, sys
+before = dict(os.environ)
+levels = lambda: {name: logging.getLogger(name).level for name in ("", "tensorflow", "absl", "keras", "trpo_tf")}
+levels_before = levels()
+import trpo_tf
+import trpo_tf.cli, trpo_tf.config, trpo_tf.policies.distributions, trpo_tf.policies.encoders, trpo_tf.sampling
+imported = {"tensorflow": "tensorflow" in sys.modules, "environ": dict(os.environ) == before,
+            "levels": levels() == levels_before}
+print(json.dumps(imported))
+"""
+
+
+def test_importing_trpo_tf_changes_nothing_in_the_host(tmp_path):
+    """No environment variable, no logging level, no file; and no TensorFlow until an agent's names are used."""
+    home = tmp_path / "home"
+    home.mkdir()
+    environment = dict(_env_without_log_level(HOME=str(home), XDG_CACHE_HOME=str(home / "cache")))
+    for name in ("TRPO_TF_XLA_CACHE", "TF_XLA_FLAGS"):
+        environment.pop(name, None)
+    process = subprocess.run([sys.executable, "-c", IMPORT_PROBE], env=environment, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr
+    assert json.loads(process.stdout) == {"tensorflow": False, "environ": True, "levels": True}
+    assert process.stderr == ""
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["home"]  # nothing written, not even a cache directory
+
+
+def test_quiet_keeps_tensorflow_quiet_but_its_errors_visible():
+    """trpo_tf.quiet() hides INFO and WARNING (level 2), not ERROR; a level the user set stays."""
+    script = ("import os, trpo_tf\ntrpo_tf.quiet()\nimport tensorflow as tf\n"
+              "tf.function(lambda x: x + 1.0, jit_compile=True)(tf.constant(1.0))\n"
+              "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n")  # the test's XLA cache is off (conftest)
+    process = subprocess.run([sys.executable, "-c", script], env=_env_without_log_level(), capture_output=True,
+                             text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    assert process.stdout == "2\n" and process.stderr == ""
+    assert not startup.hidden_by_level("E0000 00:00:1795901442.176337   20456 a.cc:1] an error\n", 2)
+    kept = subprocess.run([sys.executable, "-c", script], env=_env_without_log_level(TF_CPP_MIN_LOG_LEVEL="1"),
+                          capture_output=True, text=True, timeout=300)
+    assert kept.returncode == 0 and kept.stdout == "1\n"

@@ -12,7 +12,7 @@ import yaml
 
 from trpo_tf import TRPO, TRPOConfig
 from trpo_tf.errors import ConfigError, EnvironmentValueError, InputError
-from trpo_tf.sampling import Sampler, SerialVectorEnv, make_env
+from trpo_tf.sampling import InProcessSampler, SerialVectorEnv, make_env
 from trpo_tf.sampling.workers import start_workers
 
 SMALL = TRPOConfig(steps_per_iteration=256, n_envs=2, n_workers=2, policy_hidden=(16,), value_hidden=(16,),
@@ -37,7 +37,7 @@ def _comparable(history):
 def test_two_workers_record_what_one_sampler_stepping_all_environments_records(monkeypatch):
     """Reference: an in-process Sampler over 4 environments seeded 7..10; the workers hold 2 each."""
     monkeypatch.setenv("PYTHONPATH", os.path.dirname(os.path.abspath(__file__)))  # workers import TipOver
-    reference = Sampler(SerialVectorEnv([lambda: make_env("CartPole-v1")] * 4), seed=7,
+    reference = InProcessSampler(SerialVectorEnv([lambda: make_env("CartPole-v1")] * 4), seed=7,
                         rng=np.random.default_rng(0))
     workers = start_workers("CartPole-v1", None, n_envs=4, n_workers=2, backend="local", seed=7,
                             stream=np.random.SeedSequence(0))

@@ -108,7 +108,7 @@ class EvalCallback:
         entry[EVAL_RETURN_MEAN], entry[EVAL_RETURN_STD] = record["mean_return"], record["std_return"]
         if self.best is None or record["mean_return"] > self.best["mean_return"]:
             self.best = record
-            self._keep_best(record, result)
+            self._keep_best(record)
         return self.callbacks(entry)
 
     def close(self) -> None:
@@ -153,13 +153,13 @@ class EvalCallback:
                                 "another run; remove it or choose another best_dir")
         return best
 
-    def _keep_best(self, record: dict[str, Any], result: dict[str, Any]) -> None:
+    def _keep_best(self, record: dict[str, Any]) -> None:
         """Checkpoint the current policy into ``best_dir`` and export it to ``export_best`` (when given)."""
         if self.best_dir is not None:
             checkpoint.save(self.agent, self.best_dir)
             checkpoint.update_run(self.best_dir, **{BEST_RECORD: record})
         if self.export_best is not None:
-            self.agent.export(self.export_best, evaluation=result)
+            self.agent.export(self.export_best, episodes=self.episodes, seed=self.seed, env=self.env)
 
 
 class StopOnReward:

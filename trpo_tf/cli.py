@@ -173,8 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.command_line = " ".join([PROG, shlex.join(argv)])
-    if args.handler is not cmd_plot:  # first, without the lines TensorFlow's libraries log while loading
-        startup.import_tensorflow()
+    if args.handler is not cmd_plot:  # the command owns its process: a quiet TensorFlow, errors shown
+        startup.quiet()
     with warnings.catch_warnings():
         if getattr(args, "quiet", False):
             from trpo_tf.checkpoint import CheckpointWarning
@@ -219,6 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, run_dir: str, seed: int, new_run: tuple[TRPOConfig, int, str] | None) -> int:
     """Train a new run (``new_run``: its config, timesteps and their sources) or resume one."""
     from trpo_tf import TRPO, checkpoint, rundir
+    from trpo_tf import export as exporting
 
     say = _printer(args.quiet)
 
@@ -248,10 +249,10 @@ def _train(args: argparse.Namespace, run_dir: str, seed: int, new_run: tuple[TRP
     summary = (f"{args.env_id}: {agent.timesteps:,} timesteps, {len(agent.history)} iterations, "
                f"episode_return_mean {_last_return(agent):.2f} ({elapsed:.1f}s); run: {run_dir}")
     if args.export:
-        evaluation = agent.evaluate(episodes=args.eval_episodes)
-        path = agent.export(args.export, evaluation=evaluation, command=args.command_line)
-        summary += (f"; export: {path} (evaluation {evaluation['mean_return']:.2f} ± "
-                    f"{evaluation['std_return']:.2f} over {_episodes(evaluation['episodes'])})")
+        path = agent.export(args.export, episodes=args.eval_episodes, command=args.command_line)
+        result = exporting.read_metadata(path)["evaluation"]
+        summary += (f"; export: {path} (evaluation {result['mean_return']:.2f} ± "
+                    f"{result['std_return']:.2f} over {_episodes(result['episodes'])})")
     print(summary)
     return 0
 
@@ -406,8 +407,6 @@ def _evaluate_run(args: argparse.Namespace, run_dir: str) -> tuple[dict[str, Any
 
 def _evaluate_saved_model(args: argparse.Namespace, model_dir: str) -> tuple[dict[str, Any], str, str]:
     """Evaluate an export through its ``serving_default`` signature, with TensorFlow alone."""
-    import numpy as np
-    import tensorflow as tf
     from trpo_tf import export as exporting
 
     try:
@@ -417,23 +416,11 @@ def _evaluate_saved_model(args: argparse.Namespace, model_dir: str) -> tuple[dic
     env_id = args.env or metadata.get("env_id")
     if env_id is None:
         raise CLIError(f"{model_dir} does not record an environment id; pass --env")
-    serve = tf.saved_model.load(model_dir).signatures.get("serving_default")
-    if serve is None:
-        raise CLIError(f"{model_dir} has no serving_default signature")
-    inputs = serve.structured_input_signature[1]
     named = metadata.get("observation_space", {}).get("type") == "Dict"  # one input per key
-    if len(inputs) != 1 and not named:
-        raise CLIError(f"{model_dir}: serving_default takes {sorted(inputs)}; expected one observation input")
-    input_name, input_spec = next(iter(inputs.items()))
-    output_name = "action" if "action" in serve.structured_outputs else next(iter(serve.structured_outputs))
+    act, input_spec = evaluation.saved_model_actor(model_dir, dict_observations=named)
 
     recorded_kwargs = metadata.get("config", {}).get("env_kwargs") if env_id == metadata.get("env_id") else None
     env = _make_env(env_id, args.render_video, recorded_kwargs)
-
-    def act(observations: Any) -> np.ndarray:
-        fed = observations if isinstance(observations, dict) else {input_name: observations}
-        return serve(**{key: tf.constant(value, dtype=inputs[key].dtype) for key, value in fed.items()}
-                     )[output_name].numpy()
 
     try:
         _check_spaces(metadata, env, env_id, model_dir, input_spec)
@@ -512,9 +499,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.onnx:
         exporting.onnx.check_dependencies()  # before anything is written
     with TRPO.load(args.run_dir) as agent:
-        evaluation_result = agent.evaluate(episodes=args.eval_episodes) if agent.env_id else None
-        path = agent.export(args.out_dir, version=args.version, evaluation=evaluation_result,
+        path = agent.export(args.out_dir, version=args.version, episodes=args.eval_episodes if agent.env_id else 0,
                             command=args.command_line)
+    evaluation_result = exporting.read_metadata(path)["evaluation"]
     line = f"exported {args.run_dir} ({agent.timesteps:,} timesteps) to {path}"
     if evaluation_result is not None:
         line += f" (evaluation {evaluation_result['mean_return']:.2f} ± {evaluation_result['std_return']:.2f})"

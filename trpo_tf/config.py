@@ -10,13 +10,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from trpo_tf.errors import ConfigError
+from trpo_tf import sampling
+from trpo_tf.policies import distributions, encoders
 
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
 HVP_METHODS = ("forward_over_backward", "double_backward", "gauss_newton")
 ALGORITHMS = ("trpo", "npg")  # the step: backtracked to the trust region, or the natural gradient's full step
-ACTION_DISTRIBUTIONS = ("gaussian", "beta")  # the policy's distribution for Box actions
-SAMPLERS = ("local", "ray")  # where sampling workers run: local processes or Ray actors
-ENCODERS = ("auto", "mlp", "nature_cnn", "small_cnn")  # what reads observations (see policies/encoders.py)
 SCHEDULES = ("constant", "linear")  # how max_kl and value_lr change over a run (TRPOConfig.scheduled)
 
 
@@ -140,19 +139,19 @@ class TRPOConfig:
         if self.hvp_method not in HVP_METHODS:
             raise ConfigError(f"TRPOConfig.hvp_method must be one of {HVP_METHODS}, got {self.hvp_method!r}")
         self._check_int("n_workers", 1)
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"TRPOConfig.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.restart_workers and self.n_workers == 1 and self.sampler == "local":
+        if self.sampler not in sampling.backend_names():
+            raise ConfigError(f"TRPOConfig.sampler must be one of {sampling.backend_names()}, got {self.sampler!r}")
+        if self.restart_workers and self.n_workers == 1 and self.sampler == sampling.IN_PROCESS_BACKEND:
             raise ConfigError("TRPOConfig.restart_workers needs sampling workers (n_workers > 1 or sampler='ray'): "
                               "with n_workers=1 the environments step in this process")
         if self.n_envs % self.n_workers:
             raise ConfigError(f"TRPOConfig.n_envs ({self.n_envs}) must be a multiple of n_workers "
                               f"({self.n_workers}): each worker steps n_envs / n_workers environments")
-        if self.action_distribution not in ACTION_DISTRIBUTIONS:
-            raise ConfigError(f"TRPOConfig.action_distribution must be one of {ACTION_DISTRIBUTIONS}, "
+        if self.action_distribution not in distributions.configurable_names():
+            raise ConfigError(f"TRPOConfig.action_distribution must be one of {distributions.configurable_names()}, "
                               f"got {self.action_distribution!r}")
-        if self.encoder not in ENCODERS:
-            raise ConfigError(f"TRPOConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.encoder not in encoders.CHOICES:
+            raise ConfigError(f"TRPOConfig.encoder must be one of {encoders.CHOICES}, got {self.encoder!r}")
         self._check_int("cnn_features", 0)
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"TRPOConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")

@@ -1,25 +1,30 @@
-"""A quiet start-up: TensorFlow's C++ logging, and third-party messages a user cannot act on.
+"""Start-up: a quiet TensorFlow when asked for, XLA's persistent cache, and MuJoCo's warnings.
 
-TensorFlow's C++ code logs through absl, in lines like ``I0000 00:00:1795901736.420237 22565 file.cc:31] text``
-(severity I, W, E or F first). It hides those below ``TF_CPP_MIN_LOG_LEVEL`` (0: show all,
-1: hide INFO, 2: hide WARNING too, 3: hide ERROR too); importing ``trpo_tf`` sets that variable
-to :data:`DEFAULT_LOG_LEVEL` unless the user set it, so the CUDA probes a machine without a GPU
-logs (``failed call to cuInit``) and the XLA start-up lines are not shown. A few lines are
-logged while TensorFlow's libraries load, before TensorFlow reads the variable (absl's
-``WARNING: All log messages before absl::InitializeLog() ...`` and ``cudart_stub.cc] Could not
-find cuda drivers``); :func:`import_tensorflow` drops those that the level hides and passes on
-everything else written to stderr meanwhile.
+Importing ``trpo_tf`` changes nothing in the host program: no environment variable, logging
+level or file. What this module does happens only when it is called:
 
-XLA compiles the trust-region step and the value fit on the first iteration (about 1.4 s of
-the first iteration's ~4.4 s); :func:`use_xla_cache` points XLA's persistent cache at
-:func:`xla_cache_directory` so later runs of the same shapes load the compiled code instead.
-XLA never removes an entry, so :func:`prune_xla_cache` keeps the directory under
-``$TRPO_TF_XLA_CACHE_MB`` (default :data:`DEFAULT_XLA_CACHE_MB`), dropping the oldest entries first.
-
-MuJoCo prints its warnings itself, and appends them to ``MUJOCO_LOG.TXT`` in the working
-directory, unless a handler is set; :func:`filter_mujoco_warnings` sets one that drops
-:data:`KNOWN_MUJOCO_MESSAGES` (deprecations in gymnasium's own model files) and turns the
-others into Python warnings (``RuntimeWarning``).
+- :func:`quiet` (``trpo_tf.quiet()``; what the ``trpo-tf`` command does, since it owns its
+  process): TensorFlow's C++ code logs through absl in lines like ``I0000 00:00:1795901736.420237
+  22565 file.cc:31] text`` (severity I, W, E or F first) and hides those below
+  ``TF_CPP_MIN_LOG_LEVEL`` (0: show all, 1: hide INFO, 2: hide WARNING too, 3: hide ERROR too).
+  :func:`quiet` sets it to :data:`QUIET_LOG_LEVEL` (2) unless the user set it, so errors still
+  show; then it imports TensorFlow and lets it find its devices while dropping the lines that
+  level hides from what the libraries write before they read the variable, and the one error line a
+  machine without CUDA drivers always logs (``failed call to cuInit``, after TensorFlow's own
+  "Could not find cuda drivers" note). After :func:`quiet`, an agent's first iteration, where XLA
+  compiles its steps or loads them from the persistent cache, runs inside
+  :func:`dropping_cache_messages`: loading a cache entry logs :data:`XLA_CACHE_MESSAGES` at ERROR
+  level although nothing is wrong; those lines alone are dropped.
+- :func:`configure_xla_cache`, called when an agent is created: XLA compiles the trust-region
+  step and the value fit on the first iteration; pointing XLA's persistent cache at
+  :func:`xla_cache_directory` lets later runs of the same shapes load the compiled code. Only when
+  the user set no ``TF_XLA_FLAGS``; ``TRPO_TF_XLA_CACHE=`` (empty) turns it off. XLA never removes
+  an entry, so the directory is kept under ``$TRPO_TF_XLA_CACHE_MB`` (default
+  :data:`DEFAULT_XLA_CACHE_MB`), dropping the oldest entries first (:func:`prune_xla_cache`).
+- :func:`filter_mujoco_warnings`, called when an environment is made: MuJoCo prints its warnings
+  itself, and appends them to ``MUJOCO_LOG.TXT`` in the working directory, unless a handler is set;
+  the handler set here drops :data:`KNOWN_MUJOCO_MESSAGES` (deprecations in gymnasium's own model
+  files) and turns the others into Python warnings (``RuntimeWarning``).
 """
 
 from __future__ import annotations
@@ -35,8 +40,18 @@ from types import ModuleType
 from typing import Callable, Iterator
 
 LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
-DEFAULT_LOG_LEVEL = "3"
+QUIET_LOG_LEVEL = "2"  # INFO and WARNING hidden; errors shown
 SEVERITIES = "IWEF"  # absl's severities, in the order TF_CPP_MIN_LOG_LEVEL counts them
+NO_CUDA_DRIVERS = "Could not find cuda drivers"  # TensorFlow's INFO note on a machine without a GPU driver
+CUINIT_FAILED = "failed call to cuInit"  # the ERROR that then always follows; nothing to act on
+
+XLA_CACHE_MESSAGES = (
+    # TensorFlow 2.21 reads each entry of its own XLA cache as text first, then as binary, which works
+    "Error parsing text-format tensorflow.XlaSerializedCacheEntry",
+    # tuning preferences XLA records with a compiled program, not instruction sets the host lacks
+    "Target machine feature +prefer-no-scatter is not  supported on the host machine",
+    "Target machine feature +prefer-no-gather is not  supported on the host machine",
+)
 
 KNOWN_MUJOCO_MESSAGES = (
     # gymnasium's half_cheetah.xml sets it; MuJoCo 4 warns each time the model is compiled
@@ -47,12 +62,35 @@ _ABSL_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ [^\]\s]+:\d+\] ")
 _ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 
 
-def quiet_tensorflow_logging() -> None:
-    """Set ``TF_CPP_MIN_LOG_LEVEL`` to :data:`DEFAULT_LOG_LEVEL` unless the user set it.
+def quiet() -> None:
+    """Quiet TensorFlow's start-up in this process, as the ``trpo-tf`` command does; errors still show.
 
-    Has an effect only before TensorFlow is first imported.
+    Sets ``TF_CPP_MIN_LOG_LEVEL`` to :data:`QUIET_LOG_LEVEL` unless it is set, configures the XLA
+    cache (:func:`configure_xla_cache`: TensorFlow reads XLA's flags when it first looks for its
+    devices, which this does), then imports TensorFlow (see :func:`import_tensorflow`). Call it
+    before anything imports TensorFlow: once imported, TensorFlow has read the variable, and the
+    lines it logged are out.
     """
-    os.environ.setdefault(LOG_LEVEL_VARIABLE, DEFAULT_LOG_LEVEL)
+    global _QUIET
+    os.environ.setdefault(LOG_LEVEL_VARIABLE, QUIET_LOG_LEVEL)
+    configure_xla_cache()
+    import_tensorflow()
+    _QUIET = True
+
+
+_QUIET = False  # whether quiet() was called in this process
+
+
+@contextlib.contextmanager
+def dropping_cache_messages() -> Iterator[None]:
+    """After :func:`quiet`: within the block, drop the lines of :data:`XLA_CACHE_MESSAGES` that TensorFlow
+    writes to stderr (everything else is written back after the block). Without :func:`quiet`, nothing."""
+    if not _QUIET:
+        yield
+        return
+    with _stderr_filtered(lambda lines: [line for line in lines
+                                         if not any(message in line for message in XLA_CACHE_MESSAGES)]):
+        yield
 
 
 XLA_FLAGS_VARIABLE = "TF_XLA_FLAGS"
@@ -60,7 +98,7 @@ XLA_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
 XLA_CACHE_VARIABLE = "TRPO_TF_XLA_CACHE"
 """Where trpo_tf keeps XLA's compiled code; empty turns the cache off."""
 XLA_CACHE_SIZE_VARIABLE = "TRPO_TF_XLA_CACHE_MB"
-DEFAULT_XLA_CACHE_MB = 512  # a MuJoCo preset's entries take 0.3-1.5 MB: hundreds of configurations
+DEFAULT_XLA_CACHE_MB = 512  # a configuration's compiled steps take about a megabyte: room for hundreds
 _XLA_CACHE_ENTRY = re.compile(r"^xla_compile_cache__.*\.pb$")
 
 
@@ -72,22 +110,27 @@ def xla_cache_directory() -> str:
     return os.path.join(cache_home, "trpo_tf", "xla")
 
 
-def use_xla_cache() -> None:
-    """Add ``--tf_xla_persistent_cache_directory`` to ``TF_XLA_FLAGS`` unless the user's flags name a
-    cache already or :func:`xla_cache_directory` is off or cannot be created.
+def configure_xla_cache() -> str | None:
+    """Point XLA's persistent cache at :func:`xla_cache_directory` by setting ``TF_XLA_FLAGS``, unless the
+    user set that variable (to anything) or the cache is off or cannot be created; then prune the
+    cache to its size limit. Returns the directory in use, or None.
 
-    Has an effect only before TensorFlow first compiles with XLA.
+    Called when an agent is created (and by :func:`quiet`). TensorFlow reads the flags when it first
+    looks for its devices — after ``import tensorflow``, at its first operation — so the cache is
+    used when nothing ran on TensorFlow before (a network of your own built first runs on it: call
+    :func:`quiet`, or set ``TF_XLA_FLAGS`` yourself, before building it).
     """
     flags = os.environ.get(XLA_FLAGS_VARIABLE, "")
     directory = xla_cache_directory()
-    if XLA_CACHE_FLAG in flags or not directory:
-        return
+    if flags.strip() or not directory:
+        return directory if f"{XLA_CACHE_FLAG}={directory}" in flags.split() else None
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError:
-        return  # a read-only home, say: compile every time, as without the cache
-    os.environ[XLA_FLAGS_VARIABLE] = f"{flags} {XLA_CACHE_FLAG}={directory}".strip()
+        return None  # a read-only home, say: compile every time, as without the cache
+    os.environ[XLA_FLAGS_VARIABLE] = f"{XLA_CACHE_FLAG}={directory}"
     prune_xla_cache(directory, xla_cache_limit_bytes())
+    return directory
 
 
 def xla_cache_limit_bytes() -> int:
@@ -153,21 +196,29 @@ def hidden_by_level(line: str, level: int) -> bool:
 
 
 def import_tensorflow() -> ModuleType:
-    """``import tensorflow``, without the log lines its libraries write while loading that the level hides.
+    """``import tensorflow`` and let it find its devices, dropping from what is written to stderr meanwhile
+    the absl lines ``TF_CPP_MIN_LOG_LEVEL`` hides (its libraries log some before they read it), and
+    the ``failed call to cuInit`` error when TensorFlow noted that the machine has no CUDA drivers.
 
     Nothing is filtered when TensorFlow is already imported or the level is 0.
     """
-    quiet_tensorflow_logging()
     level = min_log_level()
     if "tensorflow" in sys.modules or level == 0:
         return importlib.import_module("tensorflow")
-    with _stderr_filtered(lambda line: not hidden_by_level(line, level)):
-        return importlib.import_module("tensorflow")
+    with _stderr_filtered(lambda lines: [line for line in lines if not hidden_by_level(line, level)
+                                         and not (CUINIT_FAILED in line and _mentions(lines, NO_CUDA_DRIVERS))]):
+        tensorflow = importlib.import_module("tensorflow")
+        tensorflow.config.list_physical_devices()  # where TensorFlow probes for CUDA
+    return tensorflow
+
+
+def _mentions(lines: list[str], text: str) -> bool:
+    return any(text in line for line in lines)
 
 
 @contextlib.contextmanager
-def _stderr_filtered(keep: Callable[[str], bool]) -> Iterator[None]:
-    """Capture file descriptor 2 (C and Python writes alike), then write back the lines ``keep`` accepts.
+def _stderr_filtered(keep: Callable[[list[str]], list[str]]) -> Iterator[None]:
+    """Capture file descriptor 2 (C and Python writes alike), then write back the lines ``keep`` returns of them.
 
     Captures nothing when descriptor 2 cannot be duplicated (e.g. it is closed).
     """
@@ -187,7 +238,7 @@ def _stderr_filtered(keep: Callable[[str], bool]) -> Iterator[None]:
             os.close(saved)
             captured.seek(0)
             lines = captured.read().decode("utf-8", errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if keep(line)))
+            sys.stderr.write("".join(keep(lines)))
             sys.stderr.flush()
 
 

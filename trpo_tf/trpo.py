@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from trpo_tf import advantages as gae
-from trpo_tf import checkpoint, evaluation, export, monitor, rundir
+from trpo_tf import checkpoint, evaluation, export, monitor, rundir, startup
 from trpo_tf.config import TRPOConfig
 from trpo_tf.errors import InputError, NetworkError, SpaceMismatchError
 from trpo_tf.files import DEFAULT_CHECKPOINT_EVERY
@@ -37,8 +37,7 @@ from trpo_tf.normalization import RewardScaler
 from trpo_tf.policies import make_policy, networks
 from trpo_tf.policies.networks import NetworkSpec
 from trpo_tf.policies.policy import make_value
-from trpo_tf.sampling import Batch, EnvLike, Sampler, make_env, make_vector_env
-from trpo_tf.sampling.workers import WorkerSampler, split_envs, start_workers
+from trpo_tf.sampling import Batch, EnvLike, Sampler, make_env, make_sampler
 from trpo_tf.update import PolicyUpdate, ValueFit, trace_in_turn
 
 RETURN_WINDOW = 100  # episodes averaged into ``episode_return_mean``
@@ -88,33 +87,32 @@ class TRPO:
         if not isinstance(self.config, TRPOConfig):
             raise TypeError(f"config must be a TRPOConfig, got {type(self.config).__name__}")
         cfg = self.config
+        startup.configure_xla_cache()  # before the first compile; not when the user set TF_XLA_FLAGS
         self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
         self.env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
         # Independent random streams: evaluating or predicting mid-training draws nothing from
         # the streams that training uses, so it does not change the training trajectory.
         sampling, minibatches, evaluation_stream = np.random.SeedSequence(self.seed).spawn(3)
-        in_process = cfg.n_workers == 1 and cfg.sampler == "local"
-        if in_process:
-            self.vector_env: gym.vector.VectorEnv | None = make_vector_env(env, cfg.n_envs, cfg.env_kwargs)
-            if self.vector_env.num_envs != cfg.n_envs:
-                raise InputError(f"the VectorEnv has {self.vector_env.num_envs} environments but "
-                                 f"config.n_envs is {cfg.n_envs}")
-            self.observation_space = self.vector_env.single_observation_space
-            self.action_space = self.vector_env.single_action_space
-        else:  # the workers build the environments; one here tells their spaces
-            if not isinstance(env, str):
-                raise InputError(f"sampling workers build their own environments from an environment id; got "
-                                 f"{env!r}: pass its id (with config.env_kwargs), or use n_workers=1")
-            split_envs(cfg.n_envs, cfg.n_workers)
-            self.vector_env = None
-            probe = make_env(env, cfg.env_kwargs)
-            self.observation_space, self.action_space = probe.observation_space, probe.action_space
-            probe.close()
+        self.sampler: Sampler = make_sampler(env, n_envs=cfg.n_envs, n_workers=cfg.n_workers, backend=cfg.sampler,
+                                             env_kwargs=cfg.env_kwargs, seed=self.seed, stream=sampling,
+                                             restart_workers=cfg.restart_workers)
+        try:
+            self._build(policy_network, value_network, minibatches, evaluation_stream)
+        except BaseException:
+            self.sampler.close()  # the workers, if any, started first: they tell the spaces
+            raise
+        _OPEN_AGENTS.add(self)
+
+    def _build(self, policy_network: NetworkSpec | None, value_network: NetworkSpec | None,
+               minibatches: np.random.SeedSequence, evaluation_stream: np.random.SeedSequence) -> None:
+        """The models, the compiled steps and the agent's own state, for the sampler's spaces."""
+        cfg = self.config
+        self.observation_space, self.action_space = self.sampler.observation_space, self.sampler.action_space
         self.policy = make_policy(self.observation_space, self.action_space, cfg.policy_hidden, cfg.activation,
                                   cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1,
                                   encoder=cfg.encoder, cnn_features=cfg.cnn_features, network=policy_network,
                                   action_distribution=cfg.action_distribution)
-        if not in_process and not self.policy.acts_in_numpy:  # workers act with the picklable NumPy copy
+        if self.sampler.needs_picklable_actor and not self.policy.acts_in_numpy:  # workers act with the NumPy copy
             what = (f"observation space {self.observation_space} goes through a CNN, which"
                     if self.policy.trunk is not None else f"the policy network ({self.policy.network.name})")
             raise NetworkError(f"{what} acts through TensorFlow, which sampling workers do not run: use n_workers=1 "
@@ -137,12 +135,12 @@ class TRPO:
         self._deterministic_action = tf.function(self.policy.deterministic_action,
                                                  input_signature=[self.policy.observation_spec()], autograph=False)
         self._background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="value-fit")
-        # Last: worker processes start only once nothing else can fail.
-        self.sampler: Sampler | WorkerSampler = (
-            Sampler(self.vector_env, seed=self.seed, rng=np.random.default_rng(sampling)) if self.vector_env is not None
-            else start_workers(str(self.env_id), cfg.env_kwargs, cfg.n_envs, cfg.n_workers, cfg.sampler, self.seed,
-                               sampling, cfg.restart_workers))
-        _OPEN_AGENTS.add(self)
+        self._compiled = False  # whether an iteration ran: its steps are compiled
+
+    @property
+    def vector_env(self) -> gym.vector.VectorEnv | None:
+        """The environments when they are stepped in this process (None with sampling workers)."""
+        return self.sampler.vector_env
 
     # ------------------------------------------------------------------ the algorithm
 
@@ -228,6 +226,14 @@ class TRPO:
 
         δ and the value step size follow their schedules (``TRPOConfig.scheduled``) over the run
         to :attr:`total_timesteps`; before any ``learn`` call, at their full values."""
+        if not self._compiled:  # XLA compiles (or loads from its cache) the steps now
+            with startup.dropping_cache_messages():
+                entry = self._iterate()
+            self._compiled = True
+            return entry
+        return self._iterate()
+
+    def _iterate(self) -> dict[str, Any]:
         start = time.perf_counter()
         remaining = 1.0 if not self.total_timesteps else max(0.0, 1.0 - self.timesteps / self.total_timesteps)
         max_kl, value_lr = self.config.scheduled("max_kl", remaining), self.config.scheduled("value_lr", remaining)
@@ -273,8 +279,9 @@ class TRPO:
             "policy_step_seconds": policy_seconds,
             "value_fit_seconds": value_seconds,
         }
-        if isinstance(self.sampler, WorkerSampler):
-            entry["worker_restarts"] = self.sampler.take_restarts()
+        restarts = self.sampler.take_restarts()
+        if restarts is not None:  # a backend that can replace workers
+            entry["worker_restarts"] = restarts
         self.history.append(entry)
         return entry
 
@@ -344,8 +351,7 @@ class TRPO:
         if target is None:
             raise InputError("this agent was built from an environment instance without a registered id; "
                              "pass evaluate(env=...) an environment to evaluate on")
-        eval_env = make_env(target, self.config.env_kwargs if target == self.env_id else None) \
-            if isinstance(target, str) else target
+        eval_env = self._evaluation_env(target)
         try:
             if eval_env.observation_space.shape != self.observation_space.shape:
                 raise SpaceMismatchError(
@@ -359,6 +365,13 @@ class TRPO:
             if eval_env is not env:
                 eval_env.close()
         return dict(result, deterministic=deterministic)
+
+    def _evaluation_env(self, target: str | gym.Env) -> gym.Env:
+        """``target`` itself when it is an environment, else a new one of that id (with ``config.env_kwargs``
+        when it is the training env id)."""
+        if not isinstance(target, str):
+            return target
+        return make_env(target, self.config.env_kwargs if target == self.env_id else None)
 
     # ------------------------------------------------------------------ state and persistence
 
@@ -436,21 +449,38 @@ class TRPO:
         agent.log_dir = run_dir  # learn(log_dir=run_dir) continues this run
         return agent
 
-    def export(self, out_dir: str, version: int | None = None, evaluation: dict[str, Any] | None = None,
+    def export(self, out_dir: str, version: int | None = None, *, episodes: int = evaluation.DEFAULT_EPISODES,
+               seed: int = evaluation.DEFAULT_SEED, env: str | gym.Env | None = None,
                command: str | None = None) -> str:
         """Write the policy as a SavedModel to ``out_dir/<version>/`` (see :mod:`trpo_tf.export`); returns that path.
 
-        ``version`` defaults to the next integer; ``evaluation`` (a dict from :meth:`evaluate`)
-        defaults to a fresh 10-episode evaluation when the agent knows its env id; ``command``
-        is recorded in the metadata.
+        ``version`` defaults to the next integer. The metadata's ``evaluation`` is measured through
+        the SavedModel itself: ``episodes`` deterministic episodes of its ``serving_default`` graph,
+        episode i reset with ``seed + i``, on ``env`` (default: a new environment from the training env
+        id and ``config.env_kwargs``) — so ``trpo-tf evaluate EXPORT --episodes N --seed S``
+        reproduces it. ``episodes=0``, or an agent without an env id and no ``env``, records none.
+        ``command`` is recorded in the metadata.
         """
-        if evaluation is None and self.env_id is not None:
-            evaluation = self.evaluate()
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 0:
+            raise InputError(f"episodes must be a non-negative integer, got {episodes!r}")
+        target = env if env is not None else self.env_id
         metadata = export.build_metadata(
             env_id=self.env_id, observation_space=self.observation_space, action_space=self.action_space,
-            timesteps=self.timesteps, seed=self.seed, evaluation=evaluation, config=self.config.to_dict(),
+            timesteps=self.timesteps, seed=self.seed, evaluation=None, config=self.config.to_dict(),
             command=command)
-        return export.export_saved_model(self.policy, self.value, out_dir, metadata, version=version)
+
+        def evaluate_export(path: str) -> dict[str, Any]:
+            assert target is not None
+            eval_env = self._evaluation_env(target)
+            try:
+                return evaluation.evaluate_saved_model(path, eval_env, episodes, seed,
+                                                       dict_observations=self.policy.encoder.keys is not None)
+            finally:
+                if eval_env is not target:
+                    eval_env.close()
+
+        return export.export_saved_model(self.policy, self.value, out_dir, metadata, version=version,
+                                         evaluate=evaluate_export if episodes and target is not None else None)
 
     def close(self) -> None:
         """Close the environments and the value-fit thread; its networks may then go to another agent."""

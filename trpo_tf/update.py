@@ -53,9 +53,9 @@ class PolicyUpdate:
         self.fisher_stride = max(1, round(1.0 / config.fisher_fraction))
         features = policy.model_input_spec()
         actions = tf.TensorSpec((None,) + policy.head.action_shape, policy.head.action_dtype)
-        # XLA fuses the many small ops of CG and the line search: on 2 cores it halves the step
-        # (benchmarks/hvp.py). It compiles once per batch shape, which the config fixes. The loops
-        # are tf.while_loop already, so AutoGraph is off: converting the source took half the trace.
+        # XLA fuses the many small ops of CG and the line search (benchmarks/hvp.py measures the
+        # step both ways). It compiles once per batch shape, which the config fixes. The loops are
+        # tf.while_loop already, so AutoGraph is off: converting the source is a large part of tracing.
         # Not with a CNN: in an XLA context TensorFlow differentiates a slice by an op
         # (XlaDynamicUpdateSlice) that the forward-over-backward H·v cannot differentiate again;
         # there the convolutions dominate the step anyway. A head that XLA cannot compile for a
@@ -181,8 +181,8 @@ class ValueFit:
         features = tf.TensorSpec([None, inputs], tf.float32) if isinstance(inputs, int) else inputs
         vector = tf.TensorSpec([None], tf.float32)
         # XLA fuses the small ops of an MLP's minibatch loop; with a CNN (model inputs with frames: a
-        # tuple) its CPU convolutions made the fit 3.6× slower (MinAtar's small CNN, 160 minibatches
-        # of 128: 5.4 s against 1.5 s), so a CNN's fit runs without it.
+        # tuple) its CPU convolutions made the fit several times slower (measured on MinAtar's small CNN),
+        # so a CNN's fit runs without it.
         self._fit = tf.function(self._fit_graph, input_signature=[
             features, vector, tf.TensorSpec([None, None], tf.int32)],
             jit_compile=not isinstance(features, tuple), autograph=False)

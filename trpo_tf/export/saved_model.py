@@ -55,14 +55,12 @@ import tensorflow as tf
 from trpo_tf.errors import ExportError
 from trpo_tf.export.spaces import space_to_metadata
 from trpo_tf.policies import Policy
-from trpo_tf.policies.encoders import INPUT_NAME
+from trpo_tf.policies.encoders import INPUT_NAME, NON_FINITE_MESSAGE
 
 SIGNATURES = ("serving_default", "sample", "distribution", "value")
 DETERMINISTIC_SIGNATURES = ("serving_default", "distribution", "value")
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
-NON_FINITE_MESSAGE = "observation holds NaN or infinity"
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 _VERSION_DIR = re.compile(r"^\d+$")
 
@@ -70,11 +68,13 @@ _VERSION_DIR = re.compile(r"^\d+$")
 # --------------------------------------------------------------------------- SavedModel
 
 def export_saved_model(policy: Policy, value: keras.Model, out_dir: str, metadata: dict[str, Any],
-                       version: int | None = None) -> str:
+                       version: int | None = None, evaluate: Callable[[str], dict[str, Any]] | None = None) -> str:
     """Write ``policy`` and ``value`` as a SavedModel to ``out_dir/<version>/`` and return that path.
 
     ``metadata`` (from :func:`build_metadata`) goes to ``assets/metadata.json`` with the
-    signatures added. ``version`` defaults to one more than the largest numeric folder in
+    signatures added, and with ``evaluation`` replaced by ``evaluate(path)`` when given: an
+    evaluation of the SavedModel just written at ``path`` (through its own graph, as
+    :func:`trpo_tf.evaluation.evaluate_saved_model` runs it), before it is moved into place. ``version`` defaults to one more than the largest numeric folder in
     ``out_dir`` (1 for a new directory); an existing version is never overwritten
     (``FileExistsError``). The model is written to a hidden temporary folder and renamed into
     place, so a TF Serving instance watching ``out_dir`` never sees a half-written version.
@@ -88,7 +88,7 @@ def export_saved_model(policy: Policy, value: keras.Model, out_dir: str, metadat
                               f"version=None to use the next free one, {next_version(out_dir)})")
     staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=out_dir)
     try:
-        write_saved_model(policy, value, staging, metadata)
+        write_saved_model(policy, value, staging, metadata, evaluate)
         os.chmod(staging, 0o755)  # mkdtemp made it private; a server may run as another user
         os.rename(staging, target)
     except BaseException:
@@ -97,10 +97,14 @@ def export_saved_model(policy: Policy, value: keras.Model, out_dir: str, metadat
     return target
 
 
-def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: dict[str, Any]) -> None:
-    """Save the serving module to ``path``, ``metadata`` and the signatures to assets/metadata.json."""
+def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: dict[str, Any],
+                      evaluate: Callable[[str], dict[str, Any]] | None = None) -> None:
+    """Save the serving module to ``path``, ``metadata`` and the signatures to assets/metadata.json
+    (``evaluation``: ``evaluate(path)`` when given; see :func:`export_saved_model`)."""
     module = serving_module(policy, value)
     tf.saved_model.save(module, path, signatures={name: getattr(module, name) for name in SIGNATURES})
+    if evaluate is not None:
+        metadata = dict(metadata, evaluation=_evaluation_metadata(evaluate(path)))
     os.makedirs(os.path.join(path, "assets"), exist_ok=True)
     with open(os.path.join(path, "assets", METADATA_FILE), "w", encoding="utf-8") as file:
         json.dump(dict(metadata, signatures=describe_signatures(module),
@@ -133,31 +137,10 @@ def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[
     """
     encoder = policy.encoder
 
-    def checked(observation: tf.Tensor, name: str) -> tuple[tf.Tensor, tf.Tensor]:
-        """Input ``name`` [B, *shape] → (usable values, float32 mask: 1 where the entry is finite)."""
-        shape, dtype = encoder.inputs[name]
-        suffix = "" if name == INPUT_NAME else f"_{name}"
-        observation = tf.ensure_shape(observation, (None,) + shape, name=f"check_observation_shape{suffix}")
-        if dtype == "uint8":
-            return observation, tf.ones_like(observation, tf.float32)
-        message = NON_FINITE_MESSAGE if name == INPUT_NAME else f"{NON_FINITE_MESSAGE} (input {name})"
-        observation = tf.debugging.check_numerics(observation, message, name=f"check_observation_finite{suffix}")
-        # Where the check above is dropped (TFLite, tf2onnx): NaN → 0 and ±inf → ±max float32 keep the
-        # features finite, then the mask zeroes those they feed. tf2onnx turns a select into
-        # arithmetic (NaN · 0 = NaN) unless its condition is an IsNaN, hence this form.
-        usable = tf.where(tf.math.is_nan(observation), tf.zeros_like(observation), observation)
-        low, high = (0.0, 1.0) if name in encoder.images else (-FLOAT32_MAX, FLOAT32_MAX)
-        usable = tf.clip_by_value(usable, low, high)
-        return usable, tf.cast(tf.math.is_finite(observation), tf.float32)
-
     def features(observation: Any) -> Any:
         """Checked raw observations [B, *obs_shape] (a dict for a Dict space) → model inputs: normalized
         features [B, D], 0 where not finite (with the frames, NaN read as 0, for a CNN)."""
-        if encoder.keys is None:
-            usable, finite = checked(observation, INPUT_NAME)
-        else:
-            pairs = {key: checked(observation[key], key) for key in encoder.keys}
-            usable, finite = ({key: pair[i] for key, pair in pairs.items()} for i in (0, 1))
+        usable, finite = encoder.tensorflow_checked(observation)
         normalized = policy.normalizer(encoder.tensorflow(usable)) * encoder.tensorflow_feature_mask(finite)
         return policy.model_inputs(normalized, usable)
 
@@ -283,8 +266,8 @@ def build_metadata(env_id: str | None, observation_space: gym.Space, action_spac
                    command: str | None) -> dict[str, Any]:
     """The contents of ``assets/metadata.json`` but ``signatures`` (added from the saved functions).
 
-    ``evaluation`` is a dict as :meth:`TRPO.evaluate` returns (mean_return, std_return,
-    episodes, optionally returns, seed, deterministic) or None; ``config`` the
+    ``evaluation`` is a dict as :func:`trpo_tf.evaluation.evaluate_saved_model` returns (mean_return,
+    std_return, episodes, optionally returns, seed, deterministic) or None; ``config`` the
     ``TRPOConfig.to_dict()`` of the run; ``command`` the command line, recorded as given.
     """
     return {

@@ -22,8 +22,8 @@ from trpo_tf.normalization import ObservationNormalizer
 from trpo_tf.errors import NetworkError
 from trpo_tf.policies.acting import NUMPY_ACTIVATIONS, PolicySnapshot
 from trpo_tf.policies.cnn import Trunk, WithTrunk, model_input_spec
-from trpo_tf.policies.encoders import ObservationEncoder
-from trpo_tf.policies.heads import ActionHead, action_head
+from trpo_tf.policies.encoders import ObservationEncoder, make_encoder
+from trpo_tf.policies.head import ActionHead, action_head
 from trpo_tf.policies.networks import NetworkSpec, acts_in_numpy, dense_arrays, policy_network, value_network
 from trpo_tf.policies.tf_acting import CompiledActor
 
@@ -70,9 +70,7 @@ class Policy(keras.Model):
     def observation_spec(self) -> Any:
         """The TensorSpec of a batch of raw observations: [None, *obs_shape] (a dict of them by
         key for a ``Dict``), float32, or the frames' own dtype (uint8) for images."""
-        specs = {name: tf.TensorSpec((None,) + shape, tf.as_dtype(dtype), name=name)
-                 for name, (shape, dtype) in self.encoder.inputs.items()}
-        return specs if self.encoder.keys is not None else next(iter(specs.values()))
+        return self.encoder.tensor_spec()
 
     # ---------------------------------------------------------------- TensorFlow
 
@@ -139,7 +137,8 @@ class Policy(keras.Model):
                                f"{', '.join(NUMPY_ACTIVATIONS)} acts in NumPy; it acts through TensorFlow in this "
                                "process (Policy.actor())")
         return PolicySnapshot(encoder=self.encoder, normalizer=self.normalizer.numpy_normalize(),
-                              layers=tuple(layers), head_kind=self.head.kind, head_arrays=self.head.numpy_arrays())
+                              layers=tuple(layers), distribution=self.head.action_distribution,
+                              free_parameters=self.head.free_arrays())
 
     def compiled_outputs(self) -> Any:
         """:meth:`network_outputs` as a ``tf.function`` of model inputs, traced once per policy."""
@@ -154,11 +153,11 @@ def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: t
                 cnn_features: int = 0, network: NetworkSpec | None = None,
                 action_distribution: str = "gaussian") -> Policy:
     """The policy for these spaces: head chosen by the action space (and, for a Box, by
-    ``action_distribution``: see :func:`~trpo_tf.policies.heads.action_head`); frames go through CNNs
+    ``action_distribution``: see :func:`~trpo_tf.policies.distributions.make_distribution`); frames go through CNNs
     first (``encoder``, ``cnn_features``: see :class:`~trpo_tf.config.TRPOConfig`), then an MLP of
     ``hidden`` units or the user's ``network`` (see :mod:`trpo_tf.policies.networks`) with an output
     layer added."""
-    observation_encoder = ObservationEncoder(observation_space, encoder)
+    observation_encoder = make_encoder(observation_space, encoder)
     head = action_head(action_space, init_log_std, action_distribution)
     normalizer = ObservationNormalizer(observation_encoder.dim, enabled=normalize_observations)
     trunk = make_trunk(observation_encoder, cnn_features, seed + 1000)

@@ -2,7 +2,7 @@
 
 An observation must have the observation space's shape and a numeric dtype (checked on every
 step, cheaply), and, like a reward, be finite once converted to float32 (what training computes
-in); a ``Discrete`` observation must also be a whole number in the space's range. The value
+in); a ``Discrete`` or ``MultiDiscrete`` observation must also hold whole numbers in the space's range. The value
 checks run on whole arrays [K, ...] of values (K: steps × environments) at once.
 """
 
@@ -48,18 +48,29 @@ def invalid_rows(values: np.ndarray, converted: np.ndarray, space: gym.Space | N
     """Bool [K]: which rows of ``values`` [K, ...] (as returned) are not valid.
 
     ``converted`` [K, ...] is ``as_stored(values)``: a row is invalid when any of its numbers is
-    not finite there (uint8 ones always are); for a ``Discrete`` ``space`` also when it is not a
-    whole number in range.
+    not finite there (uint8 ones always are); for a ``Discrete`` or ``MultiDiscrete`` ``space`` also
+    when any of its numbers is not a whole number in range.
     """
     if converted.dtype == np.uint8:
         bad = np.zeros(len(converted), dtype=bool)
     else:
         bad = ~np.isfinite(converted).all(axis=tuple(range(1, converted.ndim)))
-    if isinstance(space, gym.spaces.Discrete):
-        flat = values.reshape(len(values))
+    bounds = _integer_range(space)
+    if bounds is not None:
+        start, stop = bounds
+        flat = values.reshape(len(values), -1)
         with np.errstate(invalid="ignore"):
-            bad |= (flat != np.floor(flat)) | (flat < space.start) | (flat >= space.start + space.n)
+            bad |= ((flat != np.floor(flat)) | (flat < start) | (flat >= stop)).any(axis=1)
     return bad
+
+
+def _integer_range(space: gym.Space | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first value, one past the last) per element [K] of a ``Discrete`` or ``MultiDiscrete`` space; else None."""
+    if isinstance(space, gym.spaces.Discrete):
+        return np.array([space.start]), np.array([space.start + space.n])
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return np.asarray(space.start).reshape(-1), (np.asarray(space.start) + np.asarray(space.nvec)).reshape(-1)
+    return None
 
 
 def describe_invalid(value: np.ndarray, what: str, space: gym.Space | None) -> str:
@@ -72,6 +83,8 @@ def describe_invalid(value: np.ndarray, what: str, space: gym.Space | None) -> s
     article = "an" if what[0] in "aeiou" else "a"
     if np.any(np.abs(numbers) > FLOAT32_MAX):
         return f"{article} {what} {shown} too large for float32 (magnitude above {FLOAT32_MAX:.4g}), which training uses"
-    assert isinstance(space, gym.spaces.Discrete), "only Discrete values have a range to check"
-    return (f"{article} {what} {shown} outside {space}: it must be a whole number in "
-            f"[{space.start}, {space.start + space.n})")
+    bounds = _integer_range(space)
+    assert bounds is not None, "only Discrete and MultiDiscrete values have a range to check"
+    ranges = ", ".join(f"[{start}, {stop})" for start, stop in zip(*bounds))
+    whole = "a whole number" if len(bounds[0]) == 1 else "whole numbers"
+    return f"{article} {what} {shown} outside {space}: it must be {whole} in {ranges}"

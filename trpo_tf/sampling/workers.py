@@ -1,4 +1,4 @@
-"""Sampling on several cores or machines: worker processes or Ray actors behind the sampler's interface.
+"""Sampling on several cores or machines: K workers behind the :class:`~trpo_tf.sampling.protocol.Sampler` protocol.
 
 Each worker owns ``n_envs / K`` environments and a :class:`Sampler` over them, and acts with
 the policy snapshot it is sent once per iteration: the learner sends the snapshot (a few KB
@@ -8,35 +8,31 @@ sampler had stepped all N environments. Nothing crosses a process boundary per s
 (gymnasium's ``AsyncVectorEnv`` pays ~0.2 ms of traffic per step on 2 cores, more than a
 MuJoCo step).
 
-The same :class:`SamplerWorker` runs in a local process (:func:`process_workers`) or as a Ray
-actor (:func:`ray_workers`), with the same random streams, so a run gives the same history
-with either. Environment i (of all N) is reset with ``seed + i`` as in the in-process
+The same :class:`SamplerWorker` runs in a local process (:mod:`.processes`) or as a Ray actor
+(:mod:`.ray_actors`), with the same random streams, so a run gives the same history with either.
+A backend is a function that starts workers and returns a :class:`WorkerHandle` for each; it
+registers itself under its ``TRPOConfig.sampler`` name in :data:`WORKER_BACKENDS`. Environment i (of all N) is reset with ``seed + i`` as in the in-process
 sampler; worker k draws actions from the k-th child of the sampling seed sequence.
 """
 
 from __future__ import annotations
 
-import multiprocessing.connection
-import signal
-import socket
 import struct
-import subprocess
-import sys
 import warnings
 from typing import Any, Callable, Protocol, Sequence
 
+import gymnasium as gym
 import numpy as np
 
 from trpo_tf.errors import CheckpointWarning, InputError, WorkerRestartWarning
 from trpo_tf.sampling.batch import Batch
-from trpo_tf.sampling.environments import make_vector_env
-from trpo_tf.sampling.sampler import Actor, Sampler
-
-RAY_INSTALL = "pip install -e '.[ray]'"
+from trpo_tf.sampling.environments import make_env, make_vector_env
+from trpo_tf.sampling.in_process import InProcessSampler
+from trpo_tf.sampling.protocol import Actor
 
 
 class SamplerWorker:
-    """One worker: ``n_envs`` environments made from ``env_id`` and a :class:`Sampler` over them.
+    """One worker: ``n_envs`` environments made from ``env_id`` and an :class:`InProcessSampler` over them.
 
     ``seed`` resets the worker's first environment (its others get ``seed + 1``, ...);
     ``stream`` seeds the worker's action sampling; errors name the environments from
@@ -45,8 +41,8 @@ class SamplerWorker:
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, seed: int,
                  stream: np.random.SeedSequence, first_index: int = 0):
-        self.sampler = Sampler(make_vector_env(env_id, n_envs, env_kwargs, first_index), seed=seed,
-                               rng=np.random.default_rng(stream))
+        self.sampler = InProcessSampler(make_vector_env(env_id, n_envs, env_kwargs, first_index), seed=seed,
+                                        rng=np.random.default_rng(stream))
 
     def collect(self, policy: Actor, steps: int) -> Batch:
         return self.sampler.collect(policy, steps)
@@ -78,7 +74,7 @@ MAX_RESTARTS_PER_CALL = 3
 """Replacements of one worker within one call before its failure is raised after all."""
 
 
-class _Handle(Protocol):
+class WorkerHandle(Protocol):
     """A worker somewhere: ``submit`` a method call, then ``result`` it (in submission order).
 
     ``result`` raises :class:`WorkerDiedError` when the worker is gone, or the exception the
@@ -95,22 +91,53 @@ class _Handle(Protocol):
     def shutdown(self) -> None: ...
 
 
+Launcher = Callable[[Sequence[tuple[Any, ...]]], Sequence[WorkerHandle]]
+"""A backend: starts one :class:`SamplerWorker` per tuple of its constructor's arguments, returns their handles."""
+
+WORKER_BACKENDS: dict[str, Launcher] = {}
+"""The backends by ``TRPOConfig.sampler`` name, registered by :func:`register_backend`."""
+
+
+def register_backend(name: str) -> Callable[[Launcher], Launcher]:
+    """Register the decorated launcher as the backend ``TRPOConfig.sampler = name`` selects."""
+    def register(launch: Launcher) -> Launcher:
+        WORKER_BACKENDS[name] = launch
+        return launch
+    return register
+
+
 class WorkerSampler:
-    """A sampler whose environments live in K workers; the interface of :class:`Sampler`.
+    """A :class:`~trpo_tf.sampling.protocol.Sampler` whose environments live in K workers.
 
     ``worker_envs[k]`` is the number of environments of worker k, in the order their
     segments are joined. ``restart(k)``, when given, starts a replacement for worker k with
     fresh environments: :meth:`collect` then replaces a worker that died or whose environment
-    raised, resamples its segment and counts it in :meth:`take_restarts`.
+    raised, resamples its segment and counts it in :meth:`take_restarts`. ``spaces``: one
+    environment's (observation space, action space).
     """
 
-    def __init__(self, handles: Sequence[_Handle], worker_envs: Sequence[int],
-                 restart: Callable[[int], _Handle] | None = None):
+    needs_picklable_actor = True
+    vector_env = None  # the environments live in the workers
+
+    def __init__(self, handles: Sequence[WorkerHandle], worker_envs: Sequence[int],
+                 restart: Callable[[int], WorkerHandle] | None = None,
+                 spaces: tuple[gym.Space, gym.Space] | None = None):
         self.handles = list(handles)
         self.worker_envs = list(worker_envs)
         self.n_envs = sum(self.worker_envs)
         self.restart = restart
         self.restarts = 0  # since the last take_restarts()
+        self.spaces = spaces
+
+    @property
+    def observation_space(self) -> gym.Space:
+        assert self.spaces is not None, "a WorkerSampler made without spaces"
+        return self.spaces[0]
+
+    @property
+    def action_space(self) -> gym.Space:
+        assert self.spaces is not None, "a WorkerSampler made without spaces"
+        return self.spaces[1]
 
     def collect(self, policy: Actor, steps: int) -> Batch:
         """Every worker samples ``steps`` vectorized steps with ``policy``; their segments, joined."""
@@ -119,7 +146,7 @@ class WorkerSampler:
         return join_batches(segments, self.worker_envs)
 
     def take_restarts(self) -> int:
-        """Workers replaced since the last call (0 without ``restart``)."""
+        """Workers replaced since the last call (0 without ``restart``, but always a count: workers may fail)."""
         restarts, self.restarts = self.restarts, 0
         return restarts
 
@@ -222,7 +249,7 @@ class WorkerSampler:
         return failure
 
 
-def _outcome(handle: _Handle) -> tuple[BaseException | None, Any]:
+def _outcome(handle: WorkerHandle) -> tuple[BaseException | None, Any]:
     """(None, the handle's result), or (what it raised, None)."""
     try:
         return None, handle.result()
@@ -230,7 +257,7 @@ def _outcome(handle: _Handle) -> tuple[BaseException | None, Any]:
         return failure, None
 
 
-def _shutdown_quietly(handle: _Handle) -> None:
+def _shutdown_quietly(handle: WorkerHandle) -> None:
     """Stop a worker that failed, whatever state it is in."""
     try:
         handle.shutdown()
@@ -274,7 +301,8 @@ def _join(parts: Sequence[Any], axis: int = 0, rows: np.ndarray | None = None) -
 
 def start_workers(env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, n_workers: int, backend: str,
                   seed: int, stream: np.random.SeedSequence, restart_workers: bool = False) -> WorkerSampler:
-    """``n_workers`` workers (``backend`` "local": processes; "ray": Ray actors) sharing ``n_envs`` environments.
+    """``n_workers`` workers of ``backend`` (a name in :data:`WORKER_BACKENDS`: "local" for processes, "ray"
+    for Ray actors) sharing ``n_envs`` environments made from ``env_id``.
 
     Worker k draws actions from the k-th child of ``stream``; a single worker draws from
     ``stream`` itself, so it samples exactly as the in-process :class:`Sampler` would. With
@@ -284,17 +312,19 @@ def start_workers(env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, n
     sizes = split_envs(n_envs, n_workers)
     offsets = env_offsets(sizes)
     streams = [stream] if n_workers == 1 else stream.spawn(n_workers)
-    launch: Callable[[Sequence[tuple[Any, ...]]], Sequence[_Handle]] = (
-        process_workers if backend == "local" else ray_workers)
+    launch = WORKER_BACKENDS[backend]
+    probe = make_env(env_id, env_kwargs)  # the spaces, from one environment here
+    spaces = (probe.observation_space, probe.action_space)
+    probe.close()
     handles = launch([(env_id, env_kwargs, size, seed + offset, child, offset)
                       for size, offset, child in zip(sizes, offsets, streams)])
 
-    def restart(k: int) -> _Handle:
+    def restart(k: int) -> WorkerHandle:
         fresh = streams[k].spawn(1)[0]
         reset_seed = int(fresh.generate_state(1)[0])
         return launch([(env_id, env_kwargs, sizes[k], reset_seed, fresh, offsets[k])])[0]
 
-    return WorkerSampler(handles, sizes, restart if restart_workers else None)
+    return WorkerSampler(handles, sizes, restart if restart_workers else None, spaces)
 
 
 def env_offsets(worker_envs: Sequence[int]) -> list[int]:
@@ -309,145 +339,6 @@ def split_envs(n_envs: int, n_workers: int) -> list[int]:
                          "steps the same number of environments")
     return [n_envs // n_workers] * n_workers
 
-
-
-# --------------------------------------------------------------------------- local processes
-
-class _ProcessHandle:
-    """A :class:`SamplerWorker` in a child Python process, talking over a private socket pair.
-
-    The child runs ``python -m trpo_tf.sampling.worker_process``: it imports only the sampler,
-    never the user's ``__main__``, so scripts need no ``if __name__ == "__main__"`` guard.
-    """
-
-    def __init__(self, arguments: tuple[Any, ...]):
-        mine, theirs = socket.socketpair()
-        self.process = subprocess.Popen([sys.executable, "-m", "trpo_tf.sampling.worker_process",
-                                         str(theirs.fileno())], pass_fds=[theirs.fileno()])
-        theirs.close()
-        self.connection = multiprocessing.connection.Connection(mine.detach())
-        self.connection.send(arguments)
-
-    def submit(self, method: str, *args: Any) -> None:
-        try:
-            self.connection.send((method, args))
-        except OSError:
-            pass  # the worker died: result() says so
-
-    def share(self, value: Any) -> Any:
-        return value  # pickled into each worker's pipe
-
-    def result(self) -> Any:
-        try:
-            status, value = self.connection.recv()
-        except (EOFError, OSError):
-            raise WorkerDiedError(f"died (exit code {self.process.wait()})") from None
-        if status == "error":
-            raise value
-        return value
-
-    def shutdown(self) -> None:
-        try:
-            self.connection.send(("close", ()))
-            self.connection.recv()
-        except (OSError, EOFError):
-            pass
-        self.connection.close()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def serve(connection: multiprocessing.connection.Connection) -> None:
-    """A worker process's loop: build the worker from the first message, then answer method calls
-    until "close" or until the learner is gone.
-
-    Ctrl-C reaches the whole process group: the worker ignores it and the learner, which
-    handles it, closes the workers.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        worker = SamplerWorker(*connection.recv())
-    except EOFError:
-        return
-    except Exception as error:  # noqa: BLE001 - reported to the learner, which raises it
-        connection.send(("error", error))
-        return
-    while True:
-        try:
-            method, args = connection.recv()
-        except EOFError:  # the learner is gone
-            worker.close()
-            return
-        try:
-            value = getattr(worker, method)(*args)
-        except Exception as error:  # noqa: BLE001 - reported to the learner, which raises it
-            connection.send(("error", error))
-            continue
-        connection.send(("ok", value))
-        if method == "close":
-            return
-
-
-def process_workers(arguments: Sequence[tuple[Any, ...]]) -> list[_ProcessHandle]:
-    """One local worker process per :class:`SamplerWorker` argument tuple."""
-    return [_ProcessHandle(args) for args in arguments]
-
-
-# --------------------------------------------------------------------------- Ray
-
-class _RayHandle:
-    """A :class:`SamplerWorker` as a Ray actor."""
-
-    def __init__(self, ray: Any, actor: Any):
-        self.ray, self.actor = ray, actor
-        self.pending: Any = None
-
-    def submit(self, method: str, *args: Any) -> None:
-        self.pending = getattr(self.actor, method).remote(*args)
-
-    def share(self, value: Any) -> Any:
-        return self.ray.put(value)  # stored once in the object store; actors read it from there
-
-    def result(self) -> Any:
-        pending, self.pending = self.pending, None
-        try:
-            return self.ray.get(pending)
-        except self.ray.exceptions.RayTaskError as error:
-            raise error.as_instanceof_cause() from None
-        except self.ray.exceptions.RayActorError as error:
-            raise WorkerDiedError(f"died (Ray: {type(error).__name__})") from None
-
-    def shutdown(self) -> None:
-        try:
-            self.ray.get(self.actor.close.remote())
-        except self.ray.exceptions.RayActorError:
-            pass  # already gone
-        finally:
-            self.ray.kill(self.actor)
-
-
-def ray_workers(arguments: Sequence[tuple[Any, ...]]) -> list[_RayHandle]:
-    """One Ray actor per :class:`SamplerWorker` argument tuple.
-
-    Ray is started as ``ray.init()`` starts it when it is not running yet: on the cluster at
-    ``RAY_ADDRESS``, else the one ``ray start`` started on this machine, else a new local one.
-    """
-    try:
-        import ray
-    except ImportError:
-        raise InputError(f"sampler='ray' needs Ray, which is not installed: {RAY_INSTALL}") from None
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False, include_dashboard=False)
-    cpus = ray.cluster_resources().get("CPU", 0)
-    if len(arguments) > cpus:  # the actors that find no CPU would wait forever
-        raise InputError(f"{len(arguments)} Ray actors need {len(arguments)} CPUs (one each), but the Ray cluster has "
-                         f"{cpus:g}: use fewer workers, add machines (ray start --address ...), or start Ray with "
-                         "more logical CPUs (ray start --head --num-cpus N, or ray.init(num_cpus=N) before training)")
-    remote = ray.remote(num_cpus=1)(SamplerWorker)
-    return [_RayHandle(ray, remote.remote(*args)) for args in arguments]
 
 
 def _split_record(record: bytes, count: int) -> list[bytes | None]:

@@ -1,8 +1,9 @@
 """The in-process sampler: steps a vector environment with a policy snapshot into a :class:`Batch`.
 
-The sampler knows nothing about TensorFlow or the trust region: it acts with a
-:class:`~trpo_tf.policies.PolicySnapshot` (NumPy) once per vectorized step and records
-what the environments answer. Episodes are reset by the vector environment in
+One of the :class:`~trpo_tf.sampling.protocol.Sampler` backends, and the one every sampling
+worker runs over its own environments. It knows nothing about TensorFlow or the trust region:
+it acts with a :class:`~trpo_tf.policies.PolicySnapshot` (NumPy) once per vectorized step and
+records what the environments answer. Episodes are reset by the vector environment in
 ``AutoresetMode.SAME_STEP``, so the true final observation of every finished episode is
 kept for bootstrapping truncated ones. Its state (:meth:`Sampler.state`) is plain data; the
 environments' state is a pickle (:meth:`Sampler.environment_state`).
@@ -11,7 +12,7 @@ environments' state is a pickle (:meth:`Sampler.environment_state`).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -22,21 +23,17 @@ from trpo_tf.sampling.checks import (NUMERIC_KINDS, as_stored, describe_invalid,
                                      to_float32)
 from trpo_tf.sampling.environments import (describe_environment, environment_name, environment_state,
                                            restore_environment_state)
+from trpo_tf.sampling.protocol import Actor
 
 
-class Actor(Protocol):
-    """What the sampler acts with (a :class:`~trpo_tf.policies.PolicySnapshot`)."""
-
-    def act(self, observations: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-        """Observations [N, *obs_shape] → (actions for the environments, actions to store)."""
-
-
-class Sampler:
-    """Steps a vector environment with a policy and returns :class:`Batch` es.
+class InProcessSampler:
+    """Steps a vector environment in this process with a policy and returns :class:`Batch` es.
 
     Episodes continue across calls to :meth:`collect`; the first call resets the
     environments with ``seed``. Actions are drawn with ``rng``.
     """
+
+    needs_picklable_actor = False
 
     def __init__(self, env: gym.vector.VectorEnv, seed: int | None, rng: np.random.Generator):
         self.env = env
@@ -108,6 +105,25 @@ class Sampler:
             episode_returns=episode_returns,
             episode_lengths=episode_lengths,
         )
+
+    @property
+    def vector_env(self) -> gym.vector.VectorEnv:
+        """The environments, stepped in this process."""
+        return self.env
+
+    @property
+    def observation_space(self) -> gym.Space:
+        """One environment's observation space."""
+        return self.env.single_observation_space
+
+    @property
+    def action_space(self) -> gym.Space:
+        """One environment's action space."""
+        return self.env.single_action_space
+
+    def take_restarts(self) -> None:
+        """None: environments in this process are never replaced."""
+        return None
 
     @property
     def obs_shape(self) -> tuple[int, ...]:

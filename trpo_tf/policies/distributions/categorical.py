@@ -1,0 +1,98 @@
+"""Discrete actions → a Categorical over the space's n choices.
+
+The network gives one logit per choice. Actions are stored as zero-based indices; the
+environment counts from the space's ``start``. The deterministic action is the most probable
+choice; sampling uses the Gumbel-max trick (argmax of the logits plus Gumbel noise), which
+LiteRT and ONNX run.
+
+The logits are handled as K rows of equal width [B, K, W], one row per independent choice, so
+that :class:`~trpo_tf.policies.distributions.multi_categorical.MultiCategorical` (K choices of
+unequal sizes, padded to the widest) shares this code; a Discrete space is the case K = 1.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from trpo_tf.errors import UnsupportedSpaceError
+from trpo_tf.policies.distributions.base import ActionDistribution, Arrays
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+PAD_LOGIT = -1e9
+"""The logit of the unused entries of a row narrower than the widest (MultiDiscrete sub-spaces of unequal size)."""
+
+
+class Categorical(ActionDistribution):
+    """``Discrete`` → a Categorical over its n choices, one logit each."""
+
+    name = "categorical"
+    spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
+
+    def __init__(self, sizes: np.ndarray, starts: np.ndarray, action_shape: tuple[int, ...]):
+        self.sizes = sizes.astype(np.int64).reshape(-1)
+        self.starts = starts.astype(np.int64).reshape(-1)
+        self.width = int(self.sizes.max())
+        self.count = len(self.sizes)
+        self.param_size = self.count * self.width
+        self.action_shape = action_shape
+        self.action_dtype = "int32"
+        unused = np.arange(self.width)[None, :] >= self.sizes[:, None]
+        self.padding = np.where(unused, PAD_LOGIT, 0.0).astype(np.float32)  # [K, W]
+
+    @classmethod
+    def for_space(cls, space: gym.Space, init_log_std: float = 0.0) -> Categorical:
+        if not isinstance(space, gym.spaces.Discrete):
+            raise UnsupportedSpaceError(f"the categorical distribution needs a Discrete action space, got {space!r}")
+        return cls(np.array([space.n]), np.array([space.start]), ())
+
+    # ------------------------------------------------------------------ TensorFlow side
+
+    def logits(self, outputs: tf.Tensor) -> tf.Tensor:
+        """Network outputs [B, K·W] → logits [B, K, W] with the padding applied."""
+        import tensorflow as tf
+        return tf.reshape(outputs, [-1, self.count, self.width]) + self.padding
+
+    def tfp_distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
+        import tensorflow_probability as tfp
+        return tfp.distributions.Categorical(logits=self.logits(parameters[0])[:, 0])
+
+    def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {"logits": self.logits(parameters[0])[:, 0]}
+
+    def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+        import tensorflow as tf
+        return self._shaped(tf.argmax(self.logits(parameters[0]), axis=-1, output_type=tf.int32) + self.starts)
+
+    def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+        """By the Gumbel-max trick."""
+        import tensorflow as tf
+        logits = self.logits(parameters[0])
+        uniform = tf.random.uniform(tf.shape(logits), minval=1e-20, maxval=1.0)
+        gumbel = -tf.math.log(-tf.math.log(uniform))
+        return self._shaped(tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32) + self.starts)
+
+    def _shaped(self, choices: tf.Tensor) -> tf.Tensor:
+        """Choices [B, K] → actions [B, *A]: [B] for one choice."""
+        return choices[:, 0]
+
+    # ------------------------------------------------------------------ NumPy side
+
+    def act(self, outputs: np.ndarray, free: Arrays, rng: np.random.Generator | None) -> np.ndarray:
+        """Zero-based choices: the argmax of the logits, plus Gumbel noise when sampling."""
+        logits = outputs.reshape(len(outputs), self.count, self.width) + self.padding
+        if rng is not None:
+            logits = logits + rng.gumbel(size=logits.shape).astype(np.float32)
+        return self._stored(logits.argmax(axis=-1))
+
+    def _stored(self, choices: np.ndarray) -> np.ndarray:
+        """Choices [B, K] → stored actions [B, *A]."""
+        return choices[:, 0]
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """The space's start added."""
+        return actions + self.starts[0]

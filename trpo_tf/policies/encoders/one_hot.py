@@ -1,0 +1,70 @@
+"""Discrete and MultiDiscrete observations → one-hot vectors.
+
+A ``Discrete(n, start)`` value v becomes n features, 1 at v − start; a ``MultiDiscrete``
+observation [K] becomes the one-hot vectors of its K values, concatenated (D = Σ nvec).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+
+from trpo_tf.policies.encoders.base import LeafEncoder
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+
+class OneHotEncoder(LeafEncoder):
+    """``Discrete`` or ``MultiDiscrete`` → concatenated one-hot vectors [B, Σ n_k], float32.
+
+    ``sizes`` [K] and ``starts`` [K]: each value's number of choices and first value (K = 1 for a
+    ``Discrete`` space).
+    """
+
+    spaces = (gym.spaces.Discrete, gym.spaces.MultiDiscrete)
+
+    def __init__(self, space: gym.Space, name: str, sizes: np.ndarray, starts: np.ndarray):
+        self.sizes = sizes.astype(np.int64).reshape(-1)
+        self.starts = starts.astype(np.int64).reshape(-1)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)  # [K]
+        super().__init__(space, name, "float32", int(self.sizes.sum()))
+
+    @classmethod
+    def for_space(cls, space: gym.Space, encoder: str, name: str) -> OneHotEncoder:
+        if isinstance(space, gym.spaces.Discrete):
+            return cls(space, name, np.array([space.n]), np.array([space.start]))
+        assert isinstance(space, gym.spaces.MultiDiscrete)
+        return cls(space, name, np.asarray(space.nvec), np.asarray(space.start))
+
+    def check_values(self, array: np.ndarray) -> np.ndarray:
+        """Whole numbers within each value's range, as float32."""
+        values = array.astype(np.float32, copy=False)
+        flat = values.reshape(len(values), -1)
+        if not np.all((flat == np.round(flat)) & (flat >= self.starts) & (flat < self.starts + self.sizes)):
+            ranges = ", ".join(f"[{start}, {start + size})" for start, size in zip(self.starts, self.sizes))
+            raise ValueError(f"{'Discrete' if not self.shape else 'MultiDiscrete'} observations must be whole numbers "
+                             f"in {ranges}, got {array.tolist()}")
+        return values
+
+    def numpy(self, observations: Any) -> np.ndarray:
+        indices = np.asarray(observations, np.int64).reshape(len(observations), -1) - self.starts  # [B, K]
+        if len(self.sizes) == 1:
+            return np.eye(self.dim, dtype=np.float32)[indices[:, 0]]
+        features = np.zeros((len(indices), self.dim), np.float32)
+        features[np.arange(len(indices))[:, None], self.offsets + indices] = 1.0
+        return features
+
+    def tensorflow(self, observations: Any) -> tf.Tensor:
+        import tensorflow as tf
+        indices = tf.reshape(tf.cast(observations, tf.int32), [-1, len(self.sizes)]) - self.starts.astype(np.int32)
+        return tf.concat([tf.one_hot(indices[:, k], int(size), dtype=tf.float32)
+                          for k, size in enumerate(self.sizes)], axis=1)
+
+    def tensorflow_feature_mask(self, entry_mask: Any) -> tf.Tensor:
+        """Each value's mask repeated over its one-hot features."""
+        import tensorflow as tf
+        per_value = tf.reshape(entry_mask, [-1, len(self.sizes)])
+        return tf.repeat(per_value, self.sizes, axis=1)

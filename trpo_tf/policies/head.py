@@ -1,0 +1,92 @@
+"""The policy's action head: the Keras layer between the network's outputs and the action distribution.
+
+The head owns what TensorFlow must own of an :class:`~trpo_tf.policies.distributions.ActionDistribution`:
+its free parameters (the Gaussian's log-std) as Keras variables, one attribute each, which the
+trust-region step moves with the network's weights and checkpoints and exports carry. Everything
+else it delegates to the distribution, whose module holds the maths of both sides.
+
+Shapes: B is the batch size, P the network outputs the distribution reads, A the action shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trpo_tf.policies.distributions import ActionDistribution, Arrays, make_distribution
+
+
+class ActionHead(keras.layers.Layer):
+    """Network outputs [B, P] → the action distribution (TFP), its parameters by name, and actions [B, *A].
+
+    ``action_distribution``: the distribution object (plain data, picklable); ``kind``: its name.
+    """
+
+    def __init__(self, action_distribution: ActionDistribution, **kwargs: Any):
+        super().__init__(name=kwargs.pop("name", f"{action_distribution.name}_head"), **kwargs)
+        self.action_distribution = action_distribution
+        self.free_names = tuple(action_distribution.free_parameters())
+        for name, (shape, initial) in action_distribution.free_parameters().items():
+            setattr(self, name, self.add_weight(shape=shape, name=name,
+                                                initializer=keras.initializers.Constant(initial)))
+        self.built = True
+
+    @property
+    def kind(self) -> str:
+        """The distribution's registered name."""
+        return self.action_distribution.name
+
+    @property
+    def param_size(self) -> int:
+        return self.action_distribution.param_size
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        return self.action_distribution.action_shape
+
+    @property
+    def action_dtype(self) -> tf.DType:
+        """The dtype of actions as a batch stores them (float32 or int32)."""
+        return tf.as_dtype(self.action_distribution.action_dtype)
+
+    @property
+    def sample_conversion_problem(self) -> str | None:
+        return self.action_distribution.sample_conversion_problem
+
+    @property
+    def xla_dynamic_batch(self) -> bool:
+        return self.action_distribution.xla_dynamic_batch
+
+    def distribution_parameters(self, outputs: tf.Tensor) -> list[tf.Tensor]:
+        """η: network outputs [B, P] and the free parameters, as the distribution builds itself from them."""
+        free = {name: getattr(self, name).value for name in self.free_names}
+        return self.action_distribution.parameters(outputs, free)
+
+    def distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
+        """The TFP distribution (batch [B], events A) with parameters η."""
+        return self.action_distribution.tfp_distribution(parameters)
+
+    def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
+        """η by name, batch first (the export's ``distribution`` signature)."""
+        return self.action_distribution.named_parameters(parameters)
+
+    def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+        """The deterministic action [B, *A] in the environment's units."""
+        return self.action_distribution.deterministic(parameters)
+
+    def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+        """A random action [B, *A] in the environment's units."""
+        return self.action_distribution.sample(parameters)
+
+    def free_arrays(self) -> Arrays:
+        """The free parameters' current values as NumPy arrays, for the NumPy side."""
+        return {name: np.asarray(getattr(self, name).numpy()) for name in self.free_names}
+
+
+def action_head(space: Any, init_log_std: float = 0.0, distribution: str = "gaussian") -> ActionHead:
+    """The head for action ``space``: the distribution :func:`~trpo_tf.policies.distributions.make_distribution`
+    picks (``distribution``: ``TRPOConfig.action_distribution``), with its free parameters."""
+    return ActionHead(make_distribution(space, distribution, init_log_std))
