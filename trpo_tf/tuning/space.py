@@ -56,7 +56,7 @@ class Choices:
         return optuna.distributions.CategoricalDistribution([_optuna_choice(value) for value in self.values])
 
     def describe(self) -> str:
-        return ", ".join(json.dumps(value) for value in self.values)
+        return " / ".join(json.dumps(value) for value in self.values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,9 +213,13 @@ def check_space(space: Mapping[str, Param], base: Mapping[str, Any], fixed: Mapp
     TRPOConfig's own checks decide (including those across fields, such as steps_per_iteration being a
     multiple of n_envs); inside an integer range only the bounds are checked.
     """
-    reference = {**base, **{key: param.corners()[0] for key, param in space.items()}, **fixed}
-    _accepted(reference, source)
     corners = {key: param.corners() for key, param in space.items()}
+    starts = {key: values[0] for key, values in corners.items()}
+    reference = {**base, **starts, **fixed}
+    if not _valid(reference):  # blame the key without whose first value the config would be accepted, if any
+        default = TRPOConfig().to_dict()
+        culprit = next((key for key in starts if _valid({**reference, key: base.get(key, default[key])})), None)
+        _accepted(reference, source if culprit is None else f"{source}: {culprit} {json.dumps(starts[culprit])}")
     for key, values in corners.items():
         for value in values:
             _accepted({**reference, key: value}, f"{source}: {key} {json.dumps(value)}")
@@ -223,6 +227,14 @@ def check_space(space: Mapping[str, Param], base: Mapping[str, Any], fixed: Mapp
         for one, other in itertools.product(firsts, seconds):
             _accepted({**reference, first: one, second: other},
                       f"{source}: {first} {json.dumps(one)} with {second} {json.dumps(other)}")
+
+
+def _valid(fields: Mapping[str, Any]) -> bool:
+    try:
+        TRPOConfig.from_dict(fields)
+    except ConfigError:
+        return False
+    return True
 
 
 def _accepted(fields: Mapping[str, Any], where: str) -> None:
