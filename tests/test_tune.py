@@ -19,6 +19,7 @@ import sys
 import time
 
 import gymnasium as gym
+import matplotlib
 import numpy as np
 import optuna
 import pytest
@@ -215,7 +216,9 @@ def test_results_with_one_complete_trial_skip_the_importances(tmp_path):
                                               distributions={"max_kl": distribution}))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, value=7.0, params={"max_kl": 0.02},
                                               distributions={"max_kl": distribution}, intermediate_values={1: 7.0}))
+    style = dict(matplotlib.rcParams)
     result = write_results(study, tuning)
+    assert dict(matplotlib.rcParams) == style  # Optuna's plots switch to ggplot; the caller's style comes back
     assert result.best_trial == 0 and result.best_value == 42.5 and result.finished == 2
     assert result.summary() == (f"best value 42.50 in trial 0 (2 of 2 trials finished: 1 complete, 1 pruned): "
                                 f"{tmp_path}/best.yaml")

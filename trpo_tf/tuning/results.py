@@ -135,19 +135,22 @@ def _cell(value: Any) -> str:
 
 
 def _plot(draw: Any, study: optuna.Study, path: str) -> str:
-    """Draw ``draw(study)`` (an Optuna matplotlib visualization) to the PNG ``path``, replacing it whole."""
+    """Draw ``draw(study)`` (an Optuna matplotlib visualization) to the PNG ``path``, replacing it whole.
+
+    Optuna's plots set Matplotlib's ggplot style globally: the caller's settings are restored afterwards.
+    """
+    import matplotlib
     import matplotlib.pyplot as plt
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        axes = draw(study)
-    figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
     temporary = f"{path}.{os.getpid()}.tmp"
-    try:
-        figure.savefig(temporary, format="png", bbox_inches="tight")
-        os.replace(temporary, path)
-    finally:
-        plt.close(figure)
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with matplotlib.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        figure = draw(study).figure
+        try:
+            figure.savefig(temporary, format="png", bbox_inches="tight")
+            os.replace(temporary, path)
+        finally:
+            plt.close(figure)
+            if os.path.exists(temporary):
+                os.unlink(temporary)
     return path
