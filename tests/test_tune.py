@@ -12,11 +12,9 @@ import hashlib
 import json
 import math
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import gymnasium as gym
 import matplotlib
@@ -33,6 +31,8 @@ from trpo_tf.tuning import study as studies
 from trpo_tf.tuning.objective import Objective
 from trpo_tf.tuning.results import write_results
 from trpo_tf.tuning.settings import CONFIG_ATTR, SEED_RETURNS_ATTR
+
+from killing import kill_9_when
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -323,20 +323,8 @@ def shared_study(tmp_path_factory):
     environment = dict(os.environ, PYTHONPATH=REPO, TRPO_TF_XLA_CACHE=str(directory / "xla"))
     first = subprocess.Popen(command, cwd=directory, env=environment, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 300
-        while not (os.path.exists(database) and "COMPLETE" in _states_or_none(database).values()
-                   and "RUNNING" in _states_or_none(database).values()):
-            assert first.poll() is None, first.stderr.read().decode()
-            assert time.monotonic() < deadline, "no second trial started"
-            time.sleep(0.2)
-        time.sleep(1.0)  # inside the trial's training
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+    kill_9_when(first, lambda: {"COMPLETE", "RUNNING"} <= set(_states_or_none(database).values()), delay=1.0,
+                timeout=300, never="no second trial started")  # the kill lands inside the second trial's training
     killed_states = _trial_states(database)
     (killed,) = [number for number, state in killed_states.items() if state == "RUNNING"]
     both = [subprocess.Popen(command + extra, cwd=directory, env=environment, stdout=subprocess.PIPE,
@@ -347,9 +335,11 @@ def shared_study(tmp_path_factory):
 
 
 def _states_or_none(database: str) -> dict[int, str]:
+    if not os.path.exists(database):  # sqlite3.connect would create it
+        return {}
     try:
         return _trial_states(database)
-    except sqlite3.OperationalError:  # the tables are not made yet
+    except sqlite3.OperationalError:  # no tables yet
         return {}
 
 
