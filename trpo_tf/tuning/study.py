@@ -122,12 +122,6 @@ def counts(study: optuna.Study) -> collections.Counter[TrialState]:
     return collections.Counter(trial.state for trial in study.get_trials(deepcopy=False))
 
 
-def finished(study: optuna.Study) -> int:
-    """Trials that count toward ``--trials``: COMPLETE or PRUNED."""
-    states = counts(study)
-    return sum(states[state] for state in FINISHED)
-
-
 def load(tuning: Tuning) -> optuna.Study:
     """The study, with the TPE sampler and the median pruner, for one process."""
     with warnings.catch_warnings():
