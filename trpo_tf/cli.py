@@ -4,6 +4,7 @@
     trpo-tf evaluate exported/CartPole-v1 --env CartPole-v1 --json
     trpo-tf export runs/CartPole-v1-seed0 exported/CartPole-v1 --tflite
     trpo-tf plot runs/CartPole-v1-seed0 runs/CartPole-v1-seed1 -o cartpole.png
+    trpo-tf tune Hopper-v5 --trials 50 --timesteps 1000000 --jobs 2
 
 Bad input (unknown environment, unknown hyperparameter, missing or corrupted run,
 mismatched spaces: the package's :class:`~trpo_tf.errors.InputError` types) is reported as
@@ -23,7 +24,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from trpo_tf import evaluation, startup
+from trpo_tf import evaluation, startup, tuning
 from trpo_tf.errors import InputError, SpaceMismatchError
 from trpo_tf.files import DEFAULT_CHECKPOINT_EVERY
 
@@ -165,6 +166,42 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--key", default="episode_return_mean", help="progress.csv column to plot")
     plot.add_argument("--title", default=None, help="plot title")
     plot.set_defaults(handler=cmd_plot)
+
+    tune = commands.add_parser(
+        "tune", formatter_class=_Formatter, help="search hyperparameters with Optuna (needs the [tune] extra)",
+        description="Tune TRPOConfig on ENV_ID: each trial samples a config from the search space (TPE), trains "
+                    "it on each seed for --timesteps steps with periodic deterministic evaluations that feed a "
+                    "median pruner, and scores the mean final evaluation return. The study lives in a database "
+                    "(--storage): the same command again continues it, and commands on several machines given "
+                    "one URL share it. --out gets best.yaml (for trpo-tf train ENV_ID --config best.yaml), "
+                    "trials.csv and plots. See docs/tuning.md.")
+    tune.add_argument("env_id", metavar="ENV_ID", help="gymnasium environment id, e.g. Hopper-v5")
+    tune.add_argument("--trials", type=_positive_int, required=True, metavar="N",
+                      help="finished (complete or pruned) trials the study should have in total")
+    tune.add_argument("--timesteps", type=_positive_int, required=True, metavar="T",
+                      help="environment steps each trial trains for, per seed")
+    tune.add_argument("--storage", default=None, metavar="URL",
+                      help="Optuna storage URL, e.g. postgresql://user:password@host/db (default: "
+                           "sqlite:///OUT/study.db)")
+    tune.add_argument("--study", default=None, metavar="NAME", help="study name (default: ENV_ID)")
+    tune.add_argument("--out", default=None, metavar="DIR", help="results directory (default: runs/tune-ENV_ID)")
+    tune.add_argument("--jobs", type=_positive_int, default=1, metavar="J", help="trials at once, one process each")
+    tune.add_argument("--seeds", type=_positive_int, default=1, metavar="K",
+                      help="train each trial on seeds 0..K-1 and score the mean")
+    tune.add_argument("--space", default=None, metavar="FILE.yaml",
+                      help="search space replacing the default (with 'extends: default': changing it)")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="fix one TRPOConfig field for every trial (VALUE is YAML; repeatable)")
+    tune.add_argument("--workers", type=_positive_int, default=None, metavar="W",
+                      help="each trial samples in W worker processes (n_workers=W; the default space's n_envs "
+                           "choices are multiplied by W)")
+    tune.add_argument("--heartbeat", type=_positive_int, default=tuning.DEFAULT_HEARTBEAT, metavar="SECONDS",
+                      help="a running trial's heartbeat period; one silent for twice this is run again")
+    tune.add_argument("--evaluations", type=_positive_int, default=tuning.DEFAULT_EVALUATIONS, metavar="E",
+                      help="evaluations per training run, reported to the pruner")
+    tune.add_argument("--eval-episodes", type=_positive_int, default=evaluation.DEFAULT_EPISODES, metavar="N",
+                      help="deterministic episodes per evaluation")
+    tune.set_defaults(handler=cmd_tune)
     return parser
 
 
@@ -174,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = " ".join([PROG, shlex.join(argv)])
     if args.handler is not cmd_plot:  # the command owns its process: a quiet TensorFlow, errors shown
-        startup.quiet()
+        startup.quiet(import_now=args.handler is not cmd_tune)  # tune's trials import it in their processes
     with warnings.catch_warnings():
         if getattr(args, "quiet", False):
             from trpo_tf.checkpoint import CheckpointWarning
@@ -289,12 +326,9 @@ def _resolve_config(args: argparse.Namespace) -> tuple[TRPOConfig, int, str]:
         fields["sampler"] = "ray"
         sources.append("--ray")
     for item in args.set:
-        key, separator, text = item.partition("=")
-        key = key.strip()
-        if not separator or not key:
-            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+        key, text, value = _setting(item)
         _check_fields({key: None}, f"--set {item}", field_names())
-        fields[key] = presets.parse_yaml(text, f"--set {item}")
+        fields[key] = value
         sources.append(f"--set {key}={text}")
     try:
         config = TRPOConfig.from_dict(fields)
@@ -302,6 +336,17 @@ def _resolve_config(args: argparse.Namespace) -> tuple[TRPOConfig, int, str]:
         raise CLIError(str(error)) from None
     total = args.timesteps or timesteps or DEFAULT_TIMESTEPS
     return config, total, ", ".join(sources) or "defaults"
+
+
+def _setting(item: str) -> tuple[str, str, Any]:
+    """``--set KEY=VALUE`` → (key, VALUE's text, VALUE parsed as YAML)."""
+    from trpo_tf import presets
+
+    key, separator, text = item.partition("=")
+    key = key.strip()
+    if not separator or not key:
+        raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+    return key, text, presets.parse_yaml(text, f"--set {item}")
 
 
 def _check_fields(fields: dict[str, Any], source: str, valid: list[str]) -> None:
@@ -521,6 +566,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
     out = plotting.plot(args.logdirs, args.output, key=args.key, band=args.band, title=args.title)
     print(f"wrote {out}")
     return 0
+
+
+# --------------------------------------------------------------------------- tune
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Run the study to --trials finished trials; the last line names the best value, its trial and best.yaml."""
+    fixed = {}
+    for item in args.set:
+        key, _, value = _setting(item)
+        fixed[key] = value
+    result = tuning.tune(args.env_id, args.trials, args.timesteps, storage=args.storage, study=args.study, out=args.out,
+                  jobs=args.jobs, seeds=args.seeds, space=args.space, fixed=fixed, workers=args.workers,
+                  heartbeat=args.heartbeat, evaluations=args.evaluations, eval_episodes=args.eval_episodes)
+    for note in result.notes:
+        print(note)
+    print(result.summary(), flush=True)
+    return 0 if result.best_trial is not None else 1
 
 
 # --------------------------------------------------------------------------- helpers

@@ -62,30 +62,38 @@ _ABSL_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ [^\]\s]+:\d+\] ")
 _ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 
 
-def quiet() -> None:
-    """Quiet TensorFlow's start-up in this process, as the ``trpo-tf`` command does; errors still show.
+def quiet(import_now: bool = True) -> None:
+    """Quiet TensorFlow's start-up in this process and the processes it starts, as the ``trpo-tf`` command
+    does; errors still show.
 
-    Sets ``TF_CPP_MIN_LOG_LEVEL`` to :data:`QUIET_LOG_LEVEL` unless it is set, configures the XLA
-    cache (:func:`configure_xla_cache`: TensorFlow reads XLA's flags when it first looks for its
-    devices, which this does), then imports TensorFlow (see :func:`import_tensorflow`). Call it
-    before anything imports TensorFlow: once imported, TensorFlow has read the variable, and the
-    lines it logged are out.
+    Sets ``TF_CPP_MIN_LOG_LEVEL`` to :data:`QUIET_LOG_LEVEL` unless it is set, and
+    :data:`QUIET_VARIABLE` (which child processes inherit: tuning trials call :func:`quiet` again);
+    configures the XLA cache (:func:`configure_xla_cache`: TensorFlow reads XLA's flags when it first
+    looks for its devices, which this does) and, with ``import_now``, imports TensorFlow (see
+    :func:`import_tensorflow`). Call it before anything imports TensorFlow: once imported, TensorFlow
+    has read the variable, and the lines it logged are out.
     """
-    global _QUIET
     os.environ.setdefault(LOG_LEVEL_VARIABLE, QUIET_LOG_LEVEL)
+    os.environ[QUIET_VARIABLE] = "1"
     configure_xla_cache()
-    import_tensorflow()
-    _QUIET = True
+    if import_now:
+        import_tensorflow()
 
 
-_QUIET = False  # whether quiet() was called in this process
+QUIET_VARIABLE = "TRPO_TF_QUIET"
+"""Set to 1 by :func:`quiet`, in this process and for those it starts."""
+
+
+def quiet_requested() -> bool:
+    """Whether :func:`quiet` was called in this process or in the one that started it."""
+    return os.environ.get(QUIET_VARIABLE) == "1"
 
 
 @contextlib.contextmanager
 def dropping_cache_messages() -> Iterator[None]:
     """After :func:`quiet`: within the block, drop the lines of :data:`XLA_CACHE_MESSAGES` that TensorFlow
     writes to stderr (everything else is written back after the block). Without :func:`quiet`, nothing."""
-    if not _QUIET:
+    if not quiet_requested():
         yield
         return
     with _stderr_filtered(lambda lines: [line for line in lines

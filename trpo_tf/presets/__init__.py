@@ -70,15 +70,21 @@ def split_settings(values: Any, source: str) -> tuple[dict[str, Any], int | None
 
 def read_file(path: str) -> tuple[dict[str, Any], int | None]:
     """A YAML config file → (TRPOConfig fields, timesteps or None)."""
+    return split_settings(read_yaml_file(path), path)
+
+
+def read_yaml_file(path: str, what: str = "config file") -> Any:
+    """The YAML document in ``path`` (see :func:`parse_yaml`); ConfigError naming ``what`` and ``path`` when the
+    file cannot be read, is not UTF-8 or is not YAML."""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error.strerror or error}") from None
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
     except UnicodeDecodeError as error:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.object[error.start:error.start + 1]!r} "
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {error.object[error.start:error.start + 1]!r} "
                           f"at offset {error.start})") from None
-    return split_settings(parse_yaml(text, path), path)
+    return parse_yaml(text, path)
 
 
 def available() -> list[str]:
