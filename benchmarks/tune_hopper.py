@@ -3,6 +3,8 @@
     python benchmarks/tune_hopper.py                 # 50 trials × 1M steps (--jobs 2), then 5 seeds × 1M each
     python benchmarks/tune_hopper.py --quick         # smoke run: 2 trials × 4,096 steps, then 1 seed × 4,096 each
     python benchmarks/tune_hopper.py --report        # only rebuild summary.md from --out
+    python benchmarks/tune_hopper.py --trials 16 --timesteps 300000 --benchmark-timesteps 1000000 --jobs 1
+                                                     # shorter trials; the five seeds at the published budget
 
 Phase 1 runs ``trpo-tf tune ENV --trials N --timesteps T --jobs J --out OUT/study`` (the study is an SQLite
 file there, so running this script again continues it; the wall time of every invocation is added up in
@@ -71,7 +73,8 @@ def compact(value: object) -> str:
 def five_seeds(args: argparse.Namespace, name: str, changes: dict) -> None:
     """Phase 2 for one config: benchmarks/mujoco_learning.py on ``args.seeds`` into OUT/``name``."""
     command = [sys.executable, os.path.join(HERE, "mujoco_learning.py"), "--envs", args.env, "--seeds",
-               *map(str, args.seeds), "--timesteps", str(args.timesteps), "--eval-episodes", str(args.eval_episodes),
+               *map(str, args.seeds), "--timesteps", str(args.benchmark_timesteps), "--eval-episodes",
+               str(args.eval_episodes),
                "--jobs", str(args.jobs), "--out", os.path.join(args.out, name)]
     command += [part for key, value in changes.items() for part in ("--set", f"{key}={compact(value)}")]
     print("$", shlex.join(["python", *command[1:]]), flush=True)
@@ -94,7 +97,7 @@ def report(args: argparse.Namespace) -> str:
              *[f"> {line}" for line in header], "",
              "Changes to the preset: " + (", ".join(f"`{key}={compact(value)}`" for key, value in changes.items())
                                           or "none"), "",
-             f"Each config, seeds {', '.join(map(str, args.seeds))}, {args.timesteps:,} steps, deterministic "
+             f"Each config, seeds {', '.join(map(str, args.seeds))}, {args.benchmark_timesteps:,} steps, deterministic "
              f"evaluation over {args.eval_episodes} episodes:", "",
              "| config | returns | median | minimum | seconds per run |", "| --- | --- | --- | --- | --- |"]
     for name in ("preset", "tuned"):
@@ -114,7 +117,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="Hopper-v5")
     parser.add_argument("--trials", type=int, default=50)
-    parser.add_argument("--timesteps", type=int, default=1_000_000, help="per trial and per benchmark run")
+    parser.add_argument("--timesteps", type=int, default=1_000_000, help="per trial")
+    parser.add_argument("--benchmark-timesteps", type=int, default=None,
+                        help="per run of the five-seed comparison (default: --timesteps)")
     parser.add_argument("--tune-seeds", type=int, default=1, help="seeds per trial (trpo-tf tune --seeds)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="seeds of phase 2")
     parser.add_argument("--eval-episodes", type=int, default=10)
@@ -125,6 +130,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.trials, args.timesteps, args.seeds, args.eval_episodes = 2, 4096, [0], 2
+    if args.benchmark_timesteps is None:
+        args.benchmark_timesteps = args.timesteps
     os.makedirs(args.out, exist_ok=True)
     if not args.report:
         tune(args)
