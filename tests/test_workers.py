@@ -173,7 +173,8 @@ def test_a_killed_worker_is_named_and_does_not_hang_the_learner():
         victim = processes[1]
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
-        with pytest.raises(RuntimeError, match=r"sampler worker 1 of 2 \(environments 1–1\) died \(exit code -9\)"):
+        with pytest.raises(RuntimeError, match=r"sampler worker 1 of 2 \(environments 1–1, on \S+ \([^)]*\), pid \d+\) "
+                                                     r"died \(exit code -9\)"):
             agent.learn(256)
     assert all(process.poll() is not None for process in processes)  # close() stopped the survivor too
 
@@ -186,7 +187,7 @@ def test_a_killed_worker_is_replaced_with_restart_workers_and_training_goes_on()
         victim = agent.sampler.handles[0].process
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
-        with pytest.warns(UserWarning, match=r"sampler worker 0 of 2 \(environments 0–0\) died \(exit code -9\); "
+        with pytest.warns(UserWarning, match=r"sampler worker 0 of 2 \(environments 0–0, on .*pid \d+\) died \(exit code -9\); "
                                              "replacing it with fresh environments"):
             agent.learn(512)
         assert [entry["worker_restarts"] for entry in agent.history] == [0, 1, 0]
@@ -250,7 +251,7 @@ def test_an_environment_raising_in_a_worker_is_raised_naming_the_worker(flaky_en
         flaky_envs.touch()
         with pytest.raises(RuntimeError, match="the simulator lost its licence") as raised:
             agent.learn(256)
-    assert any(re.fullmatch(r"raised in sampler worker [01] of 2 \(environments ([01])–\1\)", note)
+    assert any(re.fullmatch(r"raised in sampler worker [01] of 2 \(environments ([01])–\1, on .*pid \d+\)", note)
                for note in raised.value.__notes__)
 
 
@@ -279,7 +280,7 @@ def test_a_killed_ray_actor_is_replaced_with_restart_workers():
         with TRPO("CartPole-v1", SMALL.replace(sampler="ray", restart_workers=True), seed=0) as agent:
             agent.learn(256)
             ray.kill(agent.sampler.handles[1].actor)
-            with pytest.warns(UserWarning, match=r"sampler worker 1 of 2 \(environments 1–1\) died \(Ray: "):
+            with pytest.warns(UserWarning, match=r"sampler worker 1 of 2 \(environments 1–1, on .*Ray node \w+\) died \(Ray: "):
                 agent.learn(256)
             assert [entry["worker_restarts"] for entry in agent.history] == [0, 1]
     finally:

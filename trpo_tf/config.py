@@ -59,7 +59,8 @@ class TRPOConfig:
     ``n_envs / n_workers`` environments with its own copy of the policy. ``restart_workers``
     replaces a worker that dies or whose environment raises, with fresh environments, and
     samples its segment again (history: ``worker_restarts``); without it the failure stops
-    training, naming the worker.
+    training, naming the worker and where it ran. ``ray_connect_timeout``: seconds to wait for the Ray
+    cluster at ``RAY_ADDRESS`` to answer before giving up with an error naming it.
     Environment: ``env_kwargs`` go to ``gymnasium.make`` for every environment built from the
     agent's env id (training, evaluation); checkpoints and exports record them with the rest.
 
@@ -97,6 +98,7 @@ class TRPOConfig:
     n_workers: int = 1
     sampler: str = "local"
     restart_workers: bool = False
+    ray_connect_timeout: float = 30.0
     action_distribution: str = "gaussian"
     encoder: str = "auto"
     cnn_features: int = 0
@@ -139,6 +141,7 @@ class TRPOConfig:
         if self.hvp_method not in HVP_METHODS:
             raise ConfigError(f"TRPOConfig.hvp_method must be one of {HVP_METHODS}, got {self.hvp_method!r}")
         self._check_int("n_workers", 1)
+        self._check_float("ray_connect_timeout", 0.0, None, low_open=True)
         if self.sampler not in sampling.backend_names():
             raise ConfigError(f"TRPOConfig.sampler must be one of {sampling.backend_names()}, got {self.sampler!r}")
         if self.restart_workers and self.n_workers == 1 and self.sampler == sampling.IN_PROCESS_BACKEND:

@@ -95,7 +95,8 @@ class TRPO:
         sampling, minibatches, evaluation_stream = np.random.SeedSequence(self.seed).spawn(3)
         self.sampler: Sampler = make_sampler(env, n_envs=cfg.n_envs, n_workers=cfg.n_workers, backend=cfg.sampler,
                                              env_kwargs=cfg.env_kwargs, seed=self.seed, stream=sampling,
-                                             restart_workers=cfg.restart_workers)
+                                             restart_workers=cfg.restart_workers,
+                                             connect_timeout=cfg.ray_connect_timeout)
         try:
             self._build(policy_network, value_network, minibatches, evaluation_stream)
         except BaseException:

@@ -168,6 +168,47 @@ def check_env_id(env_id: str) -> str:
     raise UnknownEnvironmentError(f"unknown environment id {env_id!r}{hint}")
 
 
+def portable_registration(env_id: str) -> bytes | None:
+    """This process's registration of ``env_id`` (its ``EnvSpec``), pickled by value for sampling workers,
+    which may not know the id: one registered by the user's script, say. None for ``"module:Env-v0"``
+    ids, which workers register by importing the module.
+
+    The creator travels by value (cloudpickle, as Ray sends functions), so a class or function defined
+    in the script works. :class:`UnknownEnvironmentError` when it cannot be pickled, naming the id and
+    the ``"module:Env-v0"`` form that works instead.
+    """
+    if ":" in env_id:
+        return None
+    import cloudpickle  # gymnasium's own dependency
+    spec = gym.spec(check_env_id(env_id))
+    try:
+        return bytes(cloudpickle.dumps(spec))
+    except Exception as error:  # noqa: BLE001 - whatever stops pickling: the creator cannot travel
+        raise UnknownEnvironmentError(
+            f"environment id {env_id!r} is registered in this process, but its creator ({spec.entry_point!r}) "
+            f"cannot be sent to sampling workers ({type(error).__name__}: {' '.join(str(error).split())}); "
+            f"register it in a module the workers can import and pass 'module:{env_id}' (see gymnasium.register), "
+            "or sample in this process (n_workers=1)") from None
+
+
+def register_portable(env_id: str, registration: bytes) -> None:
+    """Register ``env_id`` from the learner's :func:`portable_registration` unless this process knows it.
+
+    :class:`UnknownEnvironmentError` when the creator cannot be rebuilt here (it names a module this
+    process cannot import), naming the id and the ``"module:Env-v0"`` form.
+    """
+    if env_id in gym.registry:
+        return
+    try:
+        spec = pickle.loads(registration)
+    except Exception as error:  # noqa: BLE001 - the learner's creator does not exist here
+        raise UnknownEnvironmentError(
+            f"environment id {env_id!r} is registered in the learner's process but a sampling worker cannot rebuild "
+            f"its creator ({type(error).__name__}: {' '.join(str(error).split())}); register it in a module the "
+            f"workers can import and pass 'module:{env_id}'") from None
+    gym.registry[env_id] = spec
+
+
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **extra: Any) -> gym.Env:
     """``gymnasium.make(env_id, **env_kwargs, **extra)``; an unknown id or keyword raises UnknownEnvironmentError."""
     registered = check_env_id(env_id)

@@ -96,6 +96,6 @@ def serve(connection: multiprocessing.connection.Connection) -> None:
 
 
 @register_backend("local")
-def process_workers(arguments: Sequence[tuple[Any, ...]]) -> list[_ProcessHandle]:
-    """One local worker process per :class:`SamplerWorker` argument tuple."""
+def process_workers(arguments: Sequence[tuple[Any, ...]], connect_timeout: float = 30.0) -> list[_ProcessHandle]:
+    """One local worker process per :class:`SamplerWorker` argument tuple (nothing to connect to)."""
     return [_ProcessHandle(args) for args in arguments]

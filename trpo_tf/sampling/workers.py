@@ -17,7 +17,10 @@ sampler; worker k draws actions from the k-th child of the sampling seed sequenc
 
 from __future__ import annotations
 
+import os
+import socket
 import struct
+import sys
 import warnings
 from typing import Any, Callable, Protocol, Sequence
 
@@ -26,7 +29,7 @@ import numpy as np
 
 from trpo_tf.errors import CheckpointWarning, InputError, WorkerRestartWarning
 from trpo_tf.sampling.batch import Batch
-from trpo_tf.sampling.environments import make_env, make_vector_env
+from trpo_tf.sampling.environments import make_env, make_vector_env, portable_registration, register_portable
 from trpo_tf.sampling.in_process import InProcessSampler
 from trpo_tf.sampling.protocol import Actor
 
@@ -36,13 +39,28 @@ class SamplerWorker:
 
     ``seed`` resets the worker's first environment (its others get ``seed + 1``, ...);
     ``stream`` seeds the worker's action sampling; errors name the environments from
-    ``first_index`` on, their index among all the run's environments.
+    ``first_index`` on, their index among all the run's environments. ``registration``: the
+    learner's registration of ``env_id`` (:func:`~trpo_tf.sampling.environments.portable_registration`),
+    used when this process does not know the id.
     """
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, seed: int,
-                 stream: np.random.SeedSequence, first_index: int = 0):
+                 stream: np.random.SeedSequence, first_index: int = 0, registration: bytes | None = None):
+        if registration is not None:
+            register_portable(env_id, registration)
         self.sampler = InProcessSampler(make_vector_env(env_id, n_envs, env_kwargs, first_index), seed=seed,
                                         rng=np.random.default_rng(stream))
+
+    def location(self) -> str:
+        """Where this worker runs: "host (address), pid N", and "Ray node ID" for a Ray actor."""
+        host = socket.gethostname()
+        try:
+            address = socket.gethostbyname(host)
+        except OSError:
+            address = "address unknown"
+        ray = sys.modules.get("ray")  # imported in a Ray actor's process, never here
+        node = f", Ray node {ray.get_runtime_context().get_node_id()}" if ray and ray.is_initialized() else ""
+        return f"{host} ({address}), pid {os.getpid()}{node}"
 
     def collect(self, policy: Actor, steps: int) -> Batch:
         return self.sampler.collect(policy, steps)
@@ -91,8 +109,10 @@ class WorkerHandle(Protocol):
     def shutdown(self) -> None: ...
 
 
-Launcher = Callable[[Sequence[tuple[Any, ...]]], Sequence[WorkerHandle]]
-"""A backend: starts one :class:`SamplerWorker` per tuple of its constructor's arguments, returns their handles."""
+Launcher = Callable[[Sequence[tuple[Any, ...]], float], Sequence[WorkerHandle]]
+"""A backend: ``launch(arguments, connect_timeout)`` starts one :class:`SamplerWorker` per tuple of its
+constructor's arguments and returns their handles; a backend that connects to a cluster gives up after
+``connect_timeout`` seconds."""
 
 WORKER_BACKENDS: dict[str, Launcher] = {}
 """The backends by ``TRPOConfig.sampler`` name, registered by :func:`register_backend`."""
@@ -128,6 +148,7 @@ class WorkerSampler:
         self.restart = restart
         self.restarts = 0  # since the last take_restarts()
         self.spaces = spaces
+        self.locations: list[str | None] = [None] * len(self.handles)  # where each worker runs, once it said
 
     @property
     def observation_space(self) -> gym.Space:
@@ -190,11 +211,16 @@ class WorkerSampler:
         for handle in handles:
             handle.shutdown()
 
+    def locate(self) -> None:
+        """Ask every worker where it runs (its host and process), for the messages that name it."""
+        self.locations = list(self._call_all("location"))
+
     def describe(self, k: int) -> str:
-        """How messages name worker k: "sampler worker k of K (environments a–b)"."""
+        """How messages name worker k: "sampler worker k of K (environments a–b, on host (address), pid N)"."""
         first = env_offsets(self.worker_envs)[k]
+        where = f", on {self.locations[k]}" if self.locations[k] else ""
         return (f"sampler worker {k} of {len(self.worker_envs)} "
-                f"(environments {first}–{first + self.worker_envs[k] - 1})")
+                f"(environments {first}–{first + self.worker_envs[k] - 1}{where})")
 
     def _call_all(self, method: str, args: Sequence[tuple[Any, ...]] | None = None,
                   may_restart: bool = False) -> list[Any]:
@@ -234,8 +260,12 @@ class WorkerSampler:
             _shutdown_quietly(self.handles[k])
             self.handles[k] = self.restart(k)
             self.restarts += 1
-            self.handles[k].submit(method, *arguments)
-            failure, value = _outcome(self.handles[k])
+            self.handles[k].submit("location")
+            failure, location = _outcome(self.handles[k])
+            if failure is None:
+                self.locations[k] = location
+                self.handles[k].submit(method, *arguments)
+                failure, value = _outcome(self.handles[k])
             if failure is None or isinstance(failure, InputError):
                 break
         return failure, value
@@ -300,7 +330,8 @@ def _join(parts: Sequence[Any], axis: int = 0, rows: np.ndarray | None = None) -
 
 
 def start_workers(env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, n_workers: int, backend: str,
-                  seed: int, stream: np.random.SeedSequence, restart_workers: bool = False) -> WorkerSampler:
+                  seed: int, stream: np.random.SeedSequence, restart_workers: bool = False,
+                  connect_timeout: float = 30.0) -> WorkerSampler:
     """``n_workers`` workers of ``backend`` (a name in :data:`WORKER_BACKENDS`: "local" for processes, "ray"
     for Ray actors) sharing ``n_envs`` environments made from ``env_id``.
 
@@ -316,15 +347,22 @@ def start_workers(env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, n
     probe = make_env(env_id, env_kwargs)  # the spaces, from one environment here
     spaces = (probe.observation_space, probe.action_space)
     probe.close()
-    handles = launch([(env_id, env_kwargs, size, seed + offset, child, offset)
-                      for size, offset, child in zip(sizes, offsets, streams)])
+    registration = portable_registration(env_id)
+    handles = launch([(env_id, env_kwargs, size, seed + offset, child, offset, registration)
+                      for size, offset, child in zip(sizes, offsets, streams)], connect_timeout)
 
     def restart(k: int) -> WorkerHandle:
         fresh = streams[k].spawn(1)[0]
         reset_seed = int(fresh.generate_state(1)[0])
-        return launch([(env_id, env_kwargs, sizes[k], reset_seed, fresh, offsets[k])])[0]
+        return launch([(env_id, env_kwargs, sizes[k], reset_seed, fresh, offsets[k], registration)], connect_timeout)[0]
 
-    return WorkerSampler(handles, sizes, restart if restart_workers else None, spaces)
+    sampler = WorkerSampler(handles, sizes, restart if restart_workers else None, spaces)
+    try:
+        sampler.locate()
+    except BaseException:
+        sampler.close()
+        raise
+    return sampler
 
 
 def env_offsets(worker_envs: Sequence[int]) -> list[int]:

@@ -135,10 +135,11 @@ def load(tuning: Tuning) -> optuna.Study:
 def work(tuning: Tuning) -> None:
     """Run trials until the study has ``tuning.trials`` finished ones (run here or elsewhere)."""
     from trpo_tf import startup
-    from trpo_tf.tuning.objective import Objective
 
     if startup.quiet_requested():  # by trpo-tf tune, in this process or the one that started it
-        startup.quiet()
+        startup.quiet()  # before anything imports TensorFlow
+    from trpo_tf.tuning.objective import Objective
+
     study = load(tuning)
     objective = guarded(Objective(tuning), tuning.trials)
     while True:
