@@ -24,10 +24,13 @@ def explicit_hessian(mean_kl: Callable[[tf.Tensor], tf.Tensor], theta: tf.Tensor
     return hessian
 
 
-def assert_curvature_product_matches(policy: object, method: str, features: tf.Tensor, hessian: np.ndarray) -> None:
-    """The policy step's H·v by ``method`` at ``features`` equals ``hessian`` @ v for a random v."""
+def assert_curvature_product_matches(policy: object, method: str, features: tf.Tensor, hessian: np.ndarray,
+                                     masks: tf.Tensor | None = None) -> None:
+    """The policy step's H·v by ``method`` at ``features`` (with action ``masks``, when given) equals
+    ``hessian`` @ v for a random v."""
     vector = np.random.default_rng(4).normal(size=hessian.shape[0]).astype(np.float32)
-    product = PolicyUpdate(policy, TRPOConfig(hvp_method=method)).curvature_product(features)(tf.constant(vector))
+    update = PolicyUpdate(policy, TRPOConfig(hvp_method=method))
+    product = update.curvature_product(features, masks)(tf.constant(vector))
     expected = hessian @ vector
     assert np.linalg.norm(expected) > 1e-3
     np.testing.assert_allclose(product.numpy(), expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())

@@ -32,6 +32,7 @@ from trpo_tf.checkpoint import CheckpointCallback
 from trpo_tf.errors import CallbackError, SpaceMismatchError
 from trpo_tf.monitor import Callbacks, Entry
 from trpo_tf.sampling import make_env
+from trpo_tf.sampling.masks import policy_observation_space
 
 if TYPE_CHECKING:
     from trpo_tf.trpo import TRPO
@@ -129,7 +130,10 @@ class EvalCallback:
         env = eval_env if isinstance(eval_env, gym.Env) else make_env(
             eval_env, self.agent.config.env_kwargs if eval_env == self.agent.env_id else None)
         for kind in ("observation_space", "action_space"):
-            if getattr(env, kind) != getattr(self.agent, kind):
+            space = getattr(env, kind)
+            if kind == "observation_space":  # as the policy reads it: without the action masks' key, if that is their source
+                space = policy_observation_space(space, self.agent.mask_source)
+            if space != getattr(self.agent, kind):
                 if env is not eval_env:
                     env.close()
                 raise SpaceMismatchError(f"eval_env {getattr(env.spec, 'id', env)} has {kind} {getattr(env, kind)} "

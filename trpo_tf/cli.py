@@ -442,7 +442,8 @@ def _evaluate_run(args: argparse.Namespace, run_dir: str) -> tuple[dict[str, Any
     env = _make_env(env_id, args.render_video, agent.config.env_kwargs if env_id == agent.env_id else None)
     try:
         _check_spaces({"env_id": agent.env_id, "observation_space": space_to_metadata(agent.observation_space),
-                       "action_space": space_to_metadata(agent.action_space)}, env, env_id, run_dir)
+                       "action_space": space_to_metadata(agent.action_space)}, env, env_id, run_dir,
+                      mask_source=agent.mask_source)
         result = agent.evaluate(episodes=args.episodes, env=env, seed=args.seed)
     finally:
         env.close()
@@ -462,14 +463,16 @@ def _evaluate_saved_model(args: argparse.Namespace, model_dir: str) -> tuple[dic
     if env_id is None:
         raise CLIError(f"{model_dir} does not record an environment id; pass --env")
     named = metadata.get("observation_space", {}).get("type") == "Dict"  # one input per key
-    act, input_spec = evaluation.saved_model_actor(model_dir, dict_observations=named)
+    act, input_spec, masked = evaluation.saved_model_actor(model_dir, dict_observations=named)
+    # A policy that takes action masks acts on those the environment gives, from the recorded source.
+    mask_source = ((metadata.get("action_masks") or {}).get("source") or "auto") if masked else None
 
     recorded_kwargs = metadata.get("config", {}).get("env_kwargs") if env_id == metadata.get("env_id") else None
     env = _make_env(env_id, args.render_video, recorded_kwargs)
 
     try:
-        _check_spaces(metadata, env, env_id, model_dir, input_spec)
-        result = evaluation.run_episodes(env, act, args.episodes, args.seed)
+        _check_spaces(metadata, env, env_id, model_dir, input_spec, mask_source)
+        result = evaluation.run_episodes(env, act, args.episodes, args.seed, mask_source)
     finally:
         env.close()
     return result, env_id, f"SavedModel {model_dir}"
@@ -491,15 +494,20 @@ def _make_env(env_id: str, video_dir: str | None, env_kwargs: dict | None = None
         raise CLIError(f"--render-video: {_one_line(error)}") from None
 
 
-def _check_spaces(metadata: dict[str, Any], env: gym.Env, env_id: str, source: str, input_spec: Any = None) -> None:
-    """CLIError when ``env``'s spaces differ from those the policy was trained on."""
+def _check_spaces(metadata: dict[str, Any], env: gym.Env, env_id: str, source: str, input_spec: Any = None,
+                  mask_source: str | None = None) -> None:
+    """CLIError when ``env``'s spaces differ from those the policy was trained on (the observation space as the
+    policy reads it: without the action masks when ``mask_source`` is an observation key)."""
     from trpo_tf.export import space_to_metadata
+    from trpo_tf.sampling.masks import policy_observation_space
 
     trained_on = metadata.get("env_id") or "its training environment"
     problems = []
     for kind in ("observation", "action"):
         expected = metadata.get(f"{kind}_space")
         space = getattr(env, f"{kind}_space")
+        if kind == "observation" and mask_source == "observation":
+            space = policy_observation_space(space, mask_source)
         try:
             actual = space_to_metadata(space)
         except ValueError:

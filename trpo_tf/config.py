@@ -11,6 +11,7 @@ import numpy as np
 
 from trpo_tf.errors import ConfigError
 from trpo_tf import sampling
+from trpo_tf.sampling import masks
 from trpo_tf.policies import distributions, encoders
 
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
@@ -63,6 +64,11 @@ class TRPOConfig:
     cluster at ``RAY_ADDRESS`` to answer before giving up with an error naming it.
     Environment: ``env_kwargs`` go to ``gymnasium.make`` for every environment built from the
     agent's env id (training, evaluation); checkpoints and exports record them with the rest.
+    Action masks: ``action_masks="auto"`` reads the masks a Discrete or MultiDiscrete environment
+    gives (``info["action_mask"]``, an ``action_masks()`` method, or a Dict observation key
+    ``action_mask``, in that order; see :mod:`trpo_tf.sampling.masks`): masked actions are never
+    taken, and the policy's probabilities, entropy and KL are those over the allowed actions;
+    ``"off"`` ignores them.
 
     Numbers may be NumPy scalars (``np.int64(2048)``, ``np.float32(0.01)``); they are stored as
     plain Python numbers (a float32 as the shortest decimal that denotes it: 0.01), so config.yaml
@@ -102,6 +108,7 @@ class TRPOConfig:
     action_distribution: str = "gaussian"
     encoder: str = "auto"
     cnn_features: int = 0
+    action_masks: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("policy_hidden", "value_hidden"):
@@ -156,6 +163,8 @@ class TRPOConfig:
         if self.encoder not in encoders.CHOICES:
             raise ConfigError(f"TRPOConfig.encoder must be one of {encoders.CHOICES}, got {self.encoder!r}")
         self._check_int("cnn_features", 0)
+        if self.action_masks not in masks.MODES:
+            raise ConfigError(f"TRPOConfig.action_masks must be one of {masks.MODES}, got {self.action_masks!r}")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"TRPOConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if not isinstance(self.env_kwargs, Mapping) or not all(isinstance(k, str) for k in self.env_kwargs):

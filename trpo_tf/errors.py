@@ -41,6 +41,11 @@ class EnvironmentValueError(InputError):
     or type, not finite in float32, or (Discrete) outside the space."""
 
 
+class ActionMaskError(EnvironmentValueError):
+    """An action mask training cannot use: missing, of the wrong shape or type, not 0/1, NaN, allowing no
+    action, or given by an environment whose action space takes none."""
+
+
 class RunDirError(InputError):
     """A run directory that is missing, incomplete, corrupted or belongs to another run."""
 

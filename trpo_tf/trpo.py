@@ -38,6 +38,7 @@ from trpo_tf.policies import make_policy, networks
 from trpo_tf.policies.networks import NetworkSpec
 from trpo_tf.policies.policy import make_value
 from trpo_tf.sampling import Batch, EnvLike, Sampler, make_env, make_sampler
+from trpo_tf.sampling.masks import checked_user_masks
 from trpo_tf.update import PolicyUpdate, ValueFit, trace_in_turn
 
 RETURN_WINDOW = 100  # episodes averaged into ``episode_return_mean``
@@ -96,7 +97,7 @@ class TRPO:
         self.sampler: Sampler = make_sampler(env, n_envs=cfg.n_envs, n_workers=cfg.n_workers, backend=cfg.sampler,
                                              env_kwargs=cfg.env_kwargs, seed=self.seed, stream=sampling,
                                              restart_workers=cfg.restart_workers,
-                                             connect_timeout=cfg.ray_connect_timeout)
+                                             connect_timeout=cfg.ray_connect_timeout, action_masks=cfg.action_masks)
         try:
             self._build(policy_network, value_network, minibatches, evaluation_stream)
         except BaseException:
@@ -112,7 +113,8 @@ class TRPO:
         self.policy = make_policy(self.observation_space, self.action_space, cfg.policy_hidden, cfg.activation,
                                   cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1,
                                   encoder=cfg.encoder, cnn_features=cfg.cnn_features, network=policy_network,
-                                  action_distribution=cfg.action_distribution)
+                                  action_distribution=cfg.action_distribution,
+                                  action_masks=self.mask_source is not None)
         if self.sampler.needs_picklable_actor and not self.policy.acts_in_numpy:  # workers act with the NumPy copy
             what = (f"observation space {self.observation_space} goes through a CNN, which"
                     if self.policy.trunk is not None else f"the policy network ({self.policy.network.name})")
@@ -135,6 +137,7 @@ class TRPO:
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=RETURN_WINDOW)
         self._deterministic_action = tf.function(self.policy.deterministic_action,
                                                  input_signature=[self.policy.observation_spec()], autograph=False)
+        self._masked_deterministic_action: Any = None  # made by the first predict with action masks
         self._background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="value-fit")
         self._compiled = False  # whether an iteration ran: its steps are compiled
 
@@ -142,6 +145,12 @@ class TRPO:
     def vector_env(self) -> gym.vector.VectorEnv | None:
         """The environments when they are stepped in this process (None with sampling workers)."""
         return self.sampler.vector_env
+
+    @property
+    def mask_source(self) -> str | None:
+        """Where the environments' action masks come from ("info", "method" or "observation"; see
+        :mod:`trpo_tf.sampling.masks`), or None when the policy takes none."""
+        return self.sampler.mask_source
 
     # ------------------------------------------------------------------ the algorithm
 
@@ -255,7 +264,8 @@ class TRPO:
         value_fit = self._background.submit(_timed, self.value_fit, features, returns,
                                             self.value_fit.minibatch_order(batch.size, self.minibatch_rng))
         actions = _flatten_time(batch.actions).astype(self.policy.head.action_dtype.as_numpy_dtype)
-        step, policy_seconds = _timed(self.policy_update, features, actions, advantages, max_kl)
+        masks = None if batch.action_masks is None else _flatten_time(batch.action_masks)
+        step, policy_seconds = _timed(self.policy_update, features, actions, advantages, max_kl, masks)
         value_loss, value_seconds = value_fit.result()
         done = time.perf_counter()
 
@@ -324,16 +334,29 @@ class TRPO:
 
     # ------------------------------------------------------------------ acting
 
-    def predict(self, observations: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def predict(self, observations: np.ndarray, deterministic: bool = True,
+                action_masks: np.ndarray | None = None) -> np.ndarray:
         """Actions for a batch of raw observations [B, *obs_shape] (or one observation).
 
         Deterministic actions come from the compiled TensorFlow graph (the one exported);
         stochastic ones are sampled with the agent's evaluation random stream (not training's).
+        ``action_masks`` [B, M] (or [M] for one observation; bool, or 0/1), for a Discrete or
+        MultiDiscrete action space: only the actions they allow are returned (without them, every
+        action is allowed). InputError for masks that do not fit or allow no action.
         """
         batch = self.policy.encoder.check(observations)
-        if deterministic:
+        masks = None if action_masks is None else checked_user_masks(
+            action_masks, len(next(iter(batch.values())) if isinstance(batch, dict) else batch), self.action_space)
+        if not deterministic:
+            return self.policy.actor().act(batch, self.evaluation_rng, masks)[0]
+        if masks is None:
             return self._deterministic_action(batch).numpy()
-        return self.policy.actor().act(batch, self.evaluation_rng)[0]
+        if self._masked_deterministic_action is None:
+            size = masks.shape[1]
+            self._masked_deterministic_action = tf.function(
+                self.policy.deterministic_action, autograph=False,
+                input_signature=[self.policy.observation_spec(), tf.TensorSpec([None, size], tf.bool)])
+        return self._masked_deterministic_action(batch, masks).numpy()
 
     def evaluate(self, episodes: int = evaluation.DEFAULT_EPISODES, env: str | gym.Env | None = None,
                  seed: int | None = None, deterministic: bool = True) -> dict[str, Any]:
@@ -342,7 +365,8 @@ class TRPO:
         Runs a separate environment (``env``, or a new one made from the training env id with
         ``config.env_kwargs``); episode i is reset with ``seed + i`` (default seed:
         :data:`trpo_tf.evaluation.DEFAULT_SEED`, as ``trpo-tf evaluate``). Acts as rollouts do
-        (:meth:`Policy.actor`: the NumPy snapshot when the network has one). Returns
+        (:meth:`Policy.actor`: the NumPy snapshot when the network has one), on the action masks the
+        environment gives when the policy takes them (from the training environments' source). Returns
         ``mean_return``, ``std_return``, ``episodes``, ``returns`` (per episode), ``seed`` and
         ``deterministic``.
         """
@@ -360,8 +384,9 @@ class TRPO:
                     f"but the policy takes {self.observation_space.shape}: was it built with other "
                     "gymnasium.make arguments?")
             snapshot, rng = self.policy.actor(), None if deterministic else self.evaluation_rng
-            result = evaluation.run_episodes(eval_env, lambda observation: snapshot.act(observation, rng)[0],
-                                             episodes, evaluation.DEFAULT_SEED if seed is None else seed)
+            result = evaluation.run_episodes(eval_env, lambda observation, masks=None: snapshot.act(
+                observation, rng, masks)[0], episodes, evaluation.DEFAULT_SEED if seed is None else seed,
+                self.mask_source)
         finally:
             if eval_env is not env:
                 eval_env.close()
@@ -468,14 +493,15 @@ class TRPO:
         metadata = export.build_metadata(
             env_id=self.env_id, observation_space=self.observation_space, action_space=self.action_space,
             timesteps=self.timesteps, seed=self.seed, evaluation=None, config=self.config.to_dict(),
-            command=command)
+            command=command, mask_source=self.mask_source)
 
         def evaluate_export(path: str) -> dict[str, Any]:
             assert target is not None
             eval_env = self._evaluation_env(target)
             try:
                 return evaluation.evaluate_saved_model(path, eval_env, episodes, seed,
-                                                       dict_observations=self.policy.encoder.keys is not None)
+                                                       dict_observations=self.policy.encoder.keys is not None,
+                                                       mask_source=self.mask_source)
             finally:
                 if eval_env is not target:
                     eval_env.close()

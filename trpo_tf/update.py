@@ -2,7 +2,9 @@
 
 Both are built from models and the config and need no environment: call them with a batch
 of model inputs (normalized features [B, D]; with the frames too for a policy with a CNN, see
-:mod:`trpo_tf.policies.policy`), actions [B, *A], advantages [B] or returns [B].
+:mod:`trpo_tf.policies.policy`), actions [B, *A], advantages [B] or returns [B]; a masked policy's
+update also takes the batch's action masks [B, M] (bool), which every distribution it builds
+(π_old, π_new, the curvature product's) is masked by.
 
     update = PolicyUpdate(policy, config)
     result = update(features, actions, advantages)   # θ moves within KL(π_old ‖ π_new) ≤ δ
@@ -36,7 +38,9 @@ class PolicyUpdate:
     KL ≤ δ, restoring θ_old when no point passes; with ``config.algorithm == "npg"`` it takes the
     full step as it is (natural policy gradient). Returns scalars ``kl``, ``surrogate_gain``,
     ``line_search_steps`` (0 for NPG), ``accepted`` (always true for NPG) and ``entropy`` (at the
-    new parameters), and how well the quadratic model of the KL and the linear model of the
+    new parameters). A masked policy (:attr:`~trpo_tf.policies.Policy.masked`) takes the batch's
+    action masks [B, M] (bool) as ``masks``: log-probabilities, entropy, KL and H·v are then those of
+    the distributions over the allowed actions. It also returns, and how well the quadratic model of the KL and the linear model of the
     surrogate predicted the full step s = βx: ``kl_predicted`` (½ sᵀHs, H undamped: δ less the
     damping's share), ``kl_full_step`` (the mean KL measured at θ_old + s, before any
     backtracking), ``kl_ratio`` (their quotient), ``surrogate_predicted`` (gᵀs),
@@ -62,6 +66,9 @@ class PolicyUpdate:
         # batch of unknown size (ActionHead.xla_dynamic_batch: the Beta) gets one graph per batch
         # size, traced first for the config's steps_per_iteration.
         signature = [features, actions, tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.float32)]
+        mask_spec = policy.mask_spec()
+        if mask_spec is not None:
+            signature.append(mask_spec)
         xla = policy.trunk is None if xla is None else xla  # an explicit choice: benchmarks/hvp.py
         if xla and not policy.head.xla_dynamic_batch:
             self._signature = [_with_batch(spec, config.steps_per_iteration) for spec in signature]
@@ -71,33 +78,37 @@ class PolicyUpdate:
             self._step = tf.function(self._step_graph, input_signature=signature, jit_compile=xla, autograph=False)
 
     def __call__(self, features: Any, actions: np.ndarray | tf.Tensor, advantages: np.ndarray | tf.Tensor,
-                 max_kl: float | None = None) -> dict[str, tf.Tensor]:
-        features, actions, advantages = tf.nest.map_structure(
-            lambda value, spec: tf.convert_to_tensor(value, spec.dtype), (features, actions, advantages),
-            tuple(self._signature[:3]))
-        return self._step(features, actions, advantages,
-                          tf.constant(self.config.max_kl if max_kl is None else max_kl, tf.float32))
+                 max_kl: float | None = None, masks: np.ndarray | tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+        if (masks is None) == self.policy.masked:
+            raise ValueError("a masked policy's update takes the batch's action masks, another's none: "
+                             f"the policy is {'' if self.policy.masked else 'not '}masked")
+        inputs = (features, actions, advantages) + (() if masks is None else (masks,))
+        specs = tuple(self._signature[:3]) + tuple(self._signature[4:])
+        converted = tf.nest.map_structure(lambda value, spec: tf.convert_to_tensor(value, spec.dtype), inputs, specs)
+        return self._step(*converted[:3], tf.constant(self.config.max_kl if max_kl is None else max_kl, tf.float32),
+                          *converted[3:])
 
     def trace(self) -> None:
         """Build the graph now (a no-op once built); see :func:`trace_in_turn`."""
         self._step.get_concrete_function(*self._signature)
 
     def _step_graph(self, features: Any, actions: tf.Tensor, advantages: tf.Tensor,
-                    max_kl: tf.Tensor) -> dict[str, tf.Tensor]:
+                    max_kl: tf.Tensor, masks: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         cfg, policy = self.config, self.policy
         variables = policy.trainable_parameters()
-        old = policy.frozen_distribution(features)
+        old = policy.frozen_distribution(features, masks)
         old_log_prob = tf.stop_gradient(old.log_prob(actions))
 
         def surrogate_kl_entropy() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             """Surrogate advantage, mean KL(old ‖ new) and mean entropy, from one forward pass."""
-            new = policy.distribution(features)
+            new = policy.distribution(features, masks)
             entropy = tf.reduce_mean(new.entropy())
             ratio = tf.exp(new.log_prob(actions) - old_log_prob)
             surrogate = tf.reduce_mean(ratio * advantages) + cfg.entropy_coef * entropy
             return surrogate, tf.reduce_mean(kl_divergence(old, new)), entropy
 
-        curvature = self.curvature_product(tf.nest.map_structure(lambda x: x[::self.fisher_stride], features))
+        curvature = self.curvature_product(tf.nest.map_structure(lambda x: x[::self.fisher_stride], features),
+                                           None if masks is None else masks[::self.fisher_stride])
 
         def damped_curvature(vector: tf.Tensor) -> tf.Tensor:
             return curvature(vector) + cfg.cg_damping * vector
@@ -131,21 +142,22 @@ class PolicyUpdate:
                 "surrogate_predicted": tf.tensordot(gradient, full_step, 1),
                 "surrogate_full_step": full_step_surrogate - old_surrogate, "cg_residual": cg_residual}
 
-    def curvature_product(self, features: Any) -> Matvec:
+    def curvature_product(self, features: Any, masks: tf.Tensor | None = None) -> Matvec:
         """v [P] ↦ H·v [P], H the Hessian of the mean KL(π_old ‖ π_θ) over model inputs ``features`` at
-        the current θ (π_old frozen there), by ``config.hvp_method`` (all three agree at θ_old)."""
+        the current θ (π_old frozen there; both masked by ``masks`` [B, M] when given), by
+        ``config.hvp_method`` (all three agree at θ_old)."""
         policy = self.policy
         variables = policy.trainable_parameters()
-        old = policy.frozen_distribution(features)
+        old = policy.frozen_distribution(features, masks)
         if self.config.hvp_method == "gauss_newton":
             def kl_of_parameters(parameters: Sequence[tf.Tensor]) -> tf.Tensor:
                 return tf.reduce_mean(kl_divergence(old, policy.head.distribution(parameters)))
 
             return lambda vector: trust_region.gauss_newton_vector_product(
-                lambda: policy.distribution_parameters(features), kl_of_parameters, variables, vector)
+                lambda: policy.distribution_parameters(features, masks), kl_of_parameters, variables, vector)
 
         def mean_kl() -> tf.Tensor:
-            return tf.reduce_mean(kl_divergence(old, policy.distribution(features)))
+            return tf.reduce_mean(kl_divergence(old, policy.distribution(features, masks)))
 
         product = {"forward_over_backward": trust_region.hessian_vector_product,
                    "double_backward": trust_region.double_backward_hessian_vector_product}[self.config.hvp_method]

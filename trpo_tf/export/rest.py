@@ -26,6 +26,15 @@ def rest_predict(saved_model_dir: str, request_json: str) -> str:
     (``distribution`` of a Box policy: ``{"mean": ..., "log_std": ...}``). The columnar format gets
     ``{"outputs": value}`` or ``{"outputs": {name: value}}``. A bad request gets
     ``{"error": message}``, as the server answers with HTTP 400.
+
+    A policy trained with action masks takes a second input, ``action_mask`` (one mask per
+    observation, true/false or 1/0, true where the action is allowed; see
+    :mod:`trpo_tf.export.saved_model`), in ``serving_default``, ``sample`` and ``distribution``: each
+    instance is then ``{"observation": obs, "action_mask": mask}``, or columnar
+    ``{"inputs": {"observation": [obs, ...], "action_mask": [mask, ...]}}``::
+
+        {"instances": [{"observation": [0.1, 0.2], "action_mask": [true, false, true]}]}
+        → {"predictions": [2]}   (or 0: never the forbidden action 1)
     """
     model = tf.saved_model.load(resolve_saved_model_dir(saved_model_dir))
     try:

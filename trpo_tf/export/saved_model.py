@@ -25,6 +25,17 @@ signature            outputs
 ``value``            ``value`` [B]: the value function's estimate
 ===================  ========================================================================
 
+A policy trained with action masks (:mod:`trpo_tf.sampling.masks`) takes a second input in
+``serving_default``, ``sample`` and ``distribution``: ``action_mask``, bool [B, M], True where an
+action is allowed (M = n for Discrete(n); for MultiDiscrete the components' masks concatenated,
+M = Σ nvec). Forbidden actions get the logit -1e9: probability exactly 0, so the deterministic
+action, the argmax of the masked logits, is always an allowed one, and no sample is forbidden; the
+``distribution`` signature gives the masked logits. The graph refuses a mask of the wrong shape,
+with another number of rows than the observations, or with a row (a component of a row) that
+allows no action (``InvalidArgumentError`` "action_mask ..."); converters drop those checks, and
+there a row that allows nothing answers action 0 of each such component. metadata.json describes the
+input under ``action_masks``.
+
 An observation of the wrong shape is refused by an ``EnsureShape`` check in the graph; a
 tensor of the wrong dtype is refused by the signature (Python lists and NumPy arrays are
 first converted to float32 by TensorFlow, as TF Serving converts JSON numbers). An observation
@@ -55,10 +66,13 @@ import tensorflow as tf
 from trpo_tf.errors import ExportError
 from trpo_tf.export.spaces import space_to_metadata
 from trpo_tf.policies import Policy
+from trpo_tf.policies.distributions import MASK_NAME
 from trpo_tf.policies.encoders import INPUT_NAME, NON_FINITE_MESSAGE
 
 SIGNATURES = ("serving_default", "sample", "distribution", "value")
 DETERMINISTIC_SIGNATURES = ("serving_default", "distribution", "value")
+MASKED_SIGNATURES = ("serving_default", "sample", "distribution")
+"""The signatures that take an ``action_mask`` input when the policy is masked."""
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
 
@@ -106,6 +120,8 @@ def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: d
     if evaluate is not None:
         metadata = dict(metadata, evaluation=_evaluation_metadata(evaluate(path)))
     os.makedirs(os.path.join(path, "assets"), exist_ok=True)
+    if policy.masked:
+        metadata = dict(metadata, action_masks=dict(metadata.get("action_masks") or {}, **describe_action_masks(policy)))
     with open(os.path.join(path, "assets", METADATA_FILE), "w", encoding="utf-8") as file:
         json.dump(dict(metadata, signatures=describe_signatures(module),
                        unconvertible_signatures=unconvertible_signatures(policy)), file, indent=2, allow_nan=False)
@@ -116,24 +132,26 @@ def serving_module(policy: Policy, value: keras.Model) -> tf.Module:
     """A ``tf.Module`` with the four signature functions and the variables they read.
 
     Each function is a ``tf.function`` with input signature float32 [None, *obs_shape]
-    named ``observation`` and returns a dict of tensors (see the module docstring).
+    named ``observation`` (and, for a masked policy's :data:`MASKED_SIGNATURES`, bool [None, M]
+    named ``action_mask``) and returns a dict of tensors (see the module docstring).
     """
-    spec = policy.observation_spec()
+    spec, mask_spec = policy.observation_spec(), policy.mask_spec()
     module = tf.Module()
     # Keras 3 variables are not tracked by tf.Module; track the tf.Variables behind them.
     module.tracked_variables = [v.value for v in _exported_variables(policy, value)]
     for name, graph in signature_graphs(policy, value).items():
-        setattr(module, name, tf.function(graph, input_signature=[spec]))
+        masked = mask_spec is not None and name in MASKED_SIGNATURES
+        setattr(module, name, tf.function(graph, input_signature=[spec, mask_spec] if masked else [spec]))
     return module
 
 
-def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[Any], dict[str, tf.Tensor]]]:
-    """Name → function of raw observations [B, *obs_shape] (a dict by key for a Dict space)
-    returning the signature's outputs.
+def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[..., dict[str, tf.Tensor]]]:
+    """Name → function of raw observations [B, *obs_shape] (a dict by key for a Dict space), and for a masked
+    policy's :data:`MASKED_SIGNATURES` of action masks bool [B, M] too, returning the signature's outputs.
 
-    Every function first checks the observation's shape and that it is finite, so that a wrong
-    one raises instead of being reshaped, broadcast or answered with NaN (see the module docstring
-    for what the converted formats answer instead).
+    Every function first checks the observation's shape and that it is finite (and the mask's shape,
+    rows and that each row allows an action), so that a wrong one raises instead of being reshaped,
+    broadcast or answered with NaN (see the module docstring for what the converted formats answer instead).
     """
     encoder = policy.encoder
 
@@ -144,15 +162,51 @@ def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[
         normalized = policy.normalizer(encoder.tensorflow(usable)) * encoder.tensorflow_feature_mask(finite)
         return policy.model_inputs(normalized, usable)
 
-    def parameters(observation: Any) -> list[tf.Tensor]:
-        return policy.distribution_parameters(features(observation))
+    def parameters(observation: Any, action_mask: tf.Tensor | None) -> list[tf.Tensor]:
+        masks = None if action_mask is None else checked_mask(policy, action_mask, observation)
+        return policy.distribution_parameters(features(observation), masks)
 
+    def taking_masks(outputs: Callable[[list[tf.Tensor]], dict[str, tf.Tensor]]) -> Callable[..., dict[str, tf.Tensor]]:
+        """The signature function computing ``outputs`` of the distribution's parameters: of (observation,
+        action_mask) for a masked policy, else of the observation alone."""
+        if policy.masked:
+            return lambda observation, action_mask: outputs(parameters(observation, action_mask))
+        return lambda observation: outputs(parameters(observation, None))
+
+    head = policy.head
     return {
-        "serving_default": lambda observation: {"action": policy.head.deterministic(parameters(observation))},
-        "sample": lambda observation: {"action": policy.head.sample(parameters(observation))},
-        "distribution": lambda observation: policy.head.named_parameters(parameters(observation)),
+        "serving_default": taking_masks(lambda eta: {"action": head.deterministic(eta)}),
+        "sample": taking_masks(lambda eta: {"action": head.sample(eta)}),
+        "distribution": taking_masks(head.named_parameters),
         "value": lambda observation: {"value": value(features(observation))[:, 0]},
     }
+
+
+def checked_mask(policy: Policy, mask: tf.Tensor, observation: Any) -> tf.Tensor:
+    """``mask`` bool [B, M] after graph checks that it is [B, M] with B the observations' batch and that every
+    component of every row allows an action (checks that converters drop; see the module docstring)."""
+    components = np.asarray(policy.head.action_distribution.mask_components)
+    size = int(components.sum())
+    mask = tf.ensure_shape(mask, (None, size), name="check_action_mask_shape")
+    rows = tf.shape(tf.nest.flatten(observation)[0])[0]
+    same_rows = tf.debugging.assert_equal(tf.shape(mask)[0], rows, name="check_action_mask_rows",
+                                          message="action_mask must hold one row per observation")
+    # segments [M, C]: entry j of a mask belongs to component c; a component allows an action when its sum > 0.
+    segments = np.zeros((size, len(components)), np.float32)
+    segments[np.arange(size), np.repeat(np.arange(len(components)), components)] = 1.0
+    allowed = tf.matmul(tf.cast(mask, tf.float32), segments) > 0.5  # [B, C]
+    some_allowed = tf.debugging.Assert(tf.reduce_all(allowed), [
+        "action_mask allows no action in some row (or some component of a row)"], name="check_action_mask_allows")
+    with tf.control_dependencies([same_rows, some_allowed]):
+        return tf.identity(mask)
+
+
+def describe_action_masks(policy: Policy) -> dict[str, Any]:
+    """How metadata.json documents a masked policy's ``action_mask`` input (see the module docstring)."""
+    components = np.asarray(policy.head.action_distribution.mask_components).tolist()
+    return {"input": MASK_NAME, "dtype": "bool", "shape": [None, int(sum(components))], "components": components,
+            "signatures": list(MASKED_SIGNATURES),
+            "meaning": "True where the action is allowed; for MultiDiscrete the components' masks concatenated"}
 
 
 def unconvertible_signatures(policy: Policy) -> dict[str, str]:
@@ -263,12 +317,14 @@ def _describe_tensor(tensor: Any) -> dict[str, Any]:
 
 def build_metadata(env_id: str | None, observation_space: gym.Space, action_space: gym.Space, timesteps: int,
                    seed: int | None, evaluation: dict[str, Any] | None, config: dict[str, Any],
-                   command: str | None) -> dict[str, Any]:
+                   command: str | None, mask_source: str | None = None) -> dict[str, Any]:
     """The contents of ``assets/metadata.json`` but ``signatures`` (added from the saved functions).
 
     ``evaluation`` is a dict as :func:`trpo_tf.evaluation.evaluate_saved_model` returns (mean_return,
     std_return, episodes, optionally returns, seed, deterministic) or None; ``config`` the
-    ``TRPOConfig.to_dict()`` of the run; ``command`` the command line, recorded as given.
+    ``TRPOConfig.to_dict()`` of the run; ``command`` the command line, recorded as given;
+    ``mask_source`` where the training environment gave action masks (recorded under
+    ``action_masks``, which :func:`write_saved_model` completes from the policy; None: it gave none).
     """
     return {
         "format_version": FORMAT_VERSION,
@@ -281,13 +337,14 @@ def build_metadata(env_id: str | None, observation_space: gym.Space, action_spac
         "config": config,
         "versions": library_versions(),
         "command": command,
+        "action_masks": None if mask_source is None else {"source": mask_source},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
 METADATA_TYPES: dict[str, tuple[type, ...]] = {
     "env_id": (str, type(None)), "observation_space": (dict,), "action_space": (dict,), "config": (dict,),
-    "signatures": (dict,), "evaluation": (dict, type(None))}
+    "signatures": (dict,), "evaluation": (dict, type(None)), "action_masks": (dict, type(None))}
 """The metadata keys that readers rely on, and the JSON types each may have (when present)."""
 
 

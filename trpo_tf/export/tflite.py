@@ -8,7 +8,8 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from trpo_tf.export.saved_model import INPUT_NAME, NON_FINITE_MESSAGE, conversion_signatures, resolve_saved_model_dir
+from trpo_tf.export.saved_model import (INPUT_NAME, MASK_NAME, NON_FINITE_MESSAGE, conversion_signatures,
+                                        resolve_saved_model_dir)
 
 
 def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple[str, ...] | None = None) -> str:
@@ -25,7 +26,8 @@ def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple
     resizes the input to ``x.shape``. The SavedModel's shape and finiteness checks do not
     survive the conversion: LiteRT reshapes what it is given, so check shapes first (see
     :func:`litert_runner`), and a non-finite entry of an observation reads as its training mean
-    (see :mod:`trpo_tf.export.saved_model`).
+    (see :mod:`trpo_tf.export.saved_model`). A masked policy's signatures keep their ``action_mask``
+    input (bool [B, M]); the checks that each row allows an action are dropped too.
     """
     path = resolve_saved_model_dir(saved_model_dir)
     keys = conversion_signatures(path, signatures, "TFLite")
@@ -39,15 +41,17 @@ def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple
     return out_path
 
 
-def litert_runner(tflite_path: str, signature: str = "serving_default") -> Callable[[Any], dict[str, np.ndarray]]:
-    """``signature`` of a .tflite file under LiteRT, as a function observations → outputs by name.
+def litert_runner(tflite_path: str, signature: str = "serving_default") -> Callable[..., dict[str, np.ndarray]]:
+    """``signature`` of a .tflite file under LiteRT, as a function observations (, action_mask) → outputs by name.
 
     Observations are [B, *obs_shape] in the signature's dtype (float32; uint8 for uint8 frames and
     for bool grids, which may come as bool), or for a Dict space a dict of such arrays by key (the
     signature's named inputs); outputs are as in the SavedModel. Unlike the bare signature runner,
     which would silently reshape an observation of the wrong shape, this one raises ValueError for a
     shape, dtype or name the signature does not declare, and, as the SavedModel does, for an
-    observation that holds NaN or infinity.
+    observation that holds NaN or infinity. An ``action_mask`` input may come as bool or as 0/1 numbers;
+    a row that allows no action raises ValueError as the SavedModel refuses it (its components unknown
+    here, a MultiDiscrete mask is checked as a whole).
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -71,9 +75,23 @@ def litert_runner(tflite_path: str, signature: str = "serving_default") -> Calla
             where = "" if name == INPUT_NAME else f" (input {name})"
             raise ValueError(f"{NON_FINITE_MESSAGE}{where} (row {int(np.argmin(finite))} of the batch)")
 
-    def run(observations: Any) -> dict[str, np.ndarray]:
+    def checked_mask(values: np.ndarray) -> np.ndarray:
+        """An action mask [B, M] as bool; ValueError for values other than 0/1 or a row allowing nothing."""
+        if values.dtype != np.bool_ and values.dtype.kind in "iuf":
+            if not np.isin(values, (0, 1)).all():
+                raise ValueError(f"input {MASK_NAME!r} must hold booleans or 0 and 1")
+            values = values != 0
+        if values.dtype == np.bool_ and values.ndim == 2 and not values.any(axis=1).all():
+            raise ValueError(f"input {MASK_NAME!r} allows no action in row {int(np.argmin(values.any(axis=1)))}")
+        return values
+
+    def run(observations: Any, action_mask: Any = None) -> dict[str, np.ndarray]:
         feed = ({key: np.asarray(value) for key, value in observations.items()} if isinstance(observations, dict)
                 else {INPUT_NAME: np.asarray(observations)})
+        if action_mask is not None:
+            feed[MASK_NAME] = np.asarray(action_mask)
+        if MASK_NAME in feed:
+            feed[MASK_NAME] = checked_mask(feed[MASK_NAME])
         if sorted(feed) != sorted(declared):
             raise ValueError(f"inputs {sorted(feed)} do not match the signature's inputs {sorted(declared)}")
         for name, values in feed.items():

@@ -6,7 +6,7 @@ distribution (plain objects whose NumPy sides act; see :mod:`trpo_tf.policies.en
 :mod:`trpo_tf.policies.distributions`), the normalizer's statistics, the network's Dense layers
 and the distribution's free parameters as arrays.
 
-Shapes: B is the batch size, D the flat feature size, A the action shape.
+Shapes: B is the batch size, D the flat feature size, A the action shape, M the length of an action mask.
 """
 
 from __future__ import annotations
@@ -76,11 +76,12 @@ class PolicySnapshot:
         """Raw observations [B, *obs_shape] → normalized features [B, D]."""
         return self.normalizer(self.encoder.numpy(observations))
 
-    def act(self, observations: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    def act(self, observations: np.ndarray, rng: np.random.Generator | None,
+            masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Raw observations [B, *obs_shape] → (actions for the environment, actions as stored in a batch).
 
-        Actions are drawn with ``rng``; with ``rng`` None they are the most probable ones.
+        Actions are drawn with ``rng``; with ``rng`` None they are the most probable ones; with action
+        ``masks`` [B, M] (nonzero: allowed) only allowed ones.
         """
         outputs = numpy_forward(self.layers, self.features(observations))
-        actions = self.distribution.act(outputs, self.free_parameters, rng)
-        return self.distribution.to_env(actions), actions
+        return self.distribution.actions(outputs, self.free_parameters, rng, masks)

@@ -5,7 +5,12 @@ its free parameters (the Gaussian's log-std) as Keras variables, one attribute e
 trust-region step moves with the network's weights and checkpoints and exports carry. Everything
 else it delegates to the distribution, whose module holds the maths of both sides.
 
-Shapes: B is the batch size, P the network outputs the distribution reads, A the action shape.
+A head made with ``masked=True`` takes an action mask [B, M] (bool, True where allowed) beside the
+outputs wherever it builds the distribution; the distribution masks the outputs first (see
+:mod:`trpo_tf.policies.distributions.base`).
+
+Shapes: B is the batch size, P the network outputs the distribution reads, A the action shape,
+M the length of an action mask.
 """
 
 from __future__ import annotations
@@ -16,18 +21,26 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trpo_tf.policies.distributions import ActionDistribution, Arrays, make_distribution
+from trpo_tf.errors import UnsupportedSpaceError
+from trpo_tf.policies.distributions import MASK_NAME, ActionDistribution, Arrays, make_distribution
 
 
 class ActionHead(keras.layers.Layer):
-    """Network outputs [B, P] → the action distribution (TFP), its parameters by name, and actions [B, *A].
+    """Network outputs [B, P] (and action masks [B, M] when ``masked``) → the action distribution (TFP),
+    its parameters by name, and actions [B, *A].
 
-    ``action_distribution``: the distribution object (plain data, picklable); ``kind``: its name.
+    ``action_distribution``: the distribution object (plain data, picklable); ``kind``: its name;
+    ``masked``: whether the policy acts on action masks (UnsupportedSpaceError when the distribution
+    takes none).
     """
 
-    def __init__(self, action_distribution: ActionDistribution, **kwargs: Any):
+    def __init__(self, action_distribution: ActionDistribution, masked: bool = False, **kwargs: Any):
         super().__init__(name=kwargs.pop("name", f"{action_distribution.name}_head"), **kwargs)
+        if masked and action_distribution.mask_size is None:
+            raise UnsupportedSpaceError(f"action masks need a Discrete or MultiDiscrete action space; the "
+                                        f"{action_distribution.name} distribution takes none")
         self.action_distribution = action_distribution
+        self.masked = masked
         self.free_names = tuple(action_distribution.free_parameters())
         for name, (shape, initial) in action_distribution.free_parameters().items():
             setattr(self, name, self.add_weight(shape=shape, name=name,
@@ -60,9 +73,17 @@ class ActionHead(keras.layers.Layer):
     def xla_dynamic_batch(self) -> bool:
         return self.action_distribution.xla_dynamic_batch
 
-    def distribution_parameters(self, outputs: tf.Tensor) -> list[tf.Tensor]:
-        """η: network outputs [B, P] and the free parameters, as the distribution builds itself from them."""
+    def mask_spec(self) -> tf.TensorSpec | None:
+        """The TensorSpec of a batch of action masks, bool [None, M] named ``action_mask``; None unless ``masked``."""
+        size = self.action_distribution.mask_size
+        return tf.TensorSpec([None, size], tf.bool, name=MASK_NAME) if self.masked and size else None
+
+    def distribution_parameters(self, outputs: tf.Tensor, mask: tf.Tensor | None = None) -> list[tf.Tensor]:
+        """η: network outputs [B, P] (masked by ``mask`` [B, M] when given) and the free parameters, as
+        the distribution builds itself from them."""
         free = {name: getattr(self, name).value for name in self.free_names}
+        if mask is not None:
+            outputs = self.action_distribution.mask_tensorflow(outputs, mask)
         return self.action_distribution.parameters(outputs, free)
 
     def distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
@@ -86,7 +107,9 @@ class ActionHead(keras.layers.Layer):
         return {name: np.asarray(getattr(self, name).numpy()) for name in self.free_names}
 
 
-def action_head(space: Any, init_log_std: float = 0.0, distribution: str = "gaussian") -> ActionHead:
+def action_head(space: Any, init_log_std: float = 0.0, distribution: str = "gaussian",
+                masked: bool = False) -> ActionHead:
     """The head for action ``space``: the distribution :func:`~trpo_tf.policies.distributions.make_distribution`
-    picks (``distribution``: ``TRPOConfig.action_distribution``), with its free parameters."""
-    return ActionHead(make_distribution(space, distribution, init_log_std))
+    picks (``distribution``: ``TRPOConfig.action_distribution``), with its free parameters; ``masked``:
+    it takes action masks."""
+    return ActionHead(make_distribution(space, distribution, init_log_std), masked)

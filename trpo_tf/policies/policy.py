@@ -1,12 +1,16 @@
 """The policy as one object; it hands out what acts: a picklable NumPy snapshot (:mod:`trpo_tf.policies.acting`)
 when its network is a chain of Dense layers, else a compiled TensorFlow actor (:mod:`trpo_tf.policies.tf_acting`).
 
-Shapes: B is the batch size, D the flat feature size, A the action shape.
+Shapes: B is the batch size, D the flat feature size, A the action shape, M the length of an action mask.
 
 *Model inputs* are what the compiled graphs (the update, the value fit) take: normalized
 features [B, D] for a policy without a CNN; ``(normalized features [B, D], frames {name:
 [B, *frame_shape]})`` for one with a CNN (:mod:`trpo_tf.policies.cnn`), whose trunk then runs
 inside those graphs so that the trust-region step moves its weights too.
+
+A policy made with ``action_masks=True`` (:attr:`Policy.masked`) also takes action masks, bool
+[B, M] (True where allowed), wherever it builds its distribution: the optional ``masks`` argument
+of the methods below; without one every action is allowed.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ class Policy(keras.Model):
 
     ``acts_in_numpy``: whether the policy has a NumPy copy (no trunk, and a network that is a
     chain of Dense layers with activations :mod:`~trpo_tf.policies.acting` knows); :meth:`actor`
-    hands out what acts.
+    hands out what acts. ``masked``: whether it takes action masks (see the module docstring).
     """
 
     def __init__(self, encoder: ObservationEncoder, normalizer: ObservationNormalizer, network: keras.Model,
@@ -67,6 +71,15 @@ class Policy(keras.Model):
         """The TensorSpec of a batch of model inputs (see the module docstring)."""
         return model_input_spec(self.encoder)
 
+    @property
+    def masked(self) -> bool:
+        """Whether the policy takes action masks (it was trained on an environment that gives them)."""
+        return self.head.masked
+
+    def mask_spec(self) -> tf.TensorSpec | None:
+        """The TensorSpec of a batch of action masks (bool [None, M], named ``action_mask``); None unless masked."""
+        return self.head.mask_spec()
+
     def observation_spec(self) -> Any:
         """The TensorSpec of a batch of raw observations: [None, *obs_shape] (a dict of them by
         key for a ``Dict``), float32, or the frames' own dtype (uint8) for images."""
@@ -83,33 +96,33 @@ class Policy(keras.Model):
         """Model inputs from normalized features [B, D] and the raw ``observations`` that hold the frames."""
         return normalized if self.trunk is None else (normalized, self.encoder.frames(observations))
 
-    def distribution_parameters(self, features: Any) -> list[tf.Tensor]:
-        """η(θ) at model inputs ``features`` (see :meth:`ActionHead.distribution_parameters`)."""
-        return self.head.distribution_parameters(self.network_outputs(features))
+    def distribution_parameters(self, features: Any, masks: tf.Tensor | None = None) -> list[tf.Tensor]:
+        """η(θ) at model inputs ``features`` (see :meth:`ActionHead.distribution_parameters`), masked by ``masks``."""
+        return self.head.distribution_parameters(self.network_outputs(features), masks)
 
     def network_outputs(self, features: Any) -> tf.Tensor:
         """Model inputs → the network's outputs [B, head.param_size] (through the trunk, if any)."""
         return self.network(features if self.trunk is None else self.trunk(features))
 
-    def distribution(self, features: Any) -> Any:
-        """π_θ(· | s) at model inputs ``features``, as a TFP distribution."""
-        return self.head.distribution(self.distribution_parameters(features))
+    def distribution(self, features: Any, masks: tf.Tensor | None = None) -> Any:
+        """π_θ(· | s) at model inputs ``features``, as a TFP distribution (over the actions ``masks`` allows)."""
+        return self.head.distribution(self.distribution_parameters(features, masks))
 
-    def frozen_distribution(self, features: Any) -> Any:
+    def frozen_distribution(self, features: Any, masks: tf.Tensor | None = None) -> Any:
         """The current distribution at model inputs ``features`` with its parameters held constant (π_old)."""
-        return self.head.distribution([tf.stop_gradient(p) for p in self.distribution_parameters(features)])
+        return self.head.distribution([tf.stop_gradient(p) for p in self.distribution_parameters(features, masks)])
 
-    def deterministic_action(self, observations: tf.Tensor) -> tf.Tensor:
-        """Raw observations [B, *obs_shape] → most probable actions [B, *A] in environment units."""
-        return self.head.deterministic(self.distribution_parameters(self.features(observations)))
+    def deterministic_action(self, observations: tf.Tensor, masks: tf.Tensor | None = None) -> tf.Tensor:
+        """Raw observations [B, *obs_shape] → most probable (allowed) actions [B, *A] in environment units."""
+        return self.head.deterministic(self.distribution_parameters(self.features(observations), masks))
 
-    def sample_action(self, observations: tf.Tensor) -> tf.Tensor:
-        """Raw observations [B, *obs_shape] → random actions [B, *A] in environment units."""
-        return self.head.sample(self.distribution_parameters(self.features(observations)))
+    def sample_action(self, observations: tf.Tensor, masks: tf.Tensor | None = None) -> tf.Tensor:
+        """Raw observations [B, *obs_shape] → random (allowed) actions [B, *A] in environment units."""
+        return self.head.sample(self.distribution_parameters(self.features(observations), masks))
 
-    def named_parameters(self, observations: tf.Tensor) -> dict[str, tf.Tensor]:
+    def named_parameters(self, observations: tf.Tensor, masks: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """Raw observations [B, *obs_shape] → the distribution's parameters by name."""
-        return self.head.named_parameters(self.distribution_parameters(self.features(observations)))
+        return self.head.named_parameters(self.distribution_parameters(self.features(observations), masks))
 
     def call(self, observations: tf.Tensor) -> tf.Tensor:
         return self.deterministic_action(observations)
@@ -151,14 +164,14 @@ class Policy(keras.Model):
 def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: tuple[int, ...], activation: str,
                 init_log_std: float, normalize_observations: bool, seed: int, encoder: str = "auto",
                 cnn_features: int = 0, network: NetworkSpec | None = None,
-                action_distribution: str = "gaussian") -> Policy:
+                action_distribution: str = "gaussian", action_masks: bool = False) -> Policy:
     """The policy for these spaces: head chosen by the action space (and, for a Box, by
     ``action_distribution``: see :func:`~trpo_tf.policies.distributions.make_distribution`); frames go through CNNs
     first (``encoder``, ``cnn_features``: see :class:`~trpo_tf.config.TRPOConfig`), then an MLP of
     ``hidden`` units or the user's ``network`` (see :mod:`trpo_tf.policies.networks`) with an output
-    layer added."""
+    layer added. ``action_masks``: the policy takes action masks (Discrete and MultiDiscrete actions only)."""
     observation_encoder = make_encoder(observation_space, encoder)
-    head = action_head(action_space, init_log_std, action_distribution)
+    head = action_head(action_space, init_log_std, action_distribution, masked=action_masks)
     normalizer = ObservationNormalizer(observation_encoder.dim, enabled=normalize_observations)
     trunk = make_trunk(observation_encoder, cnn_features, seed + 1000)
     features = trunk.output_dim if trunk else observation_encoder.dim

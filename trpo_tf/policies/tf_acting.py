@@ -44,14 +44,15 @@ class CompiledActor:
         """Raw observations [N, *obs_shape] (a dict of them for a ``Dict``) → model inputs, in NumPy."""
         return self.model_inputs(self.normalizer(self.encoder.numpy(observations)), observations)
 
-    def act(self, observations: Any, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    def act(self, observations: Any, rng: np.random.Generator | None,
+            masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Raw observations [N, *obs_shape] → (actions for the environment, actions as stored in a batch).
 
-        Actions are drawn with ``rng``; with ``rng`` None they are the most probable ones.
+        Actions are drawn with ``rng``; with ``rng`` None they are the most probable ones; with action
+        ``masks`` [N, M] (nonzero: allowed) only allowed ones.
         """
         outputs = self.outputs(self.features(observations)).numpy()
-        actions = self.distribution.act(outputs, self.free_parameters, rng)
-        return self.distribution.to_env(actions), actions
+        return self.distribution.actions(outputs, self.free_parameters, rng, masks)
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a CompiledActor acts through TensorFlow in this process and cannot be pickled; "

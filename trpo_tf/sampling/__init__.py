@@ -37,10 +37,11 @@ def backend_names() -> tuple[str, ...]:
 
 def make_sampler(env: EnvLike, *, n_envs: int, n_workers: int, backend: str, env_kwargs: dict[str, Any] | None,
                  seed: int, stream: np.random.SeedSequence, restart_workers: bool = False,
-                 connect_timeout: float = 30.0) -> Sampler:
+                 connect_timeout: float = 30.0, action_masks: str = "auto") -> Sampler:
     """The sampler for these settings (``TRPOConfig``'s ``n_envs``, ``n_workers``, ``sampler``, ``env_kwargs``,
-    ``restart_workers``, ``ray_connect_timeout``): ``n_envs`` environments of ``env`` in this process when
-    ``n_workers`` is 1 and ``backend`` is :data:`IN_PROCESS_BACKEND`, else in ``n_workers`` workers of ``backend``.
+    ``restart_workers``, ``ray_connect_timeout``, ``action_masks``): ``n_envs`` environments of ``env`` in this
+    process when ``n_workers`` is 1 and ``backend`` is :data:`IN_PROCESS_BACKEND`, else in ``n_workers`` workers of
+    ``backend``.
 
     ``env`` is an environment id, or (in this process only) a gymnasium ``Env`` or ``VectorEnv``;
     environment i is reset with ``seed + i``; actions are drawn from ``stream`` (worker k: its k-th
@@ -51,8 +52,9 @@ def make_sampler(env: EnvLike, *, n_envs: int, n_workers: int, backend: str, env
         vector_env = make_vector_env(env, n_envs, env_kwargs)
         if vector_env.num_envs != n_envs:
             raise InputError(f"the VectorEnv has {vector_env.num_envs} environments but config.n_envs is {n_envs}")
-        return InProcessSampler(vector_env, seed=seed, rng=np.random.default_rng(stream))
+        return InProcessSampler(vector_env, seed=seed, rng=np.random.default_rng(stream), action_masks=action_masks)
     if not isinstance(env, str):
         raise InputError(f"sampling workers build their own environments from an environment id; got {env!r}: "
                          "pass its id (with config.env_kwargs), or use n_workers=1")
-    return start_workers(env, env_kwargs, n_envs, n_workers, backend, seed, stream, restart_workers, connect_timeout)
+    return start_workers(env, env_kwargs, n_envs, n_workers, backend, seed, stream, restart_workers, connect_timeout,
+                         action_masks)

@@ -17,7 +17,9 @@ class Batch:
     final_observations [M, *obs_shape] with final_index [M, 2] (t, n): the last observation
     of each episode that ended at step t in environment n;
     last_observations [N, *obs_shape]: the observations after step T - 1;
-    episode_returns, episode_lengths: of the episodes that finished during this batch.
+    episode_returns, episode_lengths: of the episodes that finished during this batch;
+    action_masks [T, N, M] (bool, True where allowed): the masks the policy acted on, when the
+    environments give them (see :mod:`trpo_tf.sampling.masks`), else None.
     """
 
     observations: np.ndarray
@@ -30,6 +32,7 @@ class Batch:
     last_observations: np.ndarray
     episode_returns: list[float]
     episode_lengths: list[int]
+    action_masks: np.ndarray | None = None
 
     @property
     def size(self) -> int:

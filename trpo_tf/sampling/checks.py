@@ -58,7 +58,7 @@ def invalid_rows(values: np.ndarray, converted: np.ndarray, space: gym.Space | N
     bounds = _integer_range(space)
     if bounds is not None:
         start, stop = bounds
-        flat = values.reshape(len(values), -1)
+        flat = values.reshape(len(values), int(np.prod(values.shape[1:])))  # not -1: K may be 0
         with np.errstate(invalid="ignore"):
             bad |= ((flat != np.floor(flat)) | (flat < start) | (flat >= stop)).any(axis=1)
     return bad

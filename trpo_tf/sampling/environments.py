@@ -25,6 +25,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from trpo_tf import startup
 from trpo_tf.errors import EnvironmentValueError, InputError, UnknownEnvironmentError
+from trpo_tf.sampling.masks import MASK_KEY
 
 EnvLike: TypeAlias = Union[str, gym.Env, gym.vector.VectorEnv]
 """What :class:`~trpo_tf.TRPO` trains on: an environment id, a gymnasium Env or a VectorEnv."""
@@ -36,9 +37,10 @@ _PLAIN_REWARD_TYPES = frozenset({float, int, np.float64, np.float32, np.int64, n
 class SerialVectorEnv(gym.vector.VectorEnv):
     """N environments stepped one after another in this process, reset in ``SAME_STEP`` mode.
 
-    A lean ``SyncVectorEnv``: it keeps only the final observations from the environments'
-    infos and copies nothing it need not, which matters when the environment step and the policy
-    each cost a few microseconds (MuJoCo). Reset seeds are ``seed + i`` for environment i, as in
+    A lean ``SyncVectorEnv``: it keeps only the final observations and the action masks
+    (:mod:`~trpo_tf.sampling.masks`: one entry per environment, None where it gave none) from the
+    environments' infos and copies nothing it need not, which matters when the environment step
+    and the policy each cost a few microseconds (MuJoCo). Reset seeds are ``seed + i`` for environment i, as in
     gymnasium.
     """
 
@@ -57,26 +59,37 @@ class SerialVectorEnv(gym.vector.VectorEnv):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
-        observations = [env.reset(seed=s, options=options)[0] for env, s in zip(self.envs, seeds)]
-        return self._stack(observations), {}
+        results = [env.reset(seed=s, options=options) for env, s in zip(self.envs, seeds)]
+        masks = [info.get(MASK_KEY) for _, info in results]
+        info = {MASK_KEY: masks} if any(mask is not None for mask in masks) else {}
+        return self._stack([observation for observation, _ in results]), info
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         observations, rewards = [], np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
-        final_observations = None
+        final_observations, masks = None, None
         for i, env in enumerate(self.envs):
-            observation, reward, terminated[i], truncated[i], _ = env.step(actions[i])
+            observation, reward, terminated[i], truncated[i], env_info = env.step(actions[i])
             rewards[i] = reward if type(reward) in _PLAIN_REWARD_TYPES else self._checked_reward(reward, i)
             if terminated[i] or truncated[i]:
                 if final_observations is None:
                     final_observations = np.full(self.num_envs, None, dtype=object)
                 final_observations[i] = observation
-                observation, _ = env.reset()
+                observation, env_info = env.reset()
             observations.append(observation)
-        info = {} if final_observations is None else {
+            if env_info and MASK_KEY in env_info:  # the mask of the observation returned (after an autoreset: the reset's)
+                masks = masks or [None] * self.num_envs
+                masks[i] = env_info[MASK_KEY]
+        info: dict[str, Any] = {} if final_observations is None else {
             "final_obs": final_observations, "_final_obs": terminated | truncated}
+        if masks is not None:
+            info[MASK_KEY] = masks
         return self._stack(observations), rewards, terminated, truncated, info
+
+    def call(self, name: str, *args: Any) -> tuple[Any, ...]:
+        """``name(*args)`` called on each environment (through its wrappers): one result per environment."""
+        return tuple(env.get_wrapper_attr(name)(*args) for env in self.envs)
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:

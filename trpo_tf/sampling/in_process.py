@@ -7,6 +7,12 @@ records what the environments answer. Episodes are reset by the vector environme
 ``AutoresetMode.SAME_STEP``, so the true final observation of every finished episode is
 kept for bootstrapping truncated ones. Its state (:meth:`Sampler.state`) is plain data; the
 environments' state is a pickle (:meth:`Sampler.environment_state`).
+
+Action masks (:mod:`.masks`) are read after every reset and step from the source the
+environments offer, acted on, and recorded in the batch. To know whether there is one before the
+policy is built, a sampler over a Discrete or MultiDiscrete action space (with ``action_masks``
+"auto") resets its environments when it is made, as the first :meth:`~InProcessSampler.collect`
+would (same seed): the first reset's info tells whether masks come with it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from trpo_tf.sampling.checks import (NUMERIC_KINDS, as_stored, describe_invalid,
                                      to_float32)
 from trpo_tf.sampling.environments import (describe_environment, environment_name, environment_state,
                                            restore_environment_state)
+from trpo_tf.sampling.masks import MaskReader, find_source, mask_size, policy_observation_space, without_mask
 from trpo_tf.sampling.protocol import Actor
 
 
@@ -30,20 +37,37 @@ class InProcessSampler:
     """Steps a vector environment in this process with a policy and returns :class:`Batch` es.
 
     Episodes continue across calls to :meth:`collect`; the first call resets the
-    environments with ``seed``. Actions are drawn with ``rng``.
+    environments with ``seed``. Actions are drawn with ``rng``. ``action_masks``:
+    ``TRPOConfig.action_masks`` ("auto": read the masks the environments give; "off": ignore them).
     """
 
     needs_picklable_actor = False
 
-    def __init__(self, env: gym.vector.VectorEnv, seed: int | None, rng: np.random.Generator):
+    def __init__(self, env: gym.vector.VectorEnv, seed: int | None, rng: np.random.Generator,
+                 action_masks: str = "auto"):
         self.env = env
         self.seed = seed
         self.rng = rng
         self.n_envs = env.num_envs
         self.observations: np.ndarray | None = None
+        self.masks: np.ndarray | None = None  # [N, M]: the action masks of ``observations``, as given
         self.running_returns = np.zeros(self.n_envs)
         self.running_lengths = np.zeros(self.n_envs, dtype=np.int64)
         self.total_steps = 0
+        self.action_masks = action_masks
+        self.mask_reader: MaskReader | None = None  # chosen at the first reset (None: masks "off")
+        if action_masks == "auto" and mask_size(env.single_action_space) is not None:
+            self.observations = self._reset()  # its info tells whether masks come with the observations
+
+    @property
+    def mask_source(self) -> str | None:
+        """Where the environments' action masks come from (see :mod:`.masks`), or None when they give none."""
+        return None if self.mask_reader is None else self.mask_reader.source
+
+    @property
+    def mask_size(self) -> int | None:
+        """M, the length of an action mask of the action space (None for one that takes none)."""
+        return mask_size(self.env.single_action_space)
 
     def collect(self, policy: Actor, steps: int) -> Batch:
         """Run ``steps`` vectorized steps, acting with ``policy.act(observations, rng)``.
@@ -59,12 +83,14 @@ class InProcessSampler:
             self.observations = self._reset()
         seen_list: list[np.ndarray] = []
         action_list, reward_list, terminated_list, truncated_list = [], [], [], []
+        mask_list: list[np.ndarray] = []  # mask_list[t]: the masks acted on at step t (with masks only)
         infos: dict[int, dict] = {}
-        step, obs, act, rng = self.env.step, self.observations, policy.act, self.rng
+        step, obs, act, rng, masks = self.env.step, self.observations, policy.act, self.rng, self.masks
+        reader = self.mask_reader if self.mask_reader is not None and self.mask_reader.reads_steps else None
         batch_shape, n_envs, steps_before = (self.n_envs,) + self.obs_shape, self.n_envs, self.total_steps
         try:
             for t in range(steps):
-                env_actions, stored_actions = act(obs, rng)
+                env_actions, stored_actions = act(obs, rng) if masks is None else act(obs, rng, masks)
                 seen_list.append(obs)
                 action_list.append(stored_actions)
                 try:
@@ -72,6 +98,10 @@ class InProcessSampler:
                 except EnvironmentValueError as error:  # from SerialVectorEnv, which does not count steps
                     raise EnvironmentValueError(
                         f"{error} from step() after {steps_before + (t + 1) * n_envs} environment steps") from None
+                if reader is not None:
+                    if masks is not None:
+                        mask_list.append(masks)
+                    obs, masks = reader.read(self.env, obs, info, "step", steps_before + (t + 1) * n_envs)
                 if type(obs) is not np.ndarray or obs.shape != batch_shape or obs.dtype.kind not in NUMERIC_KINDS:
                     self._refuse_structure(obs, "step", steps_before + (t + 1) * n_envs)
                 reward_list.append(reward)
@@ -83,15 +113,22 @@ class InProcessSampler:
             if not isinstance(error, EnvironmentValueError):  # a bad value may explain the failure
                 recorded = seen_list if seen_list and seen_list[-1] is obs else seen_list + [obs]
                 self._check_values(self._stack(recorded), steps_before, error)
+                if masks is not None:
+                    self._check_masks(mask_list[1:] + [masks], steps_before, error)
             raise
         seen = self._stack(seen_list + [obs])  # [T + 1, N, ...]: seen[t + 1] came from step t
         stored = self._check_values(seen, steps_before)
+        action_masks = None
+        if masks is not None:  # masks [T + 1, N, M]: masks[t] acted on at step t, masks[0] checked before
+            every = np.concatenate([np.asarray(self.masks)[None] != 0,
+                                    self._check_masks(mask_list[1:] + [masks] if mask_list else [], steps_before)])
+            action_masks, masks = every[:-1], every[-1]
         rewards = self._rewards(reward_list, steps_before)
         terminated = np.asarray(terminated_list, dtype=bool)
         truncated = np.asarray(truncated_list, dtype=bool)
         final_index = np.argwhere(terminated | truncated)  # [M, 2] (t, n), in time order
         final_observations = self._final_observations(infos, final_index, steps_before)
-        self.observations, self.total_steps = obs, steps_before + steps * n_envs
+        self.observations, self.masks, self.total_steps = obs, masks, steps_before + steps * n_envs
         episode_returns, episode_lengths = self._finish_episodes(rewards, final_index)
         return Batch(
             observations=self._map_parts(lambda part, key: part[:-1], stored),
@@ -104,6 +141,7 @@ class InProcessSampler:
             last_observations=self._map_parts(lambda part, key: part[-1], stored),
             episode_returns=episode_returns,
             episode_lengths=episode_lengths,
+            action_masks=action_masks,
         )
 
     @property
@@ -113,8 +151,9 @@ class InProcessSampler:
 
     @property
     def observation_space(self) -> gym.Space:
-        """One environment's observation space."""
-        return self.env.single_observation_space
+        """One environment's observation space, as the policy reads it (without the masks, when an
+        observation key holds them)."""
+        return policy_observation_space(self.env.single_observation_space, self.mask_source)
 
     @property
     def action_space(self) -> gym.Space:
@@ -136,7 +175,7 @@ class InProcessSampler:
     @property
     def parts(self) -> dict[str | None, gym.Space]:
         """The observation space's parts by key: a Dict's sub-spaces, else ``{None: space}``."""
-        space = self.env.single_observation_space
+        space = self.observation_space
         if isinstance(space, gym.spaces.Dict):
             return {str(key): sub for key, sub in space.spaces.items()}
         return {None: space}
@@ -155,7 +194,8 @@ class InProcessSampler:
 
     def state(self) -> dict[str, Any]:
         """Where sampling stands, as plain data (arrays, numbers): resumes with :meth:`load_state`."""
-        return {"observations": self.observations, "running_returns": self.running_returns.copy(),
+        return {"observations": self.observations, "masks": self.masks,
+                "running_returns": self.running_returns.copy(),
                 "running_lengths": self.running_lengths.copy(), "total_steps": int(self.total_steps),
                 "seed": self.seed, "rng": self.rng.bit_generator.state}
 
@@ -173,8 +213,15 @@ class InProcessSampler:
         if state["rng"].get("bit_generator") != type(self.rng.bit_generator).__name__:
             raise ValueError(f"the sampler's random generator is {state['rng'].get('bit_generator')}, "
                              f"expected {type(self.rng.bit_generator).__name__}")
+        masks = state.get("masks")
+        found = None if masks is None else tuple(np.shape(masks))
+        expected = None if self.mask_source is None else (self.n_envs, self.mask_size)
+        if observations is not None and found != expected:
+            raise ValueError(f"the sampler state holds action masks of shape {found}; these environments' masks "
+                             f"have shape {expected}")
         self.observations = None if observations is None else self._map_parts(lambda part, key: np.asarray(part),
                                                                                observations)
+        self.masks = None if masks is None else np.asarray(masks, dtype=bool)
         self.running_returns, self.running_lengths = running_returns, running_lengths
         self.total_steps = int(state["total_steps"])
         self.seed = state["seed"]
@@ -205,7 +252,7 @@ class InProcessSampler:
 
     def restart_episodes(self, seed: int) -> None:
         """Forget the running episodes: the next :meth:`collect` resets the environments with ``seed``."""
-        self.observations = None
+        self.observations, self.masks = None, None
         self.running_returns = np.zeros(self.n_envs)
         self.running_lengths = np.zeros(self.n_envs, dtype=np.int64)
         self.seed = seed
@@ -215,17 +262,47 @@ class InProcessSampler:
         self.env.close()
 
     def _reset(self) -> np.ndarray:
-        """Reset the environments with ``seed``; their first observations [N, *obs_shape], checked."""
+        """Reset the environments with ``seed``; their first observations [N, *obs_shape], checked, and
+        their action masks in ``masks`` (the first reset chooses where masks come from)."""
         try:
-            observations, _ = self.env.reset(seed=self.seed)
+            observations, info = self.env.reset(seed=self.seed)
         except EnvironmentValueError as error:  # from SerialVectorEnv, which does not count steps
             raise EnvironmentValueError(f"{error} from reset() after {self.total_steps} environment steps") from None
+        if self.mask_reader is None and self.action_masks == "auto":
+            self.mask_reader = self._choose_mask_reader(info)
+        if self.mask_reader is not None:
+            observations, masks = self.mask_reader.read(self.env, observations, info, "reset", self.total_steps)
+            self.masks = None if masks is None else self._check_masks([masks], self.total_steps, call="reset")[0]
         self._refuse_structure(observations, "reset", self.total_steps)
         for key, space in self.parts.items():
             part = observations if key is None else observations[key]
             self._refuse_invalid(part, as_stored(part), _named("observation", key),
                                  lambda k: (k, "reset", self.total_steps), space=space)
         return observations
+
+    def _choose_mask_reader(self, info: dict[str, Any]) -> MaskReader:
+        """The reader of the masks the environments give from the source their first reset shows (one
+        that refuses masks when there is none, or when the action space takes none)."""
+        action_space = self.env.single_action_space
+        source = find_source(self.env, info) if mask_size(action_space) is not None else None
+        reader = MaskReader(source, action_space, self.n_envs, lambda n: describe_environment(self.env, n))
+        reader.refuse_static_sources(self.env, "reset", self.total_steps)
+        return reader
+
+    def _check_masks(self, returned: list[np.ndarray], steps_before: int, cause: BaseException | None = None,
+                     call: str = "step") -> np.ndarray:
+        """``returned`` [T] masks [N, M], which T consecutive ``call`` s returned after ``steps_before``
+        environment steps, as bool [T, N, M] once their values are checked (ActionMaskError from ``cause``)."""
+        assert self.mask_reader is not None and self.mask_size is not None
+        if not returned:
+            return np.zeros((0, self.n_envs, self.mask_size), dtype=bool)
+        stacked = np.asarray(returned)
+        try:
+            allowed = self.mask_reader.check_values(stacked.reshape(-1, stacked.shape[-1]), lambda k: (
+                k % self.n_envs, call, steps_before + (k // self.n_envs + int(call == "step")) * self.n_envs))
+        except EnvironmentValueError as error:
+            raise error from cause
+        return allowed.reshape(stacked.shape)
 
     def _final_observations(self, infos: dict[int, dict], final_index: np.ndarray, steps_before: int) -> Any:
         """The last observation of each episode that ended at step t in environment n, for (t, n) in
@@ -238,8 +315,8 @@ class InProcessSampler:
                                  "vector environment's info: trpo_tf needs the final observation of every episode, "
                                  "as gymnasium's vector environments report it in AutoresetMode.SAME_STEP")
             final = info["final_obs"][n]
-            final = {key: _as_array(part) for key, part in final.items()} if isinstance(final, dict) \
-                else _as_array(final)
+            final = {key: _as_array(part) for key, part in without_mask(final, self.mask_source).items()} \
+                if isinstance(final, dict) else _as_array(final)
             self._refuse_structure(final, "step", steps_before + (t + 1) * self.n_envs, n, "a final observation")
             finals.append(final)
 

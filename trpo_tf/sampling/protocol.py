@@ -19,21 +19,27 @@ from trpo_tf.sampling.batch import Batch
 class Actor(Protocol):
     """What a sampler acts with (a :class:`~trpo_tf.policies.PolicySnapshot`)."""
 
-    def act(self, observations: Any, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-        """Observations [N, *obs_shape] → (actions for the environments, actions to store)."""
+    def act(self, observations: Any, rng: np.random.Generator | None,
+            masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Observations [N, *obs_shape] (and action masks [N, M], nonzero where allowed, when the environments
+        give them) → (actions for the environments, actions to store)."""
 
 
 class Sampler(Protocol):
     """N environments stepped with a policy, somewhere: a :class:`Batch` per :meth:`collect`.
 
-    Attributes: ``n_envs`` (N), ``observation_space`` and ``action_space`` (one environment's),
-    ``vector_env`` (the environments when they are stepped in this process, else None) and
-    ``needs_picklable_actor`` (True when the policy is sent to other processes, which need the
-    NumPy snapshot).
+    Attributes: ``n_envs`` (N), ``observation_space`` and ``action_space`` (one environment's; the
+    observation space as the policy reads it), ``vector_env`` (the environments when they are stepped
+    in this process, else None), ``needs_picklable_actor`` (True when the policy is sent to other
+    processes, which need the NumPy snapshot) and ``mask_source`` (where the environments' action
+    masks come from, see :mod:`.masks`; None when they give none: batches then hold no masks).
     """
 
     n_envs: int
     needs_picklable_actor: bool
+
+    @property
+    def mask_source(self) -> str | None: ...
 
     @property
     def observation_space(self) -> gym.Space: ...

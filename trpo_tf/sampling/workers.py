@@ -31,6 +31,7 @@ from trpo_tf.errors import CheckpointWarning, InputError, WorkerRestartWarning
 from trpo_tf.sampling.batch import Batch
 from trpo_tf.sampling.environments import make_env, make_vector_env, portable_registration, register_portable
 from trpo_tf.sampling.in_process import InProcessSampler
+from trpo_tf.sampling.masks import find_source, mask_size, policy_observation_space
 from trpo_tf.sampling.protocol import Actor
 
 
@@ -41,15 +42,16 @@ class SamplerWorker:
     ``stream`` seeds the worker's action sampling; errors name the environments from
     ``first_index`` on, their index among all the run's environments. ``registration``: the
     learner's registration of ``env_id`` (:func:`~trpo_tf.sampling.environments.portable_registration`),
-    used when this process does not know the id.
+    used when this process does not know the id; ``action_masks`` is ``TRPOConfig.action_masks``.
     """
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, seed: int,
-                 stream: np.random.SeedSequence, first_index: int = 0, registration: bytes | None = None):
+                 stream: np.random.SeedSequence, first_index: int = 0, registration: bytes | None = None,
+                 action_masks: str = "auto"):
         if registration is not None:
             register_portable(env_id, registration)
         self.sampler = InProcessSampler(make_vector_env(env_id, n_envs, env_kwargs, first_index), seed=seed,
-                                        rng=np.random.default_rng(stream))
+                                        rng=np.random.default_rng(stream), action_masks=action_masks)
 
     def location(self) -> str:
         """Where this worker runs: "host (address), pid N", and "Ray node ID" for a Ray actor."""
@@ -133,7 +135,8 @@ class WorkerSampler:
     segments are joined. ``restart(k)``, when given, starts a replacement for worker k with
     fresh environments: :meth:`collect` then replaces a worker that died or whose environment
     raised, resamples its segment and counts it in :meth:`take_restarts`. ``spaces``: one
-    environment's (observation space, action space).
+    environment's (observation space as the policy reads it, action space); ``mask_source``: where
+    the workers' environments give action masks from (None: nowhere).
     """
 
     needs_picklable_actor = True
@@ -141,8 +144,9 @@ class WorkerSampler:
 
     def __init__(self, handles: Sequence[WorkerHandle], worker_envs: Sequence[int],
                  restart: Callable[[int], WorkerHandle] | None = None,
-                 spaces: tuple[gym.Space, gym.Space] | None = None):
+                 spaces: tuple[gym.Space, gym.Space] | None = None, mask_source: str | None = None):
         self.handles = list(handles)
+        self.mask_source = mask_source
         self.worker_envs = list(worker_envs)
         self.n_envs = sum(self.worker_envs)
         self.restart = restart
@@ -317,6 +321,8 @@ def join_batches(batches: Sequence[Batch], worker_envs: Sequence[int]) -> Batch:
         last_observations=_join([batch.last_observations for batch in batches]),
         episode_returns=[returns[i] for i in order],
         episode_lengths=[lengths[i] for i in order],
+        action_masks=None if batches[0].action_masks is None else
+        np.concatenate([batch.action_masks for batch in batches if batch.action_masks is not None], axis=1),
     )
 
 
@@ -331,32 +337,39 @@ def _join(parts: Sequence[Any], axis: int = 0, rows: np.ndarray | None = None) -
 
 def start_workers(env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, n_workers: int, backend: str,
                   seed: int, stream: np.random.SeedSequence, restart_workers: bool = False,
-                  connect_timeout: float = 30.0) -> WorkerSampler:
+                  connect_timeout: float = 30.0, action_masks: str = "auto") -> WorkerSampler:
     """``n_workers`` workers of ``backend`` (a name in :data:`WORKER_BACKENDS`: "local" for processes, "ray"
     for Ray actors) sharing ``n_envs`` environments made from ``env_id``.
 
     Worker k draws actions from the k-th child of ``stream``; a single worker draws from
     ``stream`` itself, so it samples exactly as the in-process :class:`Sampler` would. With
     ``restart_workers`` a failed worker k is replaced by one whose environments and actions
-    come from the next child of worker k's stream (fresh episodes, reproducible per run).
+    come from the next child of worker k's stream (fresh episodes, reproducible per run). ``action_masks``
+    is ``TRPOConfig.action_masks``: with "auto" an environment made here tells where masks come from.
     """
     sizes = split_envs(n_envs, n_workers)
     offsets = env_offsets(sizes)
     streams = [stream] if n_workers == 1 else stream.spawn(n_workers)
     launch = WORKER_BACKENDS[backend]
-    probe = make_env(env_id, env_kwargs)  # the spaces, from one environment here
-    spaces = (probe.observation_space, probe.action_space)
-    probe.close()
+    probe = make_env(env_id, env_kwargs)  # the spaces and the masks' source, from one environment here
+    try:
+        source = None
+        if action_masks == "auto" and mask_size(probe.action_space) is not None:
+            source = find_source(probe, probe.reset(seed=seed)[1])
+        spaces = (policy_observation_space(probe.observation_space, source), probe.action_space)
+    finally:
+        probe.close()
     registration = portable_registration(env_id)
-    handles = launch([(env_id, env_kwargs, size, seed + offset, child, offset, registration)
+    handles = launch([(env_id, env_kwargs, size, seed + offset, child, offset, registration, action_masks)
                       for size, offset, child in zip(sizes, offsets, streams)], connect_timeout)
 
     def restart(k: int) -> WorkerHandle:
         fresh = streams[k].spawn(1)[0]
         reset_seed = int(fresh.generate_state(1)[0])
-        return launch([(env_id, env_kwargs, sizes[k], reset_seed, fresh, offsets[k], registration)], connect_timeout)[0]
+        return launch([(env_id, env_kwargs, sizes[k], reset_seed, fresh, offsets[k], registration, action_masks)],
+                      connect_timeout)[0]
 
-    sampler = WorkerSampler(handles, sizes, restart if restart_workers else None, spaces)
+    sampler = WorkerSampler(handles, sizes, restart if restart_workers else None, spaces, source)
     try:
         sampler.locate()
     except BaseException:

@@ -18,8 +18,15 @@ sides: as tensors to the TensorFlow side, as arrays to the NumPy side.
 A subclass registers itself under its ``name`` in :data:`DISTRIBUTIONS` when its module is
 imported; the package imports every module in it, so a new distribution is one new module.
 
+A distribution that can honour **action masks** (the categorical ones) sets ``mask_components``
+(the number of choices of each component a mask covers; their sum M is ``mask_size``, the length
+of one state's mask) and maps network outputs to masked outputs on both sides
+(:meth:`ActionDistribution.mask_numpy`, :meth:`ActionDistribution.mask_tensorflow`): everything
+downstream (sampling, log-probabilities, entropy, the KL, the deterministic action) then reads
+the masked outputs and needs no mask of its own.
+
 Shapes: B is the batch size, P the network outputs a distribution reads (``param_size``),
-A the action shape of the space.
+A the action shape of the space, M the length of an action mask (``mask_size``).
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ if TYPE_CHECKING:
 
 Arrays = Mapping[str, np.ndarray]
 """Free parameters as NumPy arrays, by name (the Gaussian's ``{"log_std": [P]}``)."""
+
+MASK_NAME = "action_mask"
+"""The name of the action mask input of exported signatures."""
 
 DISTRIBUTIONS: dict[str, type[ActionDistribution]] = {}
 """Every registered action distribution, by its ``name``, in the order the modules registered them."""
@@ -66,6 +76,14 @@ class ActionDistribution:
     param_size: int
     action_shape: tuple[int, ...]
     action_dtype: str
+    mask_components: np.ndarray | None = None
+    """[C]: the number of choices of each component an action mask covers (Σ = M), in the order the mask
+    concatenates them; None for a distribution that takes no mask."""
+
+    @property
+    def mask_size(self) -> int | None:
+        """M, the length of an action mask [B, M] this distribution honours; None when it takes none."""
+        return None if self.mask_components is None else int(np.sum(self.mask_components))
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -113,6 +131,11 @@ class ActionDistribution:
         unless ``sample_conversion_problem`` says why not)."""
         raise NotImplementedError
 
+    def mask_tensorflow(self, outputs: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """Network outputs [B, P] and a bool action mask [B, M] → the outputs of the masked distribution
+        [B, P], in which every masked action has probability exactly 0 (``mask_size`` is set)."""
+        raise UnsupportedSpaceError(f"the {self.name} distribution takes no action mask")
+
     # ------------------------------------------------------------------ NumPy side
 
     def act(self, outputs: np.ndarray, free: Arrays, rng: np.random.Generator | None) -> np.ndarray:
@@ -123,6 +146,18 @@ class ActionDistribution:
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """Stored actions [B, *A] → the actions sent to the environment."""
         return actions
+
+    def mask_numpy(self, outputs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """:meth:`mask_tensorflow` in NumPy: outputs [B, P] and an action mask [B, M] (nonzero: allowed)
+        → masked outputs [B, P]."""
+        raise UnsupportedSpaceError(f"the {self.name} distribution takes no action mask")
+
+    def actions(self, outputs: np.ndarray, free: Arrays, rng: np.random.Generator | None,
+                mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(actions for the environment, actions as stored) [B, *A] from network outputs [B, P], drawn with
+        ``rng`` (the deterministic ones when None), among the actions ``mask`` [B, M] allows when given."""
+        stored = self.act(outputs if mask is None else self.mask_numpy(outputs, mask), free, rng)
+        return self.to_env(stored), stored
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(action_shape={self.action_shape}, param_size={self.param_size})"

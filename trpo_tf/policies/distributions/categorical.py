@@ -8,6 +8,12 @@ LiteRT and ONNX run.
 The logits are handled as K rows of equal width [B, K, W], one row per independent choice, so
 that :class:`~trpo_tf.policies.distributions.multi_categorical.MultiCategorical` (K choices of
 unequal sizes, padded to the widest) shares this code; a Discrete space is the case K = 1.
+
+Action masks: a mask [B, M] holds one entry per choice (M = n, or Σ n_k for K choices, the
+components' masks concatenated), nonzero where the choice is allowed. Masking sets the logit of
+every forbidden choice to :data:`PAD_LOGIT`, as padding does: its probability is exactly 0 in
+float32, so it is never sampled nor the argmax while an allowed choice exists, and it adds exactly
+0 to the entropy and the KL, while log-probabilities stay finite.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 PAD_LOGIT = -1e9
-"""The logit of the unused entries of a row narrower than the widest (MultiDiscrete sub-spaces of unequal size)."""
+"""The logit of the unused entries of a row narrower than the widest (MultiDiscrete sub-spaces of unequal size)
+and of masked choices."""
 
 
 class Categorical(ActionDistribution):
@@ -43,6 +50,11 @@ class Categorical(ActionDistribution):
         self.action_dtype = "int32"
         unused = np.arange(self.width)[None, :] >= self.sizes[:, None]
         self.padding = np.where(unused, PAD_LOGIT, 0.0).astype(np.float32)  # [K, W]
+        self.mask_components = self.sizes
+        # Where each logit [K·W] reads its mask entry: choice w of row k is entry offset_k + w of the
+        # concatenated mask; padding reads entry M, a column of zeros appended to the mask.
+        offsets = np.cumsum(self.sizes) - self.sizes
+        self.mask_index = np.where(unused, self.sizes.sum(), offsets[:, None] + np.arange(self.width)).reshape(-1)
 
     @classmethod
     def for_space(cls, space: gym.Space, init_log_std: float = 0.0) -> Categorical:
@@ -76,6 +88,16 @@ class Categorical(ActionDistribution):
         gumbel = -tf.math.log(-tf.math.log(uniform))
         return self._shaped(tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32) + self.starts)
 
+    def mask_tensorflow(self, outputs: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """Outputs [B, K·W] with the logit of every choice ``mask`` [B, M] (bool) forbids set to PAD_LOGIT.
+
+        Float ops only (cast, concat, gather, select), which TFLite and ONNX run."""
+        import tensorflow as tf
+        entries = tf.cast(mask, tf.float32)
+        entries = tf.concat([entries, tf.zeros_like(entries[:, :1])], axis=1)  # [B, M + 1]: padding reads M
+        allowed = tf.gather(entries, self.mask_index, axis=1) > 0.5  # [B, K·W]
+        return tf.where(allowed, outputs, tf.constant(PAD_LOGIT, outputs.dtype))
+
     def _shaped(self, choices: tf.Tensor) -> tf.Tensor:
         """Choices [B, K] → actions [B, *A]: [B] for one choice."""
         return choices[:, 0]
@@ -88,6 +110,11 @@ class Categorical(ActionDistribution):
         if rng is not None:
             logits = logits + rng.gumbel(size=logits.shape).astype(np.float32)
         return self._stored(logits.argmax(axis=-1))
+
+    def mask_numpy(self, outputs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Outputs [B, K·W] with the logit of every choice ``mask`` [B, M] forbids (its entry is 0) set to PAD_LOGIT."""
+        entries = np.concatenate([np.asarray(mask) != 0, np.zeros((len(mask), 1), bool)], axis=1)
+        return np.where(entries[:, self.mask_index], outputs, np.float32(PAD_LOGIT))
 
     def _stored(self, choices: np.ndarray) -> np.ndarray:
         """Choices [B, K] → stored actions [B, *A]."""
