@@ -185,6 +185,8 @@ def run_maskable_ppo(env_id: str, seed: int, steps: int, eval_episodes: int) -> 
             returns = [episode["r"] for episode in self.model.ep_info_buffer]
             self.points.append((int(self.num_timesteps), float(np.mean(returns)) if returns else float("nan")))
 
+    import torch
+    torch.set_num_threads(1)  # a small MLP: more threads only contend for the cores
     COUNTERS.clear()
     start = time.perf_counter()
     model = MaskablePPO("MlpPolicy", ActionMasker(InvalidActionCounter(gym.make(env_id)), mask_of), seed=seed,
