@@ -185,8 +185,6 @@ def run_maskable_ppo(env_id: str, seed: int, steps: int, eval_episodes: int) -> 
             returns = [episode["r"] for episode in self.model.ep_info_buffer]
             self.points.append((int(self.num_timesteps), float(np.mean(returns)) if returns else float("nan")))
 
-    import torch
-    torch.set_num_threads(1)  # a small MLP: more threads only contend for the cores
     COUNTERS.clear()
     start = time.perf_counter()
     model = MaskablePPO("MlpPolicy", ActionMasker(InvalidActionCounter(gym.make(env_id)), mask_of), seed=seed,
@@ -280,6 +278,18 @@ def write_reports(out: str, runs: list[dict[str, Any]], command: str) -> str:
     return text
 
 
+def one_thread() -> None:
+    """Both libraries on one thread each (small MLPs: more threads only contend for the cores)."""
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        import torch
+    except ImportError:  # MaskablePPO's runs need it; trpo_tf's do not
+        return
+    torch.set_num_threads(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -301,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/masking.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if not args.report:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        one_thread()
         budgets = {"Taxi-v4": args.taxi_steps, "Placement-v0": args.placement_steps}
         for seed in args.seeds:
             for env_id in args.envs:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -581,3 +583,58 @@ def test_trpo_tf_evaluate_reads_the_masks_for_an_export_and_for_a_run(agent, exp
     for path in (exported, run):
         assert cli.main(["evaluate", path, "--episodes", "3", "--seed", "100", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["mean_return"] == pytest.approx(np.mean(expected))
+
+
+LOAD_SCRIPT = """
+import sys
+for name in ("trpo_tf", "tensorflow_probability", "keras"):
+    sys.modules[name] = None  # TensorFlow alone: importing any of these fails
+import numpy as np
+import tensorflow as tf
+for k, path in enumerate(sys.argv[1:]):
+    inputs = np.load(f"inputs{k}.npz")
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    np.save(f"actions{k}.npy", serve(observation=inputs["observations"], action_mask=inputs["masks"])["action"].numpy())
+"""
+
+
+@pytest.fixture(scope="module")
+def multi_exported(tmp_path_factory):
+    """A masked MultiDiscrete([3, 2]) agent whose network prefers the choices the masks most often forbid, exported."""
+    with TRPO(masked_envs.make("info", multi=True), SMALL.replace(n_envs=1), seed=0) as made:
+        made.policy.network.layers[-1].bias.assign(np.array([2.0, 1.5, -3.0, 0.5, -0.5, 0.0], np.float32))
+        yield made, made.export(str(tmp_path_factory.mktemp("multi") / "export"), episodes=1, seed=100)
+
+
+def masked_argmax_by_hand(logits, masks, sizes, width):
+    """The most probable allowed choice of each component [B, C], from the network's logits [B, C·W] and the
+    concatenated masks [B, Σ sizes]."""
+    offsets = np.cumsum([0] + sizes[:-1])
+    return np.stack([np.argmax(np.where(masks[:, m:m + n] != 0, logits[:, k * width:k * width + n], -np.inf), axis=1)
+                     for k, (n, m) in enumerate(zip(sizes, offsets))], axis=1)
+
+
+def test_a_process_with_tensorflow_alone_serves_only_allowed_actions_discrete_and_multidiscrete(
+        agent, exported, multi_exported, tmp_path):
+    """The deterministic action of each export, run in another process, against a masked argmax written here
+    over the logits of the policy's own network."""
+    from trpo_tf.export import read_metadata
+    multi_agent, multi_path = multi_exported
+    metadata = read_metadata(multi_path)["action_masks"]
+    assert metadata["shape"] == [None, 5] and metadata["components"] == [3, 2]
+    expected = []
+    for k, (owner, sizes, width) in enumerate(((agent, [4], 4), (multi_agent, [3, 2], 3))):
+        observations, masks = probe(seed=9 + k)
+        if k == 1:
+            masks = random_masks(gym.spaces.MultiDiscrete([3, 2]), 64, np.random.default_rng(10), single=16)
+        np.savez(tmp_path / f"inputs{k}.npz", observations=observations, masks=masks)
+        logits = owner.policy.network(owner.policy.normalizer(observations)).numpy()
+        chosen = masked_argmax_by_hand(logits, masks, sizes, width)
+        unmasked = masked_argmax_by_hand(logits, np.ones_like(masks), sizes, width)
+        assert (chosen != unmasked).any(axis=1).mean() > 0.3  # the masks change most answers
+        expected.append(chosen[:, 0] if k == 0 else chosen)
+    result = subprocess.run([sys.executable, "-I", "-c", LOAD_SCRIPT, exported, multi_path], capture_output=True,
+                            text=True, timeout=300, cwd=str(tmp_path), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    for k, want in enumerate(expected):
+        np.testing.assert_array_equal(np.load(tmp_path / f"actions{k}.npy"), want)

@@ -38,14 +38,16 @@ class PolicyUpdate:
     KL ≤ δ, restoring θ_old when no point passes; with ``config.algorithm == "npg"`` it takes the
     full step as it is (natural policy gradient). Returns scalars ``kl``, ``surrogate_gain``,
     ``line_search_steps`` (0 for NPG), ``accepted`` (always true for NPG) and ``entropy`` (at the
-    new parameters). A masked policy (:attr:`~trpo_tf.policies.Policy.masked`) takes the batch's
-    action masks [B, M] (bool) as ``masks``: log-probabilities, entropy, KL and H·v are then those of
-    the distributions over the allowed actions. It also returns, and how well the quadratic model of the KL and the linear model of the
+    new parameters), and how well the quadratic model of the KL and the linear model of the
     surrogate predicted the full step s = βx: ``kl_predicted`` (½ sᵀHs, H undamped: δ less the
     damping's share), ``kl_full_step`` (the mean KL measured at θ_old + s, before any
     backtracking), ``kl_ratio`` (their quotient), ``surrogate_predicted`` (gᵀs),
     ``surrogate_full_step`` (the surrogate's measured gain at θ_old + s) and ``cg_residual``
     (‖(H + damping·I)x − g‖ / ‖g‖ after ``cg_iters``).
+
+    A masked policy (:attr:`~trpo_tf.policies.Policy.masked`) takes the batch's action masks
+    [B, M] (bool) as ``masks``: log-probabilities, entropy, KL and H·v are then those of the
+    distributions over the allowed actions.
 
     ``xla``: compile the step with XLA (None: whenever the policy has no CNN trunk; False is for
     benchmarks that time the step both ways).
