@@ -21,6 +21,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 import weakref
 from typing import Any, Callable
 
@@ -47,6 +48,8 @@ _OPEN_AGENTS: "weakref.WeakSet[TRPO]" = weakref.WeakSet()  # agents not closed: 
 QUADRATIC_MODEL_KEYS = ("kl_predicted", "kl_full_step", "kl_ratio", "surrogate_predicted", "surrogate_full_step",
                         "cg_residual")
 Callback = Callable[[dict[str, Any]], Any]
+MAX_TIMESTEPS_VARIABLE = "TRPO_TF_MAX_TIMESTEPS"
+"""Caps every :meth:`TRPO.learn` call (and so ``trpo-tf train``) at this many steps: for smoke tests and the docs' tests."""
 
 
 class TRPO:
@@ -153,7 +156,9 @@ class TRPO:
         iteration more); calling it again continues where the last call stopped.
 
         Args:
-            total_timesteps: steps to add, over all environments; any integral number (``1e6``).
+            total_timesteps: steps to add, over all environments; any integral number (``1e6``). When the
+                environment variable ``TRPO_TF_MAX_TIMESTEPS`` is set, at most that many (with a warning):
+                a small budget for smoke tests, which the documentation's tests use.
             callback: ``callback(entry)`` after each iteration (before the loggers, so keys it adds
                 to ``entry`` are logged); returning False stops training. ``learn`` does not close
                 it, so it can serve several calls. See :mod:`trpo_tf.callbacks`.
@@ -181,7 +186,7 @@ class TRPO:
         step size falls over the steps from 0 to the total this call trains to (a resumed
         ``trpo-tf train`` trains to the run's total, so it continues the same schedule).
         """
-        steps = _step_count(total_timesteps)
+        steps = _capped(_step_count(total_timesteps))
         if reset_num_timesteps:
             if log_dir is not None and self.log_dir is not None and _same_path(log_dir, self.log_dir):
                 raise InputError(f"reset_num_timesteps starts a new count: pass a new log_dir, not {log_dir}, "
@@ -492,6 +497,22 @@ def _step_count(value: Any) -> int:
     if isinstance(value, bool) or not integral or value < 0:
         raise InputError(f"total_timesteps must be a non-negative whole number of steps, got {value!r}")
     return int(value)
+
+
+def _capped(steps: int) -> int:
+    """``steps``, or ``$TRPO_TF_MAX_TIMESTEPS`` when that is set and smaller (with a warning saying so)."""
+    text = os.environ.get(MAX_TIMESTEPS_VARIABLE, "").strip()
+    if not text:
+        return steps
+    try:
+        cap = _step_count(float(text.replace("_", "")))
+    except (InputError, ValueError):
+        raise InputError(f"{MAX_TIMESTEPS_VARIABLE}={text!r}: expected a non-negative whole number of steps "
+                         "(or leave it unset)") from None
+    if cap < steps:
+        warnings.warn(f"{MAX_TIMESTEPS_VARIABLE}={text}: training {cap:,} of the {steps:,} steps asked for",
+                      UserWarning, stacklevel=3)
+    return min(steps, cap)
 
 
 def _same_path(first: str, second: str) -> bool:
