@@ -63,26 +63,31 @@ class TRPO:
             streams (``SeedSequence(seed).spawn``), action sampling, minibatch order and
             stochastic evaluation; the same seed on the same machine gives the same history.
             None draws one.
-        policy_network, value_network: networks of your own instead of the MLPs of
-            ``config.policy_hidden`` / ``config.value_hidden`` (which are then not used): a
-            ``keras.Model`` mapping normalized features [B, D] to hidden features [B, H], or a
-            builder ``D -> keras.Model`` (a fresh network per call: what :meth:`load` needs when
-            Keras cannot rebuild the network from its config). The library adds the output layer
-            (the head's outputs; one value). A model passed as such is trained in place. Policy
-            and value must not share variables (NetworkError): a shared trunk would let the value
-            fit move the policy outside the trust region. A policy network that is a chain of
-            Dense layers with NumPy activations acts in NumPy; any other acts through one
-            compiled TensorFlow call per vectorized step, in this process only (no ``n_workers``
-            > 1, no Ray).
+        policy_network: a network of your own instead of the MLP of ``config.policy_hidden`` (which
+            is then not used): a ``keras.Model`` mapping normalized features [B, D] to hidden
+            features [B, H], or a builder ``D -> keras.Model`` (a fresh network per call: what
+            :meth:`load` needs when Keras cannot rebuild the network from its config). The library
+            adds the output layer (the distribution's parameters). A model passed as such is trained
+            in place. A policy network that is a chain of Dense layers with NumPy activations acts
+            in NumPy; any other acts through one compiled TensorFlow call per vectorized step, in
+            this process only (no ``n_workers`` > 1, no Ray).
+        value_network: the same for the value function, instead of ``config.value_hidden`` (the
+            library adds one output). Policy and value must not share variables (NetworkError): a
+            shared trunk would let the value fit move the policy outside the trust region.
 
     Attributes:
-        policy (:class:`~trpo_tf.policies.Policy`), value (Keras model of normalized features),
-        sampler (in this process, or K workers: ``config.n_workers``, ``config.sampler``),
-        policy_update, value_fit; vector_env: the environments when they are stepped in this process
-        (None with workers);
-        history: one dict per iteration (see :meth:`learn`);
-        timesteps: environment steps taken so far, over all environments;
-        log_dir: the run directory this agent writes (``learn(log_dir=...)``) or was loaded from, or None.
+        config (TRPOConfig): the hyperparameters.
+        policy (Policy): the policy (:class:`~trpo_tf.policies.policy.Policy`).
+        value (keras.Model): the value function, a Keras model of normalized features.
+        sampler: what collects the batches: in this process, or over ``config.n_workers`` workers
+            (``config.sampler``).
+        policy_update (PolicyUpdate): the compiled trust-region step.
+        value_fit (ValueFit): the compiled value fit.
+        vector_env: the environments when they are stepped in this process (None with workers).
+        history (list[dict]): one dict per iteration (see :meth:`learn`).
+        timesteps (int): environment steps taken so far, over all environments.
+        log_dir (str | None): the run directory this agent writes (``learn(log_dir=...)``) or was
+            loaded from, or None.
     """
 
     def __init__(self, env: EnvLike, config: TRPOConfig | None = None, seed: int | None = None, *,
