@@ -10,6 +10,8 @@ page by page, in a fresh working directory that links the repository's ``savedmo
   :func:`trpo_tf.cli.main` with the same arguments, and ``python SCRIPT.py ARGS`` through ``runpy``,
   so TensorFlow is imported once; other programs run as subprocesses with the virtual environment's
   ``bin`` first on ``PATH``. Each must succeed (exit status 0);
+- a command that already ran in the same working directory is not run again: its output is reused
+  (the README and Getting started show the same Quickstart, which trains for a minute even capped);
 - setting up the environment is what the tests run in: ``python3 -m venv .venv``, ``pip install``
   (whose extras must exist in setup.cfg) and ``source .venv/bin/activate`` are checked, not run;
   tests/test_packaging.py installs the package into a fresh virtual environment.
@@ -144,12 +146,14 @@ def environment(**values: str) -> Iterator[None]:
 class PageRun:
     """Runs one page's blocks in order in ``workdir``; ``outputs`` keeps each command's stdout."""
 
-    def __init__(self, path: str, workdir: str):
+    def __init__(self, path: str, workdir: str, ran: dict[str, str] | None = None):
         self.path, self.workdir = path, workdir
         self.namespace: dict[str, Any] = {"__name__": "__docs__"}
         self.outputs: list[tuple[str, str]] = []  # (command, stdout)
+        self.ran = {} if ran is None else ran  # command → stdout, shared by the pages of one working directory
         for name in LINKED:
-            os.symlink(os.path.join(ROOT, name), os.path.join(workdir, name))
+            if not os.path.lexists(os.path.join(workdir, name)):
+                os.symlink(os.path.join(ROOT, name), os.path.join(workdir, name))
 
     def run(self, block: Block) -> None:
         with working_directory(self.workdir), environment(TRPO_TF_MAX_TIMESTEPS=BUDGET):
@@ -158,7 +162,9 @@ class PageRun:
                 exec(code, self.namespace)  # noqa: S102 - the documentation's own examples
             else:
                 for command in commands(block.code):
-                    self.outputs.append((command, self._shell(command, block)))
+                    if command not in self.ran:
+                        self.ran[command] = self._shell(command, block)
+                    self.outputs.append((command, self.ran[command]))
 
     def close(self) -> None:
         """Close the agents the page's Python blocks left open (their environments and workers)."""
@@ -192,6 +198,8 @@ class PageRun:
             if program in ("python", "python3") and words[1].endswith(".py"):
                 return self._in_process(command, block, lambda: _script(words[1], words[2:]))
             env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+            if words[0].startswith(".venv/bin/"):  # the virtual environment the tests run in
+                words[0] = os.path.join(os.path.dirname(sys.executable), program)
             done = subprocess.run(words, capture_output=True, text=True, env=env, timeout=300)
             assert done.returncode == 0, f"{block.where}: `{command}` exited with {done.returncode}:\n{done.stderr[-3000:]}"
             return done.stdout

@@ -10,10 +10,16 @@ from docs_blocks import RUN_LANGUAGES, PageRun, blocks, summary_pattern
 TRAIN_SUMMARY = re.compile(r"^\S+: [\d,]+ timesteps, ")  # the line `trpo-tf train` ends with
 
 
-def run_page(path: str, workdir: str) -> int:
+def run_pages(paths: tuple[str, ...], workdir: str) -> int:
+    """Run the pages one after another in one working directory (see :class:`PageRun`); the number of blocks run."""
+    ran: dict[str, str] = {}
+    return sum(run_page(path, workdir, ran) for path in paths)
+
+
+def run_page(path: str, workdir: str, ran: dict[str, str] | None = None) -> int:
     """Run every unmarked block of ``path`` in order; check each documented `trpo-tf train` summary line
     against the output of the training command before it. Returns the number of blocks run."""
-    page = PageRun(path, workdir)
+    page = PageRun(path, workdir, ran)
     ran = 0
     try:
         for block in blocks(path):

@@ -1,4 +1,4 @@
-"""The code blocks of the second half of docs/ run as printed (see docs_blocks.py); together with
+"""The code blocks of the other half of docs/ run as printed (see docs_blocks.py); together with
 test_docs_pages_a.py every page with code is covered."""
 
 import pytest
@@ -7,7 +7,7 @@ from docs_blocks import RUN_LANGUAGES, blocks, pages
 from docs_pages import run_page
 from test_docs_pages_a import PAGES as FIRST_HALF
 
-PAGES = ["docs/observations.md", "docs/scaling.md", "docs/exporting.md", "docs/reliability.md", "docs/algorithm.md"]
+PAGES = ["docs/training.md", "docs/observations.md", "docs/exporting.md", "docs/reliability.md", "docs/algorithm.md"]
 
 
 def test_every_page_with_code_is_run_by_one_of_the_two_files():
