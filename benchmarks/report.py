@@ -71,6 +71,13 @@ def markdown_tables(path: str) -> list[str]:
     return tables
 
 
+def drop_columns(markdown: str, names: set[str]) -> str:
+    """A Markdown table without the columns whose header is in ``names``."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in markdown.splitlines()]
+    keep = [index for index, name in enumerate(rows[0]) if name not in names]
+    return "\n".join("| " + " | ".join(row[index] for index in keep) + " |" for row in rows)
+
+
 def rounds(path: str) -> dict[tuple[str, str], list[float]]:
     """(environment, setting) → the value of each round, from a compare_sb3 output's 'round N' lines."""
     found: dict[tuple[str, str], list[float]] = {}
@@ -125,6 +132,7 @@ def figure(name: str, alt: str, *data: str) -> str:
 def five_seed_section(sources: dict[str, Any], figures: dict[str, Callable[[str], None]]) -> str:
     out = results_path("mujoco_five_seeds")
     rows = read_summary(out)
+    seeds = sorted({row["seed"] for row in rows})
     summary_rows, seed_rows = [], []
     for env in MUJOCO:
         group = sorted((row for row in rows if row["env"] == env), key=lambda row: row["seed"])
@@ -132,7 +140,7 @@ def five_seed_section(sources: dict[str, Any], figures: dict[str, Callable[[str]
             continue
         returns = [row["eval_mean"] for row in group]
         low, high = bootstrap_interval(returns)
-        summary_rows.append([env, str(len(group)), f"{group[0]['timesteps']:,}", number(statistics.median(returns)),
+        summary_rows.append([env, number(statistics.median(returns)),
                              number(min(returns)), f"{number(float(interquartile_mean(returns)))} "
                              f"[{number(low)} – {number(high)}]", f"{number(min(returns))} – {number(max(returns))}",
                              number(PUBLISHED[env]), number(statistics.mean(row["seconds"] for row in group) / 60, 1)])
@@ -140,14 +148,15 @@ def five_seed_section(sources: dict[str, Any], figures: dict[str, Callable[[str]
     curves = {(env, int(seed)): curve for (env, seed), curve in
               read_curves(os.path.join(out, "curves.csv"), ["env", "seed"]).items()}
     figures["learning_curves.png"] = lambda path: plot_learning_curves(curves, rows, MUJOCO, PUBLISHED, path)
-    seeds = sorted({row["seed"] for row in rows})
     return "\n\n".join([
         "## Learning: MuJoCo, five seeds",
-        "Each MuJoCo task trained with its preset for 1M steps with seeds 0–4; every final policy evaluated over 10 episodes with deterministic "
+        f"Each MuJoCo task trained with its preset for 1M steps (in whole iterations: "
+        f"{number(min(row['timesteps'] for row in rows))}–{number(max(row['timesteps'] for row in rows))}) "
+        f"with seeds {min(seeds)}–{max(seeds)}; every final policy evaluated over 10 episodes with deterministic "
         "actions. Per environment: the median, the minimum, and the interquartile mean (IQM, the mean of the "
         "middle half of the seeds) with a 95% percentile-bootstrap interval over runs.",
-        table(["environment", "seeds", "steps", "median", "minimum", "IQM [95% interval]", "range",
-               "published", "minutes a run"], summary_rows, "llrrrrrrr"),
+        table(["environment", "median", "minimum", "IQM [95% interval]", "range", "published", "minutes a run"],
+              summary_rows, "lrrrrrr"),
         "Each seed's evaluation, mean ± standard deviation over its 10 episodes:",
         table(["environment"] + [f"seed {seed}" for seed in seeds], seed_rows, "l" + "r" * len(seeds)),
         recorded("mujoco_five_seeds", sources),
@@ -231,11 +240,11 @@ def npg_section(sources: dict[str, Any], copies: dict[str, str]) -> str:
     return "\n\n".join([
         "## NPG and TRPO",
         "Both modes ([The algorithm](algorithm.md#npg-and-trpo)) with the presets of Pendulum-v1 (200k steps), "
-        "Hopper-v5 and HalfCheetah-v5 (1M steps) on seeds 0, 1 and 2, every final policy evaluated over 10 "
+        "Hopper-v5 and HalfCheetah-v5 (1M steps) on seeds 0, 1 and 2 (three seeds per row), every final policy evaluated over 10 "
         "episodes. \"Full step\" is θ<sub>old</sub> + s before any backtracking (NPG's taken step); \"KL\" is the "
         "mean KL(π<sub>old</sub> ‖ π<sub>new</sub>) measured on the batch; \"predicted\" is ½ sᵀHs with the "
         "undamped H.",
-        by_mode,
+        drop_columns(by_mode, {"seeds", "steps"}),
         "TRPO on Hopper-v5 by conjugate-gradient iterations (seed 0; 10 iterations is the preset's, with three "
         "seeds):",
         by_cg,
