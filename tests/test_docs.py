@@ -218,3 +218,61 @@ def test_mkdocs_nav_lists_every_page():
     on_disk = {os.path.relpath(page, "docs") for page in pages() if page.startswith("docs/")
                and not page.startswith("docs/generated/")}
     assert on_disk == in_nav, f"not in the nav: {sorted(on_disk - in_nav)}; missing pages: {sorted(in_nav - on_disk)}"
+
+
+# The API reference is generated from docstrings: every public class, function and method says what each
+# of its arguments is. trpo_tf/policies/ and trpo_tf/sampling/ are being split into one module per
+# distribution, encoder and sampler backend (issue 28); their docstrings are completed there.
+UNDER_RESTRUCTURING = (os.path.join("trpo_tf", "policies"), os.path.join("trpo_tf", "sampling"))
+METHODS_OF_FRAMEWORKS = {"call", "build", "get_config", "serialize", "deserialize"}  # Keras and TF document these
+
+
+def _docstring_gaps(path: str) -> list[str]:
+    import ast
+
+    gaps = []
+
+    def arguments(node: ast.FunctionDef) -> list[str]:
+        return [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                if a.arg not in ("self", "cls")]
+
+    def visit(node: ast.AST, prefix: str, in_class: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, (ast.FunctionDef, ast.ClassDef)) or child.name.startswith("_"):
+                continue
+            doc = ast.get_docstring(child) or ""
+            name = prefix + child.name
+            if isinstance(child, ast.ClassDef):
+                init = next((c for c in child.body if isinstance(c, ast.FunctionDef) and c.name == "__init__"), None)
+                text = doc + (ast.get_docstring(init) or "" if init else "")
+                if not doc:
+                    gaps.append(f"{name}: no docstring")
+                elif init is not None:
+                    gaps.extend(f"{name}: argument {arg!r} not described" for arg in arguments(init)
+                                if arg != "kwargs" and not re.search(rf"\b{arg}\b", text))
+                visit(child, name + ".", True)
+            elif not (in_class and child.name in METHODS_OF_FRAMEWORKS):
+                if not doc:
+                    gaps.append(f"{name}: no docstring")
+                else:
+                    gaps.extend(f"{name}: argument {arg!r} not described" for arg in arguments(child)
+                                if not re.search(rf"\b{arg}\b", doc))
+
+    with open(path, encoding="utf-8") as handle:
+        visit(ast.parse(handle.read()), "", False)
+    return gaps
+
+
+def _documented_modules() -> list[str]:
+    found = []
+    for folder, _, names in os.walk(os.path.join(ROOT, "trpo_tf")):
+        relative = os.path.relpath(folder, ROOT)
+        if not relative.startswith(UNDER_RESTRUCTURING):
+            found += [os.path.join(relative, name) for name in sorted(names) if name.endswith(".py")]
+    return sorted(found)
+
+
+@pytest.mark.parametrize("path", _documented_modules())
+def test_public_docstrings_describe_every_argument(path):
+    gaps = _docstring_gaps(os.path.join(ROOT, path))
+    assert not gaps, f"{path}: " + "; ".join(gaps)

@@ -61,6 +61,7 @@ class _Formatter(argparse.HelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``trpo-tf`` argument parser: its commands train, evaluate, export and plot, each with its options."""
     parser = _Parser(prog=PROG, formatter_class=_Formatter,
                      description="Trust Region Policy Optimization on TensorFlow 2.")
     from trpo_tf import __version__
@@ -169,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``trpo-tf``; returns the exit status."""
+    """Entry point of ``trpo-tf`` with the arguments ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.command_line = " ".join([PROG, shlex.join(argv)])
@@ -196,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------------- train
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train in the run directory, holding its lock throughout (a second training there is refused)."""
+    """``trpo-tf train`` with the parsed ``args``: train in the run directory, holding its lock throughout
+    (a second training there is refused); returns the exit status."""
     from trpo_tf import rundir, signing
     from trpo_tf.sampling import check_env_id
 
@@ -354,6 +356,7 @@ def _last_return(agent: TRPO) -> float:
 # --------------------------------------------------------------------------- evaluate
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``trpo-tf evaluate`` with the parsed ``args``: deterministic episodes with an export or a run directory."""
     from trpo_tf import checkpoint
     from trpo_tf import export as exporting
 
@@ -502,7 +505,8 @@ def _json_normal(value: Any) -> Any:
 # --------------------------------------------------------------------------- export and plot
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a run's last checkpoint; reads weights and JSON only (nothing is unpickled)."""
+    """``trpo-tf export`` with the parsed ``args``: export a run's last checkpoint; reads weights and JSON only
+    (nothing is unpickled)."""
     from trpo_tf import TRPO
     from trpo_tf import export as exporting
 
@@ -529,6 +533,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    """``trpo-tf plot`` with the parsed ``args``: learning curves of the runs into one PNG."""
     from trpo_tf import plotting
 
     out = plotting.plot(args.logdirs, args.output, key=args.key, band=args.band, title=args.title)

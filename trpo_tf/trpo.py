@@ -297,7 +297,8 @@ class TRPO:
         return self.policy.model_inputs(self.policy.normalizer.numpy_normalize()(encoded), observations)
 
     def values_and_next_values(self, batch: Batch, features: Any) -> tuple[np.ndarray, np.ndarray]:
-        """V(s_t) [T, N] and V(s_{t+1}) [T, N], the latter from final observations where episodes ended.
+        """V(s_t) [T, N] and V(s_{t+1}) [T, N] of ``batch`` (its model inputs ``features``), the latter
+        from final observations where episodes ended.
 
         One compiled call evaluates the batch, the final observations and the last observations.
         """
@@ -329,8 +330,12 @@ class TRPO:
     def predict(self, observations: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of raw observations [B, *obs_shape] (or one observation).
 
-        Deterministic actions come from the compiled TensorFlow graph (the one exported);
-        stochastic ones are sampled with the agent's evaluation random stream (not training's).
+        Deterministic actions (``deterministic=True``) come from the compiled TensorFlow graph (the
+        one exported); stochastic ones are sampled with the agent's evaluation random stream (not
+        training's). A ``Dict`` space takes a dict of batches by key.
+
+        Returns:
+            actions [B, *action_shape] in the environment's units.
         """
         batch = self.policy.encoder.check(observations)
         if deterministic:

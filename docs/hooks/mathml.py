@@ -1,4 +1,5 @@
-"""MkDocs hook: turn the TeX that ``pymdownx.arithmatex`` marks into MathML when the site is built.
+"""MkDocs hooks: turn the TeX that ``pymdownx.arithmatex`` marks into MathML when the site is built, and
+drop the Sphinx roles (``:meth:``, ``:class:``, ...) that docstrings put before a name.
 
 Browsers render MathML themselves, so the pages need no JavaScript and no network to show the
 equations. ``arithmatex`` (``generic: true``) wraps inline math in ``<span class="arithmatex">\\(...\\)</span>``
@@ -21,6 +22,11 @@ def _to_mathml(match: re.Match[str]) -> str:
     return convert(html.unescape(match.group(3)).strip(), display=display)
 
 
+_ROLE = re.compile(r":(?:meth|class|func|mod|data|attr|exc|obj):<code>(~(?:[\w.]+\.)?)?")
+
+
 def on_page_content(html_text: str, **kwargs: Any) -> str:
-    """Replace every math span and block of a page by its MathML."""
+    """Replace every math span and block of a page by its MathML; show ``:meth:`x.y``` as ``x.y``, and
+    ``:class:`~a.b.C``` as ``C`` (as Sphinx does)."""
+    html_text = _ROLE.sub("<code>", html_text)
     return _MATH.sub(_to_mathml, html_text)
