@@ -73,7 +73,15 @@ STATE_FORMAT = 3  # 1: before the policy held its normalizer and head; 2: one ra
 
 def write_run(run_dir: str, agent: TRPO, command: str | None = None, total_timesteps: int | None = None,
               **extra: Any) -> None:
-    """Write ``run.json`` and ``config.yaml`` for ``agent`` into ``run_dir`` (atomically, each)."""
+    """Write ``run.json`` and ``config.yaml`` for ``agent`` into ``run_dir`` (atomically, each).
+
+    Args:
+        run_dir: the run directory (created when missing).
+        agent: the agent whose environment id, seed, config and networks are recorded.
+        command: the command line that started the run, if any.
+        total_timesteps: the run's target length, which ``--resume`` trains to.
+        **extra: more keys for ``run.json``.
+    """
     os.makedirs(run_dir, exist_ok=True)
     from trpo_tf import __version__
     info = {
@@ -97,7 +105,7 @@ def write_run(run_dir: str, agent: TRPO, command: str | None = None, total_times
 
 
 def update_run(run_dir: str, **changes: Any) -> None:
-    """Merge ``changes`` into ``run.json`` (atomically)."""
+    """Merge ``changes`` into the ``run.json`` of ``run_dir`` (atomically)."""
     info = read_run_info(run_dir)
     info.update(changes)
     atomic_write(os.path.join(run_dir, RUN_FILE), json.dumps(info, indent=2) + "\n")
@@ -140,7 +148,7 @@ def read_config(run_dir: str) -> TRPOConfig:
 
 
 def read_networks(run_dir: str) -> dict[str, Any]:
-    """The run's network records by role (``policy_network``, ``value_network``; see
+    """The network records of the run in ``run_dir`` by role (``policy_network``, ``value_network``; see
     :meth:`TRPO.network_records`); {} for a run of built-in MLPs (or one written before they were recorded)."""
     networks = read_run_info(run_dir).get("networks") or {}
     if not isinstance(networks, dict):
@@ -259,7 +267,8 @@ def checkpoint_state(path: str) -> dict[str, Any]:
 
 
 class CheckpointCallback:
-    """A :meth:`TRPO.learn` callback that checkpoints every ``every`` iterations (0: never)."""
+    """A :meth:`TRPO.learn` callback that checkpoints ``agent`` into ``run_dir`` every ``every`` iterations
+    (0: never); ``last_path`` is the newest checkpoint it wrote."""
 
     def __init__(self, agent: TRPO, run_dir: str, every: int):
         if not isinstance(every, int) or every < 0:

@@ -62,6 +62,7 @@ class _Formatter(argparse.HelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``trpo-tf`` argument parser: its commands train, evaluate, export and plot, each with its options."""
     parser = _Parser(prog=PROG, formatter_class=_Formatter,
                      description="Trust Region Policy Optimization on TensorFlow 2.")
     from trpo_tf import __version__
@@ -206,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``trpo-tf``; returns the exit status."""
+    """Entry point of ``trpo-tf`` with the arguments ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.command_line = " ".join([PROG, shlex.join(argv)])
@@ -233,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------------- train
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train in the run directory, holding its lock throughout (a second training there is refused)."""
+    """``trpo-tf train`` with the parsed ``args``: train in the run directory, holding its lock throughout
+    (a second training there is refused); returns the exit status."""
     from trpo_tf import rundir, signing
     from trpo_tf.sampling import check_env_id
 
@@ -400,6 +402,7 @@ def _last_return(agent: TRPO) -> float:
 # --------------------------------------------------------------------------- evaluate
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``trpo-tf evaluate`` with the parsed ``args``: deterministic episodes with an export or a run directory."""
     from trpo_tf import checkpoint
     from trpo_tf import export as exporting
 
@@ -534,7 +537,8 @@ def _json_normal(value: Any) -> Any:
 # --------------------------------------------------------------------------- export and plot
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a run's last checkpoint; reads weights and JSON only (nothing is unpickled)."""
+    """``trpo-tf export`` with the parsed ``args``: export a run's last checkpoint; reads weights and JSON only
+    (nothing is unpickled)."""
     from trpo_tf import TRPO
     from trpo_tf import export as exporting
 
@@ -561,6 +565,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    """``trpo-tf plot`` with the parsed ``args``: learning curves of the runs into one PNG."""
     from trpo_tf import plotting
 
     out = plotting.plot(args.logdirs, args.output, key=args.key, band=args.band, title=args.title)
@@ -571,7 +576,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- tune
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    """Run the study to --trials finished trials; the last line names the best value, its trial and best.yaml."""
+    """``trpo-tf tune`` with the parsed ``args``: run the study to --trials finished trials; the last line
+    names the best value, its trial and best.yaml."""
     fixed = {}
     for item in args.set:
         key, _, value = _setting(item)

@@ -213,7 +213,8 @@ class TRPOConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TRPOConfig":
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ConfigError``."""
+        """The config of the fields in ``values`` (the defaults for the others): the inverse of
+        :meth:`to_dict`; unknown keys raise ``ConfigError``."""
         return cls().replace(**dict(values))
 
     def _check_int(self, name: str, minimum: int) -> None:

@@ -77,7 +77,9 @@ def saved_model_actor(model_dir: str, dict_observations: bool = False) -> tuple[
 
 def evaluate_saved_model(model_dir: str, env: gym.Env, episodes: int = DEFAULT_EPISODES, seed: int = DEFAULT_SEED,
                          dict_observations: bool = False) -> dict[str, Any]:
-    """:func:`run_episodes` acting through the ``serving_default`` graph of the SavedModel in ``model_dir``
-    (deterministic actions, as served); the result says so (``deterministic``)."""
+    """:func:`run_episodes` of ``env`` (``episodes`` episodes, episode i reset with ``seed + i``) acting through
+    the ``serving_default`` graph of the SavedModel in ``model_dir`` (deterministic actions, as served;
+    ``dict_observations``: the observations are dicts, one input per key); the result says so
+    (``deterministic``)."""
     act, _ = saved_model_actor(model_dir, dict_observations)
     return dict(run_episodes(env, act, episodes, seed), deterministic=True)

@@ -34,7 +34,8 @@ Entry = dict[str, Any]
 
 
 class Callbacks:
-    """Calls each callback in order; returns False (stop training) when any of them does."""
+    """Calls each of ``callbacks`` in order; returns False (stop training) when any of them does.
+    :meth:`close` closes those that have a ``close``."""
 
     def __init__(self, callbacks: Iterable[Callable[[Entry], Any]]):
         self.callbacks = list(callbacks)
@@ -47,6 +48,7 @@ class Callbacks:
         return keep_going
 
     def close(self) -> None:
+        """Close every callback that has a ``close``."""
         for callback in self.callbacks:
             close = getattr(callback, "close", None)
             if close is not None:
@@ -54,7 +56,14 @@ class Callbacks:
 
 
 class ProgressBar:
-    """A tqdm bar over timesteps showing steps/s, the mean episode return and the iteration."""
+    """A tqdm bar over timesteps showing steps/s, the mean episode return and the iteration.
+
+    Args:
+        total: the timestep count the bar runs to.
+        initial: the timesteps already done (a resumed run).
+        disable: draw nothing.
+        description: the bar's label, e.g. the environment id.
+    """
 
     def __init__(self, total: int, initial: int = 0, disable: bool = False, description: str | None = None):
         self.bar = tqdm.tqdm(total=total, initial=min(initial, total), unit="step", unit_scale=True,
@@ -66,11 +75,12 @@ class ProgressBar:
         self.bar.set_postfix_str(f"return {episode_return:.1f}, iteration {entry['iteration']}", refresh=False)
 
     def close(self) -> None:
+        """Close the bar."""
         self.bar.close()
 
 
 class CSVLogger:
-    """``progress.csv``: one row per iteration, the history keys as header.
+    """``progress.csv`` at ``path``: one row per iteration, the history keys as header.
 
     ``history`` (the entries already trained, e.g. when resuming) is written first, replacing
     whatever the file held — rows of iterations after the last checkpoint included — through a
@@ -98,6 +108,7 @@ class CSVLogger:
         self.handle.flush()
 
     def close(self) -> None:
+        """Close the file."""
         self.handle.close()
 
     def _rewrite(self, rows: list[Entry]) -> None:
@@ -119,7 +130,7 @@ _EVENT_FILES = itertools.count()  # numbers this process's event files, as Tenso
 
 
 class TensorBoardLogger:
-    """TensorBoard scalars, one per numeric key of each entry, at step = ``timesteps``.
+    """TensorBoard scalars, one per numeric key of each entry (named ``prefix`` + key), at step = ``timesteps``.
 
     Writes its own event file in ``logdir``: a file-version record, then one ``Event`` record
     per entry holding every scalar as a ``Summary`` value with the scalar plugin's metadata (what
@@ -148,6 +159,7 @@ class TensorBoardLogger:
                                        summary=tf.compat.v1.Summary(value=values)))
 
     def close(self) -> None:
+        """Close the event file."""
         self.writer.close()
 
     def _write(self, event: tf.compat.v1.Event) -> None:
@@ -156,8 +168,8 @@ class TensorBoardLogger:
 
 
 def run_directory_loggers(agent: TRPO, run_dir: str, checkpoint_every: int) -> list[Callable[[Entry], Any]]:
-    """What a training run writes into its directory: progress.csv (the agent's history first),
-    TensorBoard events and a checkpoint every ``checkpoint_every`` iterations."""
+    """The callbacks by which ``agent`` writes its run directory ``run_dir``: progress.csv (the agent's
+    history first), TensorBoard events and a checkpoint every ``checkpoint_every`` iterations."""
     return [CSVLogger(os.path.join(run_dir, PROGRESS_FILE), agent.history), TensorBoardLogger(run_dir),
             checkpoint.CheckpointCallback(agent, run_dir, checkpoint_every)]
 

@@ -47,6 +47,12 @@ def to_onnx(saved_model_dir: str, out_dir: str, signatures: list[str] | tuple[st
     unknown signature, and RuntimeError naming the TensorFlow ops tf2onnx could not convert.
     Warns (RuntimeWarning) when a signature holds checks ONNX has no operator for
     (:data:`DROPPED_CHECKS`): tf2onnx leaves them out, so the file does not make them.
+
+    Args:
+        saved_model_dir: the export to convert.
+        out_dir: where the ``.onnx`` files go (created when missing).
+        signatures: the signatures to convert, by name; None for every convertible one.
+        opset: the ONNX opset to convert to.
     """
     check_dependencies()
     tf2onnx = importlib.import_module("tf2onnx")

@@ -13,7 +13,8 @@ from trpo_tf.export.saved_model import resolve_saved_model_dir
 
 
 def rest_predict(saved_model_dir: str, request_json: str) -> str:
-    """Answer a TF Serving REST predict request body the way ``tensorflow_model_server`` does.
+    """Answer a TF Serving REST predict request body ``request_json`` with the export in
+    ``saved_model_dir`` (a version folder or the folder above it) the way ``tensorflow_model_server`` does.
 
     This is the contract of ``POST /v1/models/<name>:predict`` for these exports, run in
     process. The request is ``{"signature_name": "serving_default", "instances": [obs, ...]}``

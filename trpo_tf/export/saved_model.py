@@ -99,8 +99,8 @@ def export_saved_model(policy: Policy, value: keras.Model, out_dir: str, metadat
 
 def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: dict[str, Any],
                       evaluate: Callable[[str], dict[str, Any]] | None = None) -> None:
-    """Save the serving module to ``path``, ``metadata`` and the signatures to assets/metadata.json
-    (``evaluation``: ``evaluate(path)`` when given; see :func:`export_saved_model`)."""
+    """Save the serving module of ``policy`` and ``value`` to ``path``, and ``metadata`` with the signatures
+    to assets/metadata.json (``evaluation``: ``evaluate(path)`` when given; see :func:`export_saved_model`)."""
     module = serving_module(policy, value)
     tf.saved_model.save(module, path, signatures={name: getattr(module, name) for name in SIGNATURES})
     if evaluate is not None:
@@ -113,7 +113,7 @@ def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: d
 
 
 def serving_module(policy: Policy, value: keras.Model) -> tf.Module:
-    """A ``tf.Module`` with the four signature functions and the variables they read.
+    """A ``tf.Module`` with the four signature functions of ``policy`` and ``value`` and the variables they read.
 
     Each function is a ``tf.function`` with input signature float32 [None, *obs_shape]
     named ``observation`` and returns a dict of tensors (see the module docstring).
@@ -129,7 +129,7 @@ def serving_module(policy: Policy, value: keras.Model) -> tf.Module:
 
 def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[Any], dict[str, tf.Tensor]]]:
     """Name → function of raw observations [B, *obs_shape] (a dict by key for a Dict space)
-    returning the signature's outputs.
+    returning the signature's outputs, from ``policy`` and the ``value`` model.
 
     Every function first checks the observation's shape and that it is finite, so that a wrong
     one raises instead of being reshaped, broadcast or answered with NaN (see the module docstring
@@ -266,6 +266,9 @@ def build_metadata(env_id: str | None, observation_space: gym.Space, action_spac
                    command: str | None) -> dict[str, Any]:
     """The contents of ``assets/metadata.json`` but ``signatures`` (added from the saved functions).
 
+    ``env_id``, ``observation_space`` and ``action_space`` describe the environment (the spaces as
+    :func:`~trpo_tf.export.spaces.space_to_metadata` writes them); ``timesteps`` and ``seed`` the training.
+
     ``evaluation`` is a dict as :func:`trpo_tf.evaluation.evaluate_saved_model` returns (mean_return,
     std_return, episodes, optionally returns, seed, deterministic) or None; ``config`` the
     ``TRPOConfig.to_dict()`` of the run; ``command`` the command line, recorded as given.
@@ -292,7 +295,8 @@ METADATA_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def read_metadata(saved_model_dir: str) -> dict[str, Any]:
-    """The ``assets/metadata.json`` of an export (a version folder, or the model folder above it).
+    """The ``assets/metadata.json`` of the export in ``saved_model_dir`` (a version folder, or the model
+    folder above it).
 
     Raises FileNotFoundError when there is none, and :class:`ExportError` naming the file when it is
     not UTF-8 JSON, not an object, or holds one of :data:`METADATA_TYPES` with another type.

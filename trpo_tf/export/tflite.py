@@ -12,7 +12,8 @@ from trpo_tf.export.saved_model import INPUT_NAME, NON_FINITE_MESSAGE, conversio
 
 
 def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple[str, ...] | None = None) -> str:
-    """Convert an export to a ``.tflite`` file at ``out_path`` (returned); default: all signatures LiteRT can run.
+    """Convert the export in ``saved_model_dir`` to a ``.tflite`` file at ``out_path`` (returned); ``signatures``
+    names the signatures to keep (default: all signatures LiteRT can run).
 
     An export whose metadata lists ``unconvertible_signatures`` (a Beta policy's ``sample``: LiteRT
     has no Gamma sampling) is converted without those, with a warning; asking for one of them
@@ -48,6 +49,13 @@ def litert_runner(tflite_path: str, signature: str = "serving_default") -> Calla
     which would silently reshape an observation of the wrong shape, this one raises ValueError for a
     shape, dtype or name the signature does not declare, and, as the SavedModel does, for an
     observation that holds NaN or infinity.
+
+    Args:
+        tflite_path: the ``.tflite`` file.
+        signature: the signature to run.
+
+    Returns:
+        a function observations → {output name: array}.
     """
     from ai_edge_litert.interpreter import Interpreter
 
