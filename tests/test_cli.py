@@ -245,11 +245,12 @@ def test_a_new_run_refuses_a_directory_with_checkpoints(trained, capsys):
             in capsys.readouterr().err)
 
 
-def test_unknown_set_key_lists_the_valid_keys(tmp_path):
+def test_unknown_set_key_suggests_the_closest_and_lists_the_valid_keys(tmp_path):
     process = trpo_tf("train", "CartPole-v1", "--set", "max_kll=0.02", cwd=tmp_path)
     assert process.returncode == 2 and "Traceback" not in process.stderr
     [line] = _our_stderr(process)
-    assert line.startswith("trpo-tf: error: --set max_kll=0.02: unknown TRPOConfig field(s) max_kll; valid fields:")
+    assert line.startswith("trpo-tf: error: --set max_kll=0.02: unknown TRPOConfig field max_kll (did you mean "
+                           "max_kl?); valid fields:")
     from trpo_tf.config import field_names
     assert all(name in line for name in field_names())
     assert not (tmp_path / "runs").exists()

@@ -259,7 +259,7 @@ def _train(args: argparse.Namespace, run_dir: str, seed: int, new_run: tuple[TRP
 def _resolve_config(args: argparse.Namespace) -> tuple[TRPOConfig, int, str]:
     """(TRPOConfig, total timesteps, description of the sources) for a new run."""
     from trpo_tf import TRPOConfig, presets
-    from trpo_tf.config import field_names
+    from trpo_tf.config import check_field_names
 
     fields: dict[str, Any] = {}
     timesteps = None
@@ -271,7 +271,7 @@ def _resolve_config(args: argparse.Namespace) -> tuple[TRPOConfig, int, str]:
         sources.append(f"preset {args.env_id}")
     if args.config:
         file_fields, file_timesteps = presets.read_file(args.config)
-        _check_fields(file_fields, args.config, field_names())
+        check_field_names(file_fields, args.config)
         fields.update(file_fields)
         timesteps = file_timesteps or timesteps
         sources.append(args.config)
@@ -292,7 +292,7 @@ def _resolve_config(args: argparse.Namespace) -> tuple[TRPOConfig, int, str]:
         key = key.strip()
         if not separator or not key:
             raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
-        _check_fields({key: None}, f"--set {item}", field_names())
+        check_field_names([key], f"--set {item}")
         fields[key] = presets.parse_yaml(text, f"--set {item}")
         sources.append(f"--set {key}={text}")
     try:
@@ -301,13 +301,6 @@ def _resolve_config(args: argparse.Namespace) -> tuple[TRPOConfig, int, str]:
         raise CLIError(str(error)) from None
     total = args.timesteps or timesteps or DEFAULT_TIMESTEPS
     return config, total, ", ".join(sources) or "defaults"
-
-
-def _check_fields(fields: dict[str, Any], source: str, valid: list[str]) -> None:
-    unknown = sorted(set(fields) - set(valid))
-    if unknown:
-        raise CLIError(f"{source}: unknown TRPOConfig field(s) {', '.join(unknown)}; "
-                       f"valid fields: {', '.join(valid)}")
 
 
 def _resume(args: argparse.Namespace, run_dir: str) -> tuple[TRPO, int]:
@@ -583,7 +576,8 @@ def _printer(quiet: bool) -> Callable[[str], None]:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
+    """The error's message on one line (an InputError's in the command line's words)."""
+    text = (error.for_command_line() if isinstance(error, InputError) else str(error)).strip() or type(error).__name__
     if isinstance(error, KeyError) and len(error.args) == 1:
         text = str(error.args[0])
     return " ".join(text.split())

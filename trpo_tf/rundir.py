@@ -77,8 +77,10 @@ def check_new_run_dir(run_dir: str) -> None:
         raise RunDirError(f"{run_dir} exists and is not a directory")
     found = run_files(run_dir)
     if found:
-        raise RunDirError(f"{run_dir} already holds a run ({', '.join(found)}); continue it with --resume "
-                          f"(TRPO.load(run_dir, resume=True)), or choose another run directory (--logdir)")
+        raise RunDirError(f"{run_dir} already holds a run ({', '.join(found)}); continue it with "
+                          f"TRPO.load(run_dir, resume=True), or choose another run directory",
+                          command_line={"TRPO.load(run_dir, resume=True)": "--resume",
+                                        "another run directory": "another run directory (--logdir)"})
 
 
 def run_files(run_dir: str) -> list[str]:
@@ -106,8 +108,9 @@ def _acquire(path: str) -> int:
             os.close(descriptor)
             run_dir = os.path.dirname(path)
             raise RunDirInUseError(f"{run_dir} is in use by another training (process {owner}, which holds "
-                                   f"{path}); wait for it to end or stop it, or choose another run "
-                                   f"directory (--logdir)") from None
+                                   f"{path}); wait for it to end or stop it, or choose another run directory",
+                                   command_line={"another run directory": "another run directory (--logdir)"}
+                                   ) from None
         except OSError as error:  # a file system without locks
             os.close(descriptor)
             raise RunDirError(f"cannot lock {path}: {error.strerror or error}") from None

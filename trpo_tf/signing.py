@@ -56,7 +56,8 @@ def run_key() -> bytes:
         key = b""
     if len(key) != _KEY_BYTES:
         raise RunKeyError(f"the run key {path} is corrupted (expected {2 * _KEY_BYTES} hex digits); delete it "
-                          f"to make a new one (runs signed with the old key then resume only with --trust-run)")
+                          f"to make a new one (runs signed with the old key then resume only with trust=True)",
+                          command_line={"trust=True": "--trust-run"})
     return key
 
 
