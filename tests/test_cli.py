@@ -245,6 +245,16 @@ def test_a_new_run_refuses_a_directory_with_checkpoints(trained, capsys):
             in capsys.readouterr().err)
 
 
+def test_quiet_keeps_third_party_start_up_lines_out(tmp_path):
+    """Ray logs its cluster's start-up (an authentication token, "Started a local Ray instance") as it starts."""
+    environment = {key: value for key, value in _env().items() if key != "TF_CPP_MIN_LOG_LEVEL"}  # a user's
+    process = subprocess.run(_command() + ["train", "CartPole-v1", "--workers", "2", "--ray", "--timesteps", "64",
+                                           "--set", "steps_per_iteration=64", "--quiet"],
+                             cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    assert process.stderr == "" and len(process.stdout.splitlines()) == 1
+
+
 def test_unknown_set_key_suggests_the_closest_and_lists_the_valid_keys(tmp_path):
     process = trpo_tf("train", "CartPole-v1", "--set", "max_kll=0.02", cwd=tmp_path)
     assert process.returncode == 2 and "Traceback" not in process.stderr

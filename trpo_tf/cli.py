@@ -14,14 +14,16 @@ one line on stderr with exit code 2; any other exception is a bug and keeps its 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import logging
 import os
 import shlex
 import sys
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from trpo_tf import evaluation, startup
 from trpo_tf.errors import InputError, SpaceMismatchError
@@ -175,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = " ".join([PROG, shlex.join(argv)])
     if args.handler is not cmd_plot:  # first, without the lines TensorFlow's libraries log while loading
         startup.import_tensorflow()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _logging_quieted(getattr(args, "quiet", False)):
         if getattr(args, "quiet", False):
             from trpo_tf.checkpoint import CheckpointWarning
             warnings.simplefilter("ignore")
@@ -581,6 +583,21 @@ def _one_line(error: BaseException) -> str:
     if isinstance(error, KeyError) and len(error.args) == 1:
         text = str(error.args[0])
     return " ".join(text.split())
+
+
+@contextlib.contextmanager
+def _logging_quieted(quiet: bool) -> Iterator[None]:
+    """With ``quiet``, Python logging below ERROR is off while the command runs: what other packages log
+    as they start (Ray's cluster start-up lines, a warning logged on import) stays out of a quiet run."""
+    if not quiet:
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

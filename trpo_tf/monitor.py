@@ -54,16 +54,30 @@ class Callbacks:
 
 
 class ProgressBar:
-    """A tqdm bar over timesteps showing steps/s, the mean episode return and the iteration."""
+    """A tqdm bar over timesteps showing steps/s, the mean episode return and the iteration.
+
+    The first iteration also compiles the policy step and the value fit (seconds, many times a later
+    iteration): its steps count as done but not towards the speed, so the time left is estimated
+    from the iterations after it (and shown as "?" until the second).
+    """
 
     def __init__(self, total: int, initial: int = 0, disable: bool = False, description: str | None = None):
         self.bar = tqdm.tqdm(total=total, initial=min(initial, total), unit="step", unit_scale=True,
                              dynamic_ncols=True, disable=disable, desc=description, smoothing=0.1)
+        self.first = True
 
     def __call__(self, entry: Entry) -> None:
-        self.bar.update(max(0, min(entry["timesteps"], self.bar.total) - self.bar.n))
+        done = max(0, min(entry["timesteps"], self.bar.total) - self.bar.n)
         episode_return = entry.get("episode_return_mean", math.nan)
         self.bar.set_postfix_str(f"return {episode_return:.1f}, iteration {entry['iteration']}", refresh=False)
+        if not self.first or self.bar.disable:
+            self.bar.update(done)
+            return
+        self.first = False  # tqdm's speed: (n - initial) / elapsed until its moving average has a sample
+        self.bar.n += done
+        self.bar.initial = self.bar.last_print_n = self.bar.n
+        self.bar.last_print_t = self.bar._time()
+        self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()
