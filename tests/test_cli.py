@@ -152,6 +152,16 @@ def test_export_with_tflite(trained):
     assert "exports2/1" in process.stdout and "model.tflite" in process.stdout
 
 
+def test_export_under_a_file_is_refused_in_one_line_naming_it(trained, tmp_path, capsys):
+    workdir, _ = trained
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    for out in (tmp_path / "notes.txt" / "exported", tmp_path / "notes.txt"):
+        assert cli.main(["export", str(workdir / "runs" / "CartPole-v1-seed0"), str(out)]) == 2
+        assert capsys.readouterr().err == (f"trpo-tf: error: cannot export to {out}: {tmp_path / 'notes.txt'} "
+                                           f"exists and is not a directory\n")
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
 def test_kill_9_then_resume_continues_from_the_checkpoint(workdir):
     """SIGKILL a training run after a checkpoint, resume it, and find every iteration exactly once."""
     steps = 512
@@ -272,6 +282,8 @@ def test_unknown_set_key_suggests_the_closest_and_lists_the_valid_keys(tmp_path)
     (["train", "CartPole-v1", "--set", "max_kl"], "--set expects KEY=VALUE, got 'max_kl'"),
     (["train", "CartPole-v1", "--n-envs", "3"], "must be a multiple of n_envs (3)"),
     (["train", "CartPole-v1", "--config", "missing.yaml"], "cannot read config file missing.yaml"),
+    (["train", "Pendulum-v1", "--set", "env_kwargs={bogus_kw: 1}"],
+     "Pendulum-v1 does not accept env_kwargs {'bogus_kw': 1}"),  # found building the agent: runs/ goes again
     (["evaluate", "nowhere", "--env", "CartPole-v1"], "no such file or directory: nowhere"),
     (["plot", "nowhere"], "no such directory: nowhere"),
 ])

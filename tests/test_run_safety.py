@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trpo_tf import TRPO, checkpoint, cli, rundir, signing
-from trpo_tf.errors import RunDirInUseError, RunKeyError, UntrustedRunError
+from trpo_tf import TRPO, checkpoint, cli, files, rundir, signing
+from trpo_tf.errors import RunDirError, RunDirInUseError, RunKeyError, UntrustedRunError
 
 from killing import kill_9_after_checkpoint
 
@@ -394,6 +394,80 @@ def test_a_second_training_is_refused_and_a_killed_one_leaves_no_lock(tmp_path):
     assert cli.main(TRAIN + ["--resume", "--logdir", str(run), "--timesteps", str(resumed_from * STEPS)]) == 0
     assert progress_iterations(run) == list(range(1, resumed_from + 1))  # rows after the checkpoint dropped
     assert not (run / rundir.LOCK_FILE).exists()
+
+
+# --------------------------------------------------------------------------- symbolic links
+
+LINKED = [".lock", "run.json", "config.yaml", "progress.csv", "checkpoints", "checkpoints/checkpoint",
+          "checkpoints/ckpt-4.index", "checkpoints/ckpt-5_temp"]  # the last: where TensorFlow writes ckpt-5 first
+
+
+def link_out(run: Path, entry: str, outside: Path) -> Path:
+    """Make ``run/entry`` a symbolic link to ``outside/<name>``: to what the entry held (moved there), else to
+    a 95-byte file (a folder for ckpt-5_temp); returns the link."""
+    link, target = run / entry, outside / Path(entry).name
+    if link.exists():
+        shutil.move(str(link), str(target))
+    elif entry.endswith("_temp"):
+        target.mkdir()
+    else:
+        target.write_bytes(b"x" * 95)
+    link.symlink_to(target)
+    return link
+
+
+@pytest.mark.parametrize("entry", LINKED)
+def test_a_symlinked_entry_is_refused_before_anything_is_written(run, tmp_path, capsys, entry):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = link_out(run, entry, outside)
+    before, outside_before = tree(run), tree(outside)
+    for argv in (RESUME + ["--logdir", str(run), "--timesteps", str(6 * STEPS)],
+                 RESUME + ["--logdir", str(run), "--timesteps", str(6 * STEPS), "--trust-run"]):
+        assert cli.main(argv) == 2
+        [line] = ours(capsys.readouterr().err)
+        assert line == (f"trpo-tf: error: {link} is a symbolic link (to {outside / link.name}); trpo_tf writes "
+                        f"nothing through a link, so that no file outside {link.parent} changes: remove the link")
+    with TRPO.load(str(run)) as agent:  # reading through a link is fine; writing is not
+        with pytest.raises(RunDirError, match=f"{link} is a symbolic link"):
+            agent.learn(STEPS, log_dir=str(run))
+        with pytest.raises(RunDirError, match=f"{link} is a symbolic link"):
+            agent.save(str(run))
+    assert tree(run) == before and tree(outside) == outside_before
+
+
+def test_a_new_run_refuses_a_symlinked_lock(tmp_path, capsys):
+    """The lock is the first file a training writes: through a link it would truncate the file linked to."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "victim").write_bytes(b"x" * 95)
+    (tmp_path / "run" / ".lock").symlink_to(tmp_path / "victim")
+    assert cli.main(TRAIN + ["--logdir", str(tmp_path / "run"), "--timesteps", str(STEPS)]) == 2
+    assert f"{tmp_path / 'run' / '.lock'} is a symbolic link" in capsys.readouterr().err
+    assert (tmp_path / "victim").read_bytes() == b"x" * 95 and os.listdir(tmp_path / "run") == [".lock"]
+
+
+def test_files_are_never_written_through_a_link(tmp_path):
+    """What progress.csv, run.json and TensorBoard's new event files are written with."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    link = tmp_path / "link"
+    link.symlink_to(victim)
+    for write in (lambda: files.atomic_write(str(link), "new"), lambda: files.open_append(str(link)),
+                  lambda: files.create_new(str(link))):
+        with pytest.raises(RunDirError, match=f"{link} is a symbolic link"):
+            write()
+    (tmp_path / f"run.json.{os.getpid()}.tmp").symlink_to(victim)  # where atomic_write writes first
+    with pytest.raises(RunDirError, match=f"run.json.{os.getpid()}.tmp is a symbolic link"):
+        files.atomic_write(str(tmp_path / "run.json"), "new")
+    assert victim.read_text() == "precious" and not (tmp_path / "run.json").exists()
+
+
+def test_export_refuses_a_symlinked_version_folder(run, tmp_path, capsys):
+    (tmp_path / "exported").mkdir()
+    (tmp_path / "exported" / "1").symlink_to(tmp_path / "elsewhere")  # dangling: the export would create it
+    assert cli.main(["export", str(run), str(tmp_path / "exported"), "--eval-episodes", "1"]) == 2
+    assert f"{tmp_path / 'exported' / '1'} is a symbolic link" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere").exists() and os.listdir(tmp_path / "exported") == ["1"]
 
 
 # --------------------------------------------------------------------------- crafted run directories

@@ -49,7 +49,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from trpo_tf import signing
+from trpo_tf import rundir, signing
 from trpo_tf.config import TRPOConfig
 from trpo_tf.errors import CheckpointWarning, RunDirError, UnreadableCheckpointError, UntrustedRunError
 from trpo_tf.files import atomic_write
@@ -191,8 +191,10 @@ def save(agent: TRPO, run_dir: str) -> str:
     Writes ``run.json``/``config.yaml`` first when the directory has none, and refuses a
     directory that holds a run of another environment, seed or config. Keeps the last
     :data:`MAX_TO_KEEP` checkpoints. Saving twice at the same iteration writes once (unless
-    the first is damaged). The environment state is signed with this user's run key.
+    the first is damaged). The environment state is signed with this user's run key. RunDirError,
+    before anything is written, when an entry it would write is a symbolic link (:func:`rundir.refuse_links`).
     """
+    rundir.refuse_links(run_dir)
     if os.path.isfile(os.path.join(run_dir, RUN_FILE)):
         check_same_run(agent, run_dir)
     else:

@@ -501,7 +501,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from trpo_tf import TRPO
     from trpo_tf import export as exporting
 
-    if args.version is not None and os.path.exists(os.path.join(args.out_dir, str(args.version))):
+    exporting.check_export_dir(args.out_dir)
+    if args.version is not None and os.path.lexists(os.path.join(args.out_dir, str(args.version))):
         raise CLIError(f"{os.path.join(args.out_dir, str(args.version))} already exists; choose another "
                        f"--version or leave it out to use the next free one")
     if args.onnx:

@@ -25,7 +25,7 @@ import tensorflow as tf
 import tqdm
 
 from trpo_tf import checkpoint
-from trpo_tf.files import PROGRESS_FILE, atomic_write
+from trpo_tf.files import PROGRESS_FILE, atomic_write, create_new, open_append
 
 if TYPE_CHECKING:
     from trpo_tf.trpo import TRPO
@@ -98,7 +98,7 @@ class CSVLogger:
         self.fields: list[str] = []
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._rewrite(list(history))
-        self.handle = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.handle = open_append(path)  # closed in close()
 
     def __call__(self, entry: Entry) -> None:
         if all(key in self.fields for key in entry):
@@ -108,7 +108,7 @@ class CSVLogger:
             with open(self.path, newline="", encoding="utf-8") as handle:
                 rows: list[Entry] = list(csv.DictReader(handle))
             self._rewrite(rows + [entry])
-            self.handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+            self.handle = open_append(self.path)
         self.handle.flush()
 
     def close(self) -> None:
@@ -148,6 +148,7 @@ class TensorBoardLogger:
         name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
                 f".{next(_EVENT_FILES)}.v2")
         self.path = os.path.join(logdir, name)
+        create_new(self.path)  # the writer below opens it by name: a new file, not whatever a link points to
         self.writer = tf.io.TFRecordWriter(self.path)
         self.prefix = prefix
         self.metadata = tf.compat.v1.SummaryMetadata(

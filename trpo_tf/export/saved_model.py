@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from trpo_tf.errors import ExportError
+from trpo_tf.files import refuse_link
 from trpo_tf.export.spaces import space_to_metadata
 from trpo_tf.policies import Policy
 from trpo_tf.policies.encoders import INPUT_NAME
@@ -78,11 +79,18 @@ def export_saved_model(policy: Policy, value: keras.Model, out_dir: str, metadat
     ``out_dir`` (1 for a new directory); an existing version is never overwritten
     (``FileExistsError``). The model is written to a hidden temporary folder and renamed into
     place, so a TF Serving instance watching ``out_dir`` never sees a half-written version.
+    :class:`ExportError` when ``out_dir`` cannot be a directory (:func:`check_export_dir`) or the
+    version's entry is a symbolic link.
     """
     _check_finite_weights(policy, value)
-    os.makedirs(out_dir, exist_ok=True)
+    check_export_dir(out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f"cannot create the export directory {out_dir}: {error.strerror or error}") from None
     version = next_version(out_dir) if version is None else _checked_version(version)
     target = os.path.join(out_dir, str(version))
+    refuse_link(target, ExportError)
     if os.path.exists(target):
         raise FileExistsError(f"{target} already exists; export to another version (or leave "
                               f"version=None to use the next free one, {next_version(out_dir)})")
@@ -95,6 +103,16 @@ def export_saved_model(policy: Policy, value: keras.Model, out_dir: str, metadat
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def check_export_dir(out_dir: str) -> None:
+    """ExportError naming the path when ``out_dir`` or one of its parents exists but is not a directory,
+    so that an export that cannot be written is refused before anything else is done."""
+    folder = os.path.normpath(out_dir)
+    while folder and not os.path.lexists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    if folder and os.path.lexists(folder) and not os.path.isdir(folder):
+        raise ExportError(f"cannot export to {out_dir}: {folder} exists and is not a directory")
 
 
 def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: dict[str, Any]) -> None:
