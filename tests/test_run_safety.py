@@ -558,6 +558,77 @@ def test_a_run_signed_with_another_key_is_refused(run, tmp_path, monkeypatch):
         TRPO.load(str(run), resume=True)
 
 
+MALFORMED = {  # as a crafted or damaged checkpoint could hold them
+    "non-ASCII, old form": "hmac-sha256:" + "é" * 64,
+    "too short, old form": "hmac-sha256:abc",
+    "a number": 7,
+    "a list": ["hmac-sha256:" + "0" * 64],
+    "an empty object": {},
+    "no hmac": {"run_id": "a", "checkpoint": "ckpt-4", "env_id": "CartPole-v1"},
+    "non-ASCII hmac": {"run_id": "a", "checkpoint": "ckpt-4", "env_id": "CartPole-v1", "hmac": "hmac-sha256:" + "é" * 64},
+    "hmac too long": {"run_id": "a", "checkpoint": "ckpt-4", "env_id": "CartPole-v1", "hmac": "hmac-sha256:" + "0" * 65},
+    "run id not a string": {"run_id": 1, "checkpoint": "ckpt-4", "env_id": "CartPole-v1", "hmac": "hmac-sha256:" + "0" * 64},
+    "an extra key": {"run_id": "a", "checkpoint": "ckpt-4", "env_id": "CartPole-v1", "hmac": "hmac-sha256:" + "0" * 64,
+                     "trusted": True},
+}
+
+
+@pytest.mark.parametrize("signature", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_signature_is_refused_in_one_line(run, tmp_path, capsys, signature):
+    marker = tmp_path / "marker"
+    plant(run, 4, marker, signature)
+    before = tree(run)
+    assert cli.main(RESUME + ["--logdir", str(run), "--timesteps", str(6 * STEPS)]) == 2
+    [line] = ours(capsys.readouterr().err)
+    assert line.startswith(f"trpo-tf: error: checkpoint {run}/checkpoints/ckpt-4: its pickled environment state "
+                           "carries ") and "--trust-run" in line
+    with pytest.raises(UntrustedRunError, match=r"carries (a malformed signature|a signature of an earlier trpo_tf)"):
+        TRPO.load(str(run), resume=True)
+    assert not marker.exists() and tree(run) == before
+
+
+def run_id(run: Path) -> str:
+    return json.loads((run / "run.json").read_text())["run_id"]
+
+
+def test_signed_state_spliced_from_another_run_or_checkpoint_is_refused_naming_both(run, tmp_path):
+    """The user's own signed state, in the wrong place: another of their runs, or another checkpoint."""
+    other = Path(shutil.copytree(run, tmp_path / "other"))
+    info = json.loads((other / "run.json").read_text())
+    (other / "run.json").write_text(json.dumps({**info, "run_id": "0" * 32}))  # a run of its own, holding run's ckpts
+    with pytest.raises(UntrustedRunError, match=(
+            f"ckpt-4: its pickled environment state is signed for ckpt-4 of run {run_id(run)} .CartPole-v1., but it "
+            f"is in ckpt-4 of run {'0' * 32} .CartPole-v1.: it was copied from another run or checkpoint")):
+        TRPO.load(str(other), resume=True)
+
+    state_3, environment_3 = stored(run, 3)  # ckpt-3's environment state and its signature, into ckpt-4
+    signature_3 = json.loads(state_3)["environment_signature"]
+    edit_state(run, 4, lambda d: {**d, "environment_signature": signature_3})
+    rewrite(run, 4, stored(run, 4)[0], environment_3)
+    with pytest.raises(UntrustedRunError, match=f"is signed for ckpt-3 of run {run_id(run)} .CartPole-v1., but it is "
+                                                f"in ckpt-4 of run {run_id(run)}"):
+        TRPO.load(str(run), resume=True)
+
+
+def test_a_run_signed_before_signatures_named_their_run_resumes_with_trust_then_signs_anew(run):
+    """What happens to runs signed by an earlier trpo_tf: HMAC-SHA256 of the pickle alone, as it wrote them."""
+    key = bytes.fromhex(Path(signing.key_file()).read_text())
+    _, environment = stored(run, 4)
+    earlier = "hmac-sha256:" + hmac.new(key, b"trpo_tf environment state\x00" + environment, hashlib.sha256).hexdigest()
+    edit_state(run, 4, lambda d: {**d, "environment_signature": earlier})
+    info = json.loads((run / "run.json").read_text())
+    del info["run_id"]  # nor did run.json hold a run id
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(UntrustedRunError, match="carries a signature of an earlier trpo_tf, which did not name the "
+                                                "run and checkpoint it belongs to"):
+        TRPO.load(str(run), resume=True)
+    with TRPO.load(str(run), resume=True, trust=True) as agent:
+        agent.learn(STEPS, log_dir=str(run), checkpoint_every=0)
+    new_id = run_id(run)  # made at the first save
+    assert len(new_id) == 32 and json.loads(stored(run, 5)[0])["environment_signature"]["run_id"] == new_id
+    TRPO.load(str(run), resume=True).close()  # ckpt-5 is signed the new way
+
+
 # --------------------------------------------------------------------------- the run key
 
 def test_the_run_key_is_private_random_and_signs_with_hmac_sha256(tmp_path, monkeypatch):
@@ -567,10 +638,17 @@ def test_the_run_key_is_private_random_and_signs_with_hmac_sha256(tmp_path, monk
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(key) == 32
     assert signing.run_key() == key == bytes.fromhex(path.read_text())  # made once, then read
     data = b"\x80\x05some pickle"
-    expected = hmac.new(key, b"trpo_tf environment state\x00" + data, hashlib.sha256).hexdigest()
-    assert signing.sign(data) == f"hmac-sha256:{expected}"
-    assert signing.verify(data, f"hmac-sha256:{expected}")
-    assert not signing.verify(data + b"x", f"hmac-sha256:{expected}") and not signing.verify(data, None)
+    bound = {"run_id": "ab12", "checkpoint": "ckpt-7", "env_id": "Pendulum-v1"}
+    expected = hmac.new(key, b'trpo_tf environment state, bound\x00["ab12", "ckpt-7", "Pendulum-v1"]\x00' + data,
+                        hashlib.sha256).hexdigest()
+    signature = signing.sign(data, bound)
+    assert signature == {**bound, "hmac": f"hmac-sha256:{expected}"}
+    assert signing.vouched_for(data, signature) == bound
+    for changed in ({**signature, "checkpoint": "ckpt-8"}, {**signature, "env_id": None}):
+        with pytest.raises(signing.InvalidSignature, match="is signed with another key"):
+            signing.vouched_for(data, changed)
+    with pytest.raises(signing.InvalidSignature, match="is signed with another key"):
+        signing.vouched_for(data + b"x", signature)
 
     monkeypatch.setenv(signing.KEY_FILE_VARIABLE, str(tmp_path / "other"))
     assert signing.run_key() != key
