@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trpo_tf import TRPO, checkpoint, cli, files, rundir, signing
-from trpo_tf.errors import RunDirError, RunDirInUseError, RunKeyError, UntrustedRunError
+from trpo_tf import TRPO, TRPOConfig, checkpoint, cli, files, rundir, signing
+from trpo_tf.errors import RunDirError, RunDirInUseError, RunKeyError, UntrustedModuleError, UntrustedRunError
 
 from killing import kill_9_after_checkpoint
 
@@ -537,6 +537,83 @@ def test_evaluate_and_export_of_a_crafted_run_never_unpickle(run, tmp_path):
         assert process.returncode == 0, process.stderr
         assert not marker.exists(), argv
     assert (tmp_path / "exported" / "1" / "saved_model.pb").is_file()
+
+
+def plant_module(directory: Path, marker: Path) -> str:
+    """A module in ``directory`` (put on sys.path) that creates ``marker`` when imported; returns its name."""
+    name = f"planted_{os.urandom(4).hex()}"
+    (directory / f"{name}.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    return name
+
+
+def set_env_id(path: Path, key: str, env_id: str) -> None:
+    """Make the JSON file ``path`` (run.json, metadata.json) record ``env_id`` under ``key``."""
+    recorded = json.loads(path.read_text())
+    path.write_text(json.dumps({**recorded, key: env_id}))
+
+
+def test_an_env_id_in_a_run_directory_never_chooses_a_module_to_import(run, tmp_path, capsys, monkeypatch):
+    marker = tmp_path / "marker"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = plant_module(tmp_path, marker)
+    set_env_id(run / "run.json", "env_id", f"{module}:CartPole-v1")
+    before = tree(run)
+    refusal = f"run.json names the environment '{module}:CartPole-v1', which would import the module '{module}'"
+    for load in (lambda: TRPO.load(str(run)), lambda: TRPO.load(str(run), resume=True)):
+        with pytest.raises(UntrustedModuleError, match=refusal + ".*env=.*trust=True") as refused:
+            load()
+        assert "--" not in str(refused.value)
+    for argv in (["evaluate", str(run), "--episodes", "1"], ["export", str(run), str(tmp_path / "exported")]):
+        assert cli.main(argv) == 2
+        [line] = ours(capsys.readouterr().err)
+        assert refusal in line and line.endswith("pass the environment yourself (--env ENV_ID) if you know that "
+                                                 "module, or pass --trust-run if you trust whoever wrote it")
+    # train --resume follows the rule of its pickles: this user's signature for this env id, or --trust-run.
+    assert cli.main(["train", f"{module}:CartPole-v1", "--resume", "--logdir", str(run), "--quiet"]) == 2
+    [line] = ours(capsys.readouterr().err)
+    assert refusal in line and "--trust-run" in line and "--env" not in line
+    assert not marker.exists() and module not in sys.modules and tree(run) == before
+
+    with TRPO.load(str(run), env="CartPole-v1") as agent:  # the user names the environment
+        assert agent.env_id == "CartPole-v1"
+    assert cli.main(["evaluate", str(run), "--episodes", "1", "--env", "CartPole-v1"]) == 0
+    assert not marker.exists()
+    TRPO.load(str(run), trust=True).close()  # trust is what imports it
+    assert marker.exists()
+
+
+def test_the_zen_of_python_is_not_printed_by_evaluating_a_run(run, capsys):
+    """What the issue saw: env_id "this:CartPole-v1" printed the Zen of Python on trpo-tf evaluate RUN."""
+    set_env_id(run / "run.json", "env_id", "this:CartPole-v1")
+    assert "this" not in sys.modules
+    assert cli.main(["evaluate", str(run), "--episodes", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "Beautiful is better than ugly" not in captured.out and "which would import the module 'this'" in captured.err
+
+
+def test_an_export_never_chooses_a_module_to_import(run, tmp_path, capsys, monkeypatch):
+    marker = tmp_path / "marker"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = plant_module(tmp_path, marker)
+    assert cli.main(["export", str(run), str(tmp_path / "exported"), "--eval-episodes", "1"]) == 0
+    set_env_id(tmp_path / "exported" / "1" / "assets" / "metadata.json", "env_id", f"{module}:CartPole-v1")
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(tmp_path / "exported"), "--episodes", "1"]) == 2
+    assert f"metadata.json names the environment '{module}:CartPole-v1'" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(tmp_path / "exported"), "--episodes", "1", "--env", "CartPole-v1"]) == 0
+    assert not marker.exists()
+
+
+def test_a_signed_run_of_a_module_environment_resumes(tmp_path, monkeypatch):
+    """This user's own run: its signature names the env id, so resuming imports the module as training did."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = plant_module(tmp_path, tmp_path / "marker")
+    run = str(tmp_path / "own")
+    with TRPO(f"{module}:CartPole-v1", TRPOConfig(steps_per_iteration=STEPS, value_epochs=1), seed=0) as agent:
+        agent.learn(STEPS, log_dir=run)
+    TRPO.load(run, resume=True).close()
+    with pytest.raises(UntrustedModuleError):  # evaluating or exporting: only env= or trust=True
+        TRPO.load(run)
 
 
 def test_an_unsigned_old_run_resumes_exactly_with_trust(run):

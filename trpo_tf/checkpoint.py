@@ -56,13 +56,14 @@ from trpo_tf import rundir, signing
 from trpo_tf.config import TRPOConfig
 from trpo_tf.errors import CheckpointWarning, RunDirError, UnreadableCheckpointError, UntrustedRunError
 from trpo_tf.files import atomic_write
+from trpo_tf.sampling.environments import env_module, refuse_recorded_module
 
 if TYPE_CHECKING:
     from trpo_tf.trpo import TRPO
 
-__all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_same_run", "checkpoint_state",
-           "checkpoints", "iteration_of", "latest", "read_config", "read_networks", "read_run", "read_run_info",
-           "restore", "save", "update_run", "write_run"]
+__all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_recorded_env", "check_same_run",
+           "checkpoint_state", "checkpoints", "iteration_of", "latest", "read_config", "read_networks", "read_run",
+           "read_run_info", "restore", "save", "signature_problem", "update_run", "write_run"]
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -459,6 +460,22 @@ def signature_problem(run_dir: str, path: str, document: dict[str, Any], pickled
         return None
     return (f"its pickled environment state is signed for {_describe_binding(bound)}, but it is in "
             f"{_describe_binding(here)}: it was copied from another run or checkpoint")
+
+
+def check_recorded_env(run_dir: str, env_id: Any, trust: bool, signed: bool, env_allowed: bool = True) -> None:
+    """UntrustedModuleError when ``env_id``, as ``run_dir/run.json`` records it, would import a module
+    (``"module:Env-v0"``) and nothing vouches for it: not ``trust``, nor (with ``signed``, as for resuming)
+    this user's signature for that env id on the run's newest intact checkpoint, the rule its pickles follow.
+    ``env_allowed``: whether the message offers passing the environment instead."""
+    if trust or not isinstance(env_id, str) or env_module(env_id) is None:
+        return
+    if signed:
+        with warnings.catch_warnings():  # the restore that follows warns about what it skips
+            warnings.simplefilter("ignore", CheckpointWarning)
+            path, document, pickled = _newest_intact(run_dir)
+        if signature_problem(run_dir, path, document, pickled) is None:
+            return
+    refuse_recorded_module(env_id, os.path.join(run_dir, RUN_FILE), env_allowed)
 
 
 def _describe_binding(bound: dict[str, Any]) -> str:

@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "recorded config (--set/--config/--n-envs may be repeated, not changed)")
     train.add_argument("--trust-run", action="store_true",
                        help="with --resume: restore the environments' pickled state even when it is not signed "
-                            "with your run key (a run written elsewhere or by an older trpo_tf); unpickling "
-                            "runs code, so only for runs you trust")
+                            "with your run key for this run (a run written elsewhere or by an older trpo_tf), and "
+                            "import the module a 'module:Env-v0' id in its run.json names; both run code, so only "
+                            "for runs you trust")
     train.add_argument("--fresh-episodes", action="store_true",
                        help="with --resume: leave the environments' pickled state unread and start fresh "
                             "episodes (safe for any run; the history then differs from an uninterrupted run)")
@@ -132,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="number of episodes")
     evaluate.add_argument("--seed", type=_non_negative_int, default=evaluation.DEFAULT_SEED, metavar="S",
                           help="episode i starts from reset(seed=S+i)")
+    evaluate.add_argument("--trust-run", action="store_true",
+                          help="import the module that the recorded environment id names ('module:Env-v0' in a "
+                               "run's run.json or an export's metadata); runs code, so only for files you trust "
+                               "(or pass --env yourself)")
     evaluate.add_argument("--json", action="store_true",
                           help='print {"mean_return", "std_return", "episodes"} as JSON')
     evaluate.add_argument("--render-video", default=None, metavar="DIR",
@@ -149,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--onnx", action="store_true",
                         help="also convert each signature to OUT_DIR/<version>/onnx/<signature>.onnx "
                              "(needs pip install -e '.[onnx]')")
+    export.add_argument("--env", default=None, metavar="ENV_ID",
+                        help="environment to build the policy on and evaluate (default: the run's)")
+    export.add_argument("--trust-run", action="store_true",
+                        help="import the module that run.json's environment id names ('module:Env-v0'); runs "
+                             "code, so only for runs you trust (or pass --env yourself)")
     export.add_argument("--version", type=_non_negative_int, default=None, metavar="N",
                         help="version folder (default: one more than the highest in OUT_DIR)")
     export.add_argument("--eval-episodes", type=_positive_int, default=evaluation.DEFAULT_EPISODES, metavar="N",
@@ -200,9 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train in the run directory, holding its lock throughout (a second training there is refused)."""
     from trpo_tf import rundir, signing
-    from trpo_tf.sampling import check_env_id
+    from trpo_tf.sampling import check_env_id, env_module
 
-    check_env_id(args.env_id)
+    if not args.resume or env_module(args.env_id) is None:  # a resumed run's module: as its trust allows (_resume)
+        check_env_id(args.env_id)
     if args.ray:
         os.environ["RAY_ADDRESS"] = args.ray  # ray.init() connects to it
     for flag, given in (("--trust-run", args.trust_run), ("--fresh-episodes", args.fresh_episodes)):
@@ -330,8 +341,10 @@ def _resume(args: argparse.Namespace, run_dir: str) -> tuple[TRPO, int]:
     if not checkpoint.checkpoints(run_dir):
         raise CLIError(f"{run_dir} has no checkpoint to resume from (it stopped before its first "
                        f"checkpoint); delete it to start again, or start a new run with another --logdir")
-    # Unpickles the environments' state only when this user's key signed it, or with --trust-run.
-    agent = TRPO.load(run_dir, resume=not args.fresh_episodes, trust=args.trust_run)
+    # Imports a module the run's env id names, and unpickles the environments' state, only when this user's
+    # key signed them for this run, or with --trust-run; the env id so checked is then passed as the user's.
+    checkpoint.check_recorded_env(run_dir, info["env_id"], args.trust_run, signed=True, env_allowed=False)
+    agent = TRPO.load(run_dir, env=info["env_id"], resume=not args.fresh_episodes, trust=args.trust_run)
     total = args.timesteps or info.get("total_timesteps") or DEFAULT_TIMESTEPS
     checkpoint.update_run(run_dir, total_timesteps=total,
                           resumed=list(info.get("resumed") or []) + [args.command_line])
@@ -381,10 +394,13 @@ def _evaluate_run(args: argparse.Namespace, run_dir: str) -> tuple[dict[str, Any
 
     Reads weights and JSON only: nothing from the run directory is unpickled.
     """
-    from trpo_tf import TRPO
+    from trpo_tf import TRPO, checkpoint
     from trpo_tf.export import space_to_metadata
+    from trpo_tf.sampling import env_module
 
-    agent = TRPO.load(run_dir)
+    recorded = checkpoint.read_run_info(run_dir)["env_id"]  # a module it names is not imported for --env
+    own_env = args.env if args.env and isinstance(recorded, str) and env_module(recorded) else None
+    agent = TRPO.load(run_dir, env=own_env, trust=args.trust_run)
     env_id = args.env or agent.env_id
     if env_id is None:
         raise CLIError(f"{run_dir} does not record an environment id; pass --env")
@@ -404,6 +420,7 @@ def _evaluate_saved_model(args: argparse.Namespace, model_dir: str) -> tuple[dic
     import numpy as np
     import tensorflow as tf
     from trpo_tf import export as exporting
+    from trpo_tf.sampling import refuse_recorded_module
 
     try:
         metadata = exporting.read_metadata(model_dir)
@@ -412,6 +429,8 @@ def _evaluate_saved_model(args: argparse.Namespace, model_dir: str) -> tuple[dic
     env_id = args.env or metadata.get("env_id")
     if env_id is None:
         raise CLIError(f"{model_dir} does not record an environment id; pass --env")
+    if not args.env and not args.trust_run:
+        refuse_recorded_module(env_id, os.path.join(model_dir, "assets", exporting.METADATA_FILE))
     serve = tf.saved_model.load(model_dir).signatures.get("serving_default")
     if serve is None:
         raise CLIError(f"{model_dir} has no serving_default signature")
@@ -507,7 +526,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                        f"--version or leave it out to use the next free one")
     if args.onnx:
         exporting.onnx.check_dependencies()  # before anything is written
-    with TRPO.load(args.run_dir) as agent:
+    with TRPO.load(args.run_dir, env=args.env, trust=args.trust_run) as agent:
         evaluation_result = agent.evaluate(episodes=args.eval_episodes) if agent.env_id else None
         path = agent.export(args.out_dir, version=args.version, evaluation=evaluation_result,
                             command=args.command_line)

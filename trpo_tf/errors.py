@@ -90,6 +90,11 @@ class UntrustedRunError(RunDirError):
     """A checkpoint whose pickled environment state is not signed with this user's run key."""
 
 
+class UntrustedModuleError(InputError):
+    """An environment id recorded in a run directory or an export (``"module:Env-v0"``) that would import a
+    module, which nothing the user said vouches for."""
+
+
 class RunKeyError(InputError):
     """The per-user key that signs checkpoints cannot be read or created."""
 

@@ -6,9 +6,10 @@ A sampler offers ``collect(policy, steps)``, ``state()``, ``load_state(state)``,
 """
 
 from trpo_tf.sampling.batch import Batch
-from trpo_tf.sampling.environments import (EnvLike, SerialVectorEnv, check_env_id, environment_state, make_env,
-                                           make_vector_env, restore_environment_state)
+from trpo_tf.sampling.environments import (EnvLike, SerialVectorEnv, check_env_id, env_module, environment_state,
+                                           make_env, make_vector_env, refuse_recorded_module,
+                                           restore_environment_state)
 from trpo_tf.sampling.sampler import Sampler
 
-__all__ = ["Batch", "EnvLike", "Sampler", "SerialVectorEnv", "check_env_id", "environment_state", "make_env",
-           "make_vector_env", "restore_environment_state"]
+__all__ = ["Batch", "EnvLike", "Sampler", "SerialVectorEnv", "check_env_id", "env_module", "environment_state",
+           "make_env", "make_vector_env", "refuse_recorded_module", "restore_environment_state"]

@@ -24,7 +24,7 @@ from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from trpo_tf import startup
-from trpo_tf.errors import EnvironmentValueError, InputError, UnknownEnvironmentError
+from trpo_tf.errors import EnvironmentValueError, InputError, UnknownEnvironmentError, UntrustedModuleError
 
 EnvLike: TypeAlias = Union[str, gym.Env, gym.vector.VectorEnv]
 """What :class:`~trpo_tf.TRPO` trains on: an environment id, a gymnasium Env or a VectorEnv."""
@@ -148,19 +148,40 @@ def describe_environment(env: gym.vector.VectorEnv, index: int) -> str:
     return f"environment {index + getattr(env, 'first_index', 0)} ({environment_name(env, index)})"
 
 
+def env_module(env_id: str) -> str | None:
+    """The module an id of the form ``"module:Env-v0"`` imports (``"module"``); None for any other id."""
+    module, separator, _ = env_id.partition(":")
+    return module if separator else None
+
+
+def refuse_recorded_module(env_id: Any, source: str, env_allowed: bool = True) -> None:
+    """:class:`UntrustedModuleError` when ``env_id``, as ``source`` (a run's run.json, an export's metadata)
+    records it, would import a module: what a file chose is not run. The message says how the user allows
+    it: by passing the environment themselves (unless not ``env_allowed``), or trust."""
+    module = env_module(env_id) if isinstance(env_id, str) else None
+    if module is None:
+        return
+    ways = (["pass the environment yourself (env=...) if you know that module"] if env_allowed else []) + [
+        "pass trust=True if you trust whoever wrote it"]
+    raise UntrustedModuleError(
+        f"{source} names the environment {env_id!r}, which would import the module {module!r}: a file from a run "
+        f"or an export does not choose code to run; {', or '.join(ways)}",
+        command_line={"(env=...)": "(--env ENV_ID)", "trust=True": "--trust-run"})
+
+
 def check_env_id(env_id: str) -> str:
     """The registered id of ``env_id``; :class:`UnknownEnvironmentError` with close matches when there is none.
 
     ``"module:Env-v0"`` imports ``module`` first (which registers ``Env-v0``) and gives ``"Env-v0"``,
     so a worker process that builds environments from the id finds one registered by a module.
     """
-    module, separator, name = env_id.partition(":")
-    if separator:
+    module = env_module(env_id)
+    if module is not None:
         try:
             importlib.import_module(module)
         except ImportError as error:
             raise UnknownEnvironmentError(f"{env_id}: cannot import {module!r} ({error})") from None
-        env_id = name
+        env_id = env_id.partition(":")[2]
     if env_id in gym.registry:
         return env_id
     close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
