@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from image_envs import DICT_ID, EPISODE, GRID_ID, IMAGE_ID
+from image_envs import DICT_ID, EPISODE, GRID_ID, IMAGE_ID, SIZE
 from test_export import REPO, episode_returns, isolated_python
 from trpo_tf import TRPO, TRPOConfig, cli, export
 from trpo_tf.errors import EnvironmentValueError, InputError, UnsupportedSpaceError
@@ -432,3 +432,15 @@ def test_a_bad_dict_observation_is_named_with_its_key(bad, message):
     sampler = Sampler(make_vector_env(BrokenDictEnv(bad), 1), seed=0, rng=np.random.default_rng(0))
     with pytest.raises(EnvironmentValueError, match=message):
         sampler.collect(FirstAction(), 8)
+
+
+@pytest.mark.parametrize("value", [0.5, 300, -1, 1e30])
+@pytest.mark.parametrize("env_id, name", [(IMAGE_ID, "observation"), (DICT_ID, "image")])
+def test_rest_predict_refuses_pixels_that_uint8_cannot_hold(exports, env_id, name, value):
+    """TF Serving's contract converts JSON numbers to the input's dtype; a cast would truncate 0.5 to 0."""
+    frame = np.zeros((SIZE, SIZE, 1), np.int64).tolist()
+    frame[3][4][0] = value
+    row = {"image": frame, "side": [1.0]} if env_id == DICT_ID else frame
+    answer = json.loads(export.rest_predict(exports[env_id], json.dumps({"instances": [row]})))
+    shown = int(value) if float(value).is_integer() and abs(value) < 2**53 else value
+    assert answer == {"error": f"input {name!r}: {shown} does not fit uint8, which holds whole numbers from 0 to 255"}
