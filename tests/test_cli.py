@@ -152,6 +152,20 @@ def test_export_with_tflite(trained):
     assert "exports2/1" in process.stdout and "model.tflite" in process.stdout
 
 
+@pytest.mark.parametrize("damaged", ["saved_model.pb", "variables/variables.data-00000-of-00001",
+                                     "variables/variables.index"])
+def test_evaluating_a_truncated_export_names_the_file_in_one_line(trained, tmp_path, capsys, damaged):
+    workdir, _ = trained
+    copy = shutil.copytree(workdir / "exported" / "1", tmp_path / "exported" / "1")
+    data = (copy / damaged).read_bytes()
+    (copy / damaged).write_bytes(data[: len(data) // 2])
+    assert cli.main(["evaluate", str(tmp_path / "exported"), "--episodes", "1"]) == 2
+    named = copy / ("saved_model.pb" if damaged == "saved_model.pb" else "variables")
+    err = capsys.readouterr().err
+    assert err.startswith(f"trpo-tf: error: {named} is damaged or not part of a SavedModel, so TensorFlow cannot "
+                          "load it (") and err.count("\n") == 1
+
+
 def test_export_under_a_file_is_refused_in_one_line_naming_it(trained, tmp_path, capsys):
     workdir, _ = trained
     (tmp_path / "notes.txt").write_text("a file, not a folder")

@@ -431,7 +431,7 @@ def _evaluate_saved_model(args: argparse.Namespace, model_dir: str) -> tuple[dic
         raise CLIError(f"{model_dir} does not record an environment id; pass --env")
     if not args.env and not args.trust_run:
         refuse_recorded_module(env_id, os.path.join(model_dir, "assets", exporting.METADATA_FILE))
-    serve = tf.saved_model.load(model_dir).signatures.get("serving_default")
+    serve = exporting.load_saved_model(model_dir).signatures.get("serving_default")
     if serve is None:
         raise CLIError(f"{model_dir} has no serving_default signature")
     inputs = serve.structured_input_signature[1]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from trpo_tf.export.saved_model import resolve_saved_model_dir
+from trpo_tf.export.saved_model import load_saved_model, resolve_saved_model_dir
 
 
 def rest_predict(saved_model_dir: str, request_json: str) -> str:
@@ -28,7 +28,7 @@ def rest_predict(saved_model_dir: str, request_json: str) -> str:
     ``{"outputs": value}`` or ``{"outputs": {name: value}}``. A bad request gets
     ``{"error": message}``, as the server answers with HTTP 400.
     """
-    model = tf.saved_model.load(resolve_saved_model_dir(saved_model_dir))
+    model = load_saved_model(resolve_saved_model_dir(saved_model_dir))
     try:
         request = json.loads(request_json)
         name, feed, rows = _parse_predict_request(request, model.signatures)

@@ -29,10 +29,12 @@ An observation of the wrong shape is refused by an ``EnsureShape`` check in the 
 tensor of the wrong dtype is refused by the signature (Python lists and NumPy arrays are
 first converted to float32 by TensorFlow, as TF Serving converts JSON numbers). An observation
 holding NaN or ±infinity is refused by a ``CheckNumerics`` op (``InvalidArgumentError``
-"observation holds NaN or infinity"). Converters drop that op (TFLite, tf2onnx): there, and
-only there, every normalized feature that a non-finite entry feeds is 0 (the entry reads as its
-training mean, or as 0 with normalization off; a non-finite Discrete observation reads as the mean
-one-hot vector), so every output stays finite and every action inside the action space.
+"observation holds NaN or infinity"), and so is a Discrete observation outside its space (5, −1
+or 2.7 for ``Discrete(5)``: "observation outside its Discrete space"). Converters drop those ops
+(TFLite, tf2onnx): there, and only there, every normalized feature that such an entry feeds is 0
+(a non-finite entry reads as its training mean, or as 0 with normalization off; a non-finite or
+out-of-space Discrete observation reads as the mean one-hot vector), so every output stays finite
+and every action inside the action space.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ DETERMINISTIC_SIGNATURES = ("serving_default", "distribution", "value")
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
 NON_FINITE_MESSAGE = "observation holds NaN or infinity"
+OUT_OF_SPACE_MESSAGE = "observation outside its Discrete space"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 _VERSION_DIR = re.compile(r"^\d+$")
@@ -145,9 +148,9 @@ def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[
     """Name → function of raw observations [B, *obs_shape] (a dict by key for a Dict space)
     returning the signature's outputs.
 
-    Every function first checks the observation's shape and that it is finite, so that a wrong
-    one raises instead of being reshaped, broadcast or answered with NaN (see the module docstring
-    for what the converted formats answer instead).
+    Every function first checks the observation's shape, that it is finite and (Discrete) inside its
+    space, so that a wrong one raises instead of being reshaped, broadcast, answered with NaN or read
+    as another value (see the module docstring for what the converted formats answer instead).
     """
     encoder = policy.encoder
 
@@ -166,7 +169,19 @@ def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[
         usable = tf.where(tf.math.is_nan(observation), tf.zeros_like(observation), observation)
         low, high = (0.0, 1.0) if name in encoder.images else (-FLOAT32_MAX, FLOAT32_MAX)
         usable = tf.clip_by_value(usable, low, high)
-        return usable, tf.cast(tf.math.is_finite(observation), tf.float32)
+        finite = tf.cast(tf.math.is_finite(observation), tf.float32)
+        part = encoder if encoder.keys is None else encoder.parts[name]
+        if not part.one_hot:
+            return usable, finite
+        # A Discrete observation must be one of start, ..., start + n - 1. Outside, 1/0 = inf: CheckNumerics
+        # refuses it. Converters drop that check; there min(1/x, 1) = 1 and the mask's 0 reads the
+        # observation as NaN is read (the mean one-hot vector), arithmetic alone, as tf2onnx needs.
+        first, last = part.start, part.start + part.dim - 1
+        inside = tf.cast((usable == tf.math.floor(usable)) & (usable >= first) & (usable <= last), tf.float32)
+        guard = tf.debugging.check_numerics(1.0 / inside, f"{OUT_OF_SPACE_MESSAGE} (whole numbers {first} to {last})"
+                                            + ("" if name == INPUT_NAME else f" (input {name})"),
+                                            name=f"check_observation_in_space{suffix}")
+        return usable, finite * inside * tf.minimum(guard, 1.0)
 
     def features(observation: Any) -> Any:
         """Checked raw observations [B, *obs_shape] (a dict for a Dict space) → model inputs: normalized
@@ -207,7 +222,7 @@ def conversion_signatures(path: str, requested: list[str] | tuple[str, ...] | No
     those left out and why. A requested signature that the SavedModel lacks raises ValueError; one
     that it cannot convert raises :class:`ExportError` saying why.
     """
-    available = sorted(tf.saved_model.load(path).signatures.keys())
+    available = sorted(load_saved_model(path).signatures.keys())
     try:
         unconvertible = read_metadata(path).get("unconvertible_signatures", {})
     except FileNotFoundError:  # not written by trpo_tf: nothing is known to be unconvertible
@@ -241,6 +256,21 @@ def describe_signatures(module: tf.Module) -> dict[str, Any]:
                            "outputs": {key: _describe_tensor(tensor)
                                        for key, tensor in sorted(function.structured_outputs.items())}}
     return described
+
+
+def load_saved_model(path: str) -> Any:
+    """``tf.saved_model.load(path)``; :class:`ExportError` naming the damaged file when TensorFlow cannot read
+    it (``saved_model.pb`` truncated, empty or not one; ``variables/`` truncated or garbled)."""
+    problem: Exception
+    try:
+        return tf.saved_model.load(path)
+    except (OSError, ValueError) as error:  # the graph: a protobuf that does not parse, or holds no MetaGraph
+        damaged, problem = os.path.join(path, "saved_model.pb"), error
+    except (IndexError, tf.errors.OpError) as error:  # the variables: short reads, bad checksums and magic
+        damaged, problem = os.path.join(path, "variables"), error
+    text = (problem.message if isinstance(problem, tf.errors.OpError) else str(problem)).strip()
+    raise ExportError(f"{damaged} is damaged or not part of a SavedModel, so TensorFlow cannot load it "
+                      f"({' '.join(text.splitlines()[0].split()) if text else type(problem).__name__})")
 
 
 def next_version(out_dir: str) -> int:
