@@ -341,3 +341,4 @@ def test_the_progress_bars_time_left_leaves_out_the_first_iterations_compilation
         assert (shown["total"] - shown["n"]) / shown["rate"] == pytest.approx(7.0, rel=1e-6)
     finally:
         bar.close()
+    assert "300/1.00k [01:42" in str(bar.bar) and "2.94step/s" in str(bar.bar)  # the whole run: 300 steps, 102 s

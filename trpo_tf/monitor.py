@@ -64,7 +64,7 @@ class ProgressBar:
     def __init__(self, total: int, initial: int = 0, disable: bool = False, description: str | None = None):
         self.bar = tqdm.tqdm(total=total, initial=min(initial, total), unit="step", unit_scale=True,
                              dynamic_ncols=True, disable=disable, desc=description, smoothing=0.1)
-        self.first = True
+        self.first, self.initial = True, self.bar.initial
 
     def __call__(self, entry: Entry) -> None:
         done = max(0, min(entry["timesteps"], self.bar.total) - self.bar.n)
@@ -80,6 +80,7 @@ class ProgressBar:
         self.bar.refresh()
 
     def close(self) -> None:
+        self.bar.initial = self.initial  # the last line shows the whole run's speed, compilation included
         self.bar.close()
 
 
