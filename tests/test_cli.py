@@ -174,6 +174,10 @@ def test_export_under_a_file_is_refused_in_one_line_naming_it(trained, tmp_path,
         assert capsys.readouterr().err == (f"trpo-tf: error: cannot export to {out}: {tmp_path / 'notes.txt'} "
                                            f"exists and is not a directory\n")
     assert os.listdir(tmp_path) == ["notes.txt"]
+    assert cli.main(["train", "CartPole-v1", "--logdir", str(tmp_path / "run"), "--export",
+                     str(tmp_path / "notes.txt" / "exported")]) == 2  # before training, not after
+    assert "notes.txt exists and is not a directory" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["notes.txt"]
 
 
 def test_kill_9_then_resume_continues_from_the_checkpoint(workdir):

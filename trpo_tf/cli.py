@@ -209,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train in the run directory, holding its lock throughout (a second training there is refused)."""
+    from trpo_tf import export as exporting
     from trpo_tf import rundir, signing
     from trpo_tf.sampling import check_env_id, env_module
 
@@ -224,6 +225,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     seed = DEFAULT_SEED if args.seed is None else args.seed
     run_dir = args.logdir or os.path.join("runs", f"{_safe_name(args.env_id)}-seed{seed}")
     new_run = None if args.resume else _resolve_config(args)  # bad input fails before the directory is made
+    if args.export:
+        exporting.check_export_dir(args.export)  # not after training
     signing.run_key()  # checkpoints are signed: a missing or bad key fails now, not at the first save
     with rundir.lock_run_dir(run_dir, create=not args.resume):
         return _train(args, run_dir, seed, new_run)
