@@ -226,7 +226,8 @@ def test_unknown_config_key_suggests_the_closest_and_lists_valid_ones(tmp_path):
     config_file = tmp_path / "my.yaml"
     config_file.write_text("value_epocs: 3\n")
     args = cli.build_parser().parse_args(["train", "Pendulum-v1", "--config", str(config_file)])
-    with pytest.raises(ValueError, match=r"my.yaml: unknown TRPOConfig field value_epocs \(did you mean value_epochs\?\)"):
+    with pytest.raises(ValueError, match=r"my.yaml: unknown TRPOConfig field value_epocs \(did you mean "
+                                         r"value_epochs\?\)"):
         cli._resolve_config(args)
 
 

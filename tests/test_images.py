@@ -449,7 +449,7 @@ def test_rest_predict_refuses_pixels_that_uint8_cannot_hold(exports, env_id, nam
     assert answer == {"error": f"input {name!r}: {shown} does not fit uint8, which holds whole numbers from 0 to 255"}
 
 
-# --------------------------------------------------------------------------- image environments by id, from the command line
+# --------------------------------------------------------------------------- image environments by id
 
 def test_minatar_trains_exports_and_evaluates_from_the_command_line(tmp_path):
     """Each command in a fresh process, where nothing has registered MinAtar's ids: the id registers them."""

@@ -492,14 +492,33 @@ def plant(run: Path, number: int, marker: Path, signature: str | None) -> None:
     rewrite(run, number, json.dumps(document).encode(), pickle.dumps(_Marker(str(marker))))
 
 
-@pytest.mark.parametrize("signature", [None, "hmac-sha256:" + "0" * 64, 7])
+NAMED = {"run_id": "a", "checkpoint": "ckpt-4", "env_id": "CartPole-v1"}  # what a signature binds its bytes to
+CRAFTED = {  # signatures a crafted or damaged checkpoint could hold
+    "none": None,
+    "zeros, old form": "hmac-sha256:" + "0" * 64,
+    "non-ASCII, old form": "hmac-sha256:" + "é" * 64,
+    "too short, old form": "hmac-sha256:abc",
+    "a number": 7,
+    "a list": ["hmac-sha256:" + "0" * 64],
+    "an empty object": {},
+    "no hmac": NAMED,
+    "non-ASCII hmac": {**NAMED, "hmac": "hmac-sha256:" + "é" * 64},
+    "hmac too long": {**NAMED, "hmac": "hmac-sha256:" + "0" * 65},
+    "run id not a string": {**NAMED, "run_id": 1, "hmac": "hmac-sha256:" + "0" * 64},
+    "an extra key": {**NAMED, "hmac": "hmac-sha256:" + "0" * 64, "trusted": True},
+}
+
+
+@pytest.mark.parametrize("signature", CRAFTED.values(), ids=CRAFTED.keys())
 def test_a_crafted_pickle_is_never_unpickled_without_trust(run, tmp_path, capsys, signature):
+    """Whatever the signature holds (non-ASCII, the wrong length, the wrong type), one line, never a traceback."""
     marker = tmp_path / "marker"
     plant(run, 4, marker, signature)
     before = tree(run)
     assert cli.main(RESUME + ["--logdir", str(run), "--timesteps", str(6 * STEPS)]) == 2
     [line] = ours(capsys.readouterr().err)
-    assert "ckpt-4: its pickled environment state" in line and "--trust-run" in line and "--fresh-episodes" in line
+    assert line.startswith(f"trpo-tf: error: checkpoint {run}/checkpoints/ckpt-4: its pickled environment state "
+                           "carries ") and "--trust-run" in line and "--fresh-episodes" in line
     with pytest.raises(UntrustedRunError):
         TRPO.load(str(run), resume=True)
     with TRPO.load(str(run)) as agent:  # evaluation and export read no pickle
@@ -588,7 +607,8 @@ def test_the_zen_of_python_is_not_printed_by_evaluating_a_run(run, capsys):
     assert "this" not in sys.modules
     assert cli.main(["evaluate", str(run), "--episodes", "1"]) == 2
     captured = capsys.readouterr()
-    assert "Beautiful is better than ugly" not in captured.out and "which would import the module 'this'" in captured.err
+    assert "Beautiful is better than ugly" not in captured.out
+    assert "which would import the module 'this'" in captured.err
 
 
 def test_an_export_never_chooses_a_module_to_import(run, tmp_path, capsys, monkeypatch):
@@ -635,33 +655,6 @@ def test_a_run_signed_with_another_key_is_refused(run, tmp_path, monkeypatch):
         TRPO.load(str(run), resume=True)
 
 
-MALFORMED = {  # as a crafted or damaged checkpoint could hold them
-    "non-ASCII, old form": "hmac-sha256:" + "é" * 64,
-    "too short, old form": "hmac-sha256:abc",
-    "a number": 7,
-    "a list": ["hmac-sha256:" + "0" * 64],
-    "an empty object": {},
-    "no hmac": {"run_id": "a", "checkpoint": "ckpt-4", "env_id": "CartPole-v1"},
-    "non-ASCII hmac": {"run_id": "a", "checkpoint": "ckpt-4", "env_id": "CartPole-v1", "hmac": "hmac-sha256:" + "é" * 64},
-    "hmac too long": {"run_id": "a", "checkpoint": "ckpt-4", "env_id": "CartPole-v1", "hmac": "hmac-sha256:" + "0" * 65},
-    "run id not a string": {"run_id": 1, "checkpoint": "ckpt-4", "env_id": "CartPole-v1", "hmac": "hmac-sha256:" + "0" * 64},
-    "an extra key": {"run_id": "a", "checkpoint": "ckpt-4", "env_id": "CartPole-v1", "hmac": "hmac-sha256:" + "0" * 64,
-                     "trusted": True},
-}
-
-
-@pytest.mark.parametrize("signature", MALFORMED.values(), ids=MALFORMED.keys())
-def test_a_malformed_signature_is_refused_in_one_line(run, tmp_path, capsys, signature):
-    marker = tmp_path / "marker"
-    plant(run, 4, marker, signature)
-    before = tree(run)
-    assert cli.main(RESUME + ["--logdir", str(run), "--timesteps", str(6 * STEPS)]) == 2
-    [line] = ours(capsys.readouterr().err)
-    assert line.startswith(f"trpo-tf: error: checkpoint {run}/checkpoints/ckpt-4: its pickled environment state "
-                           "carries ") and "--trust-run" in line
-    with pytest.raises(UntrustedRunError, match=r"carries (a malformed signature|a signature of an earlier trpo_tf)"):
-        TRPO.load(str(run), resume=True)
-    assert not marker.exists() and tree(run) == before
 
 
 def run_id(run: Path) -> str:
