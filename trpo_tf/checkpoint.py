@@ -33,9 +33,9 @@ file is damaged or missing.
 
 Trust: only :func:`restore` with ``environments=True`` (resuming training) unpickles
 anything, and only bytes signed with this user's run key for this run, checkpoint and
-environment id, unless ``trust=True``. Restoring
-for evaluation or export reads weights and JSON only, so a downloaded run directory can be
-inspected and exported safely.
+environment id, unless ``trust=True``. Restoring for evaluation or export reads weights and
+JSON only, so a downloaded run directory can be inspected and exported safely; an environment
+id in ``run.json`` that would import a module is used only as :func:`check_recorded_env` allows.
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from trpo_tf import rundir, signing
+from trpo_tf import signing
 from trpo_tf.config import TRPOConfig
 from trpo_tf.errors import CheckpointWarning, RunDirError, UnreadableCheckpointError, UntrustedRunError
-from trpo_tf.files import atomic_write
+from trpo_tf.files import CHECKPOINT_DIR, CONFIG_FILE, RUN_FILE, atomic_write, refuse_run_links
 from trpo_tf.sampling.environments import env_module, refuse_recorded_module
 
 if TYPE_CHECKING:
@@ -65,9 +65,6 @@ __all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_reco
            "checkpoint_state", "checkpoints", "iteration_of", "latest", "read_config", "read_networks", "read_run",
            "read_run_info", "restore", "save", "signature_problem", "update_run", "write_run"]
 
-RUN_FILE = "run.json"
-CONFIG_FILE = "config.yaml"
-CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "ckpt"
 MAX_TO_KEEP = 3
 STATE_FORMAT = 3  # 1: before the policy held its normalizer and head; 2: one random stream for all
@@ -197,9 +194,9 @@ def save(agent: TRPO, run_dir: str) -> str:
     directory that holds a run of another environment, seed or config. Keeps the last
     :data:`MAX_TO_KEEP` checkpoints. Saving twice at the same iteration writes once (unless
     the first is damaged). The environment state is signed with this user's run key. RunDirError,
-    before anything is written, when an entry it would write is a symbolic link (:func:`rundir.refuse_links`).
+    before anything is written, when an entry it would write is a symbolic link (:func:`refuse_run_links`).
     """
-    rundir.refuse_links(run_dir)
+    refuse_run_links(run_dir)
     if os.path.isfile(os.path.join(run_dir, RUN_FILE)):
         check_same_run(agent, run_dir)
     else:

@@ -13,7 +13,12 @@ from typing import IO
 
 from trpo_tf.errors import InputError, RunDirError
 
-PROGRESS_FILE = "progress.csv"  # in a run directory: one row per iteration (trpo_tf.monitor.CSVLogger)
+# What a run directory holds (see trpo_tf.checkpoint, trpo_tf.rundir and trpo_tf.monitor):
+RUN_FILE = "run.json"  # env id, seed, run id, command, ...
+CONFIG_FILE = "config.yaml"  # the run's TRPOConfig
+CHECKPOINT_DIR = "checkpoints"  # tf.train.CheckpointManager's files
+PROGRESS_FILE = "progress.csv"  # one row per iteration (trpo_tf.monitor.CSVLogger)
+LOCK_FILE = ".lock"  # held by the training that writes the run (trpo_tf.rundir)
 DEFAULT_CHECKPOINT_EVERY = 10  # iterations between checkpoints of a training run
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 
@@ -23,6 +28,21 @@ def refuse_link(path: str, error: type[InputError] = RunDirError) -> None:
     if os.path.islink(path):
         raise error(f"{path} is a symbolic link (to {os.readlink(path)}); trpo_tf writes nothing through a link, so "
                     f"that no file outside {os.path.dirname(path) or '.'} changes: remove the link")
+
+
+def refuse_run_links(run_dir: str) -> None:
+    """RunDirError naming the first entry of ``run_dir`` that trpo_tf writes and that is a symbolic link:
+    ``.lock``, ``run.json``, ``config.yaml``, ``progress.csv``, ``checkpoints/`` and everything in it.
+
+    Called before anything is written (TensorFlow writes a checkpoint through names of its own in
+    ``checkpoints/``); the files are then opened without following links.
+    """
+    paths = [os.path.join(run_dir, name) for name in (LOCK_FILE, RUN_FILE, CONFIG_FILE, PROGRESS_FILE, CHECKPOINT_DIR)]
+    checkpoint_dir = paths[-1]
+    if os.path.isdir(checkpoint_dir) and not os.path.islink(checkpoint_dir):
+        paths += [os.path.join(checkpoint_dir, name) for name in sorted(os.listdir(checkpoint_dir))]
+    for path in paths:
+        refuse_link(path)
 
 
 def atomic_write(path: str, text: str) -> None:

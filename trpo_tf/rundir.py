@@ -19,11 +19,10 @@ import os
 from typing import Iterator
 
 from trpo_tf.errors import RunDirError, RunDirInUseError
-from trpo_tf.files import PROGRESS_FILE, refuse_link
+from trpo_tf.files import CHECKPOINT_DIR, LOCK_FILE, PROGRESS_FILE, RUN_FILE, refuse_run_links
 
-__all__ = ["LOCK_FILE", "check_new_run_dir", "lock_run_dir", "refuse_links", "run_files"]
+__all__ = ["LOCK_FILE", "check_new_run_dir", "lock_run_dir", "run_files"]
 
-LOCK_FILE = ".lock"
 _HELD: dict[str, int] = {}  # real path of a run directory this process holds → how many blocks hold it
 
 
@@ -34,7 +33,7 @@ def lock_run_dir(run_dir: str, create: bool = True) -> Iterator[None]:
     Raises :class:`RunDirInUseError`, naming the owner's process id, when another process
     holds it (a nested block of the process that holds it just goes on), and :class:`RunDirError` when
     ``run_dir`` is a file, or is missing and not ``create``, or holds a symbolic link where trpo_tf
-    writes (:func:`refuse_links`). The directories it created (``runs/`` of ``runs/CartPole-v1-seed0``
+    writes (:func:`trpo_tf.files.refuse_run_links`). The directories it created (``runs/`` of ``runs/CartPole-v1-seed0``
     too) are removed again if they are still empty at the end, so a refused command leaves nothing.
     """
     key = os.path.realpath(run_dir)
@@ -49,7 +48,7 @@ def lock_run_dir(run_dir: str, create: bool = True) -> Iterator[None]:
         raise RunDirError(f"{run_dir} exists and is not a directory")
     if not create and not os.path.isdir(run_dir):
         raise RunDirError(f"no run directory at {run_dir}")
-    refuse_links(run_dir)
+    refuse_run_links(run_dir)
     created = _make_directories(run_dir)
     try:
         path = os.path.join(run_dir, LOCK_FILE)
@@ -82,26 +81,9 @@ def check_new_run_dir(run_dir: str) -> None:
                                         "another run directory": "another run directory (--logdir)"})
 
 
-def refuse_links(run_dir: str) -> None:
-    """RunDirError naming the first entry of ``run_dir`` that trpo_tf writes and that is a symbolic link:
-    ``.lock``, ``run.json``, ``config.yaml``, ``progress.csv``, ``checkpoints/`` and everything in it.
-
-    Called before anything is written (TensorFlow writes a checkpoint through names of its own in
-    ``checkpoints/``); the files are then opened without following links (:mod:`trpo_tf.files`).
-    """
-    from trpo_tf.checkpoint import CHECKPOINT_DIR, CONFIG_FILE, RUN_FILE
-
-    paths = [os.path.join(run_dir, name) for name in (LOCK_FILE, RUN_FILE, CONFIG_FILE, PROGRESS_FILE, CHECKPOINT_DIR)]
-    checkpoint_dir = paths[-1]
-    if os.path.isdir(checkpoint_dir) and not os.path.islink(checkpoint_dir):
-        paths += [os.path.join(checkpoint_dir, name) for name in sorted(os.listdir(checkpoint_dir))]
-    for path in paths:
-        refuse_link(path)
-
-
 def run_files(run_dir: str) -> list[str]:
     """The files of a run present in ``run_dir``: run.json, progress.csv and the newest checkpoints/ckpt-N."""
-    from trpo_tf.checkpoint import CHECKPOINT_DIR, RUN_FILE, checkpoints
+    from trpo_tf.checkpoint import checkpoints
 
     found = [name for name in (RUN_FILE, PROGRESS_FILE) if os.path.exists(os.path.join(run_dir, name))]
     stored = checkpoints(run_dir)
