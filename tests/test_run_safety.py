@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trpo_tf import TRPO, TRPOConfig, checkpoint, cli, files, rundir, signing
+from trpo_tf import TRPO, EvalCallback, TRPOConfig, checkpoint, cli, files, rundir, signing
 from trpo_tf.errors import RunDirError, RunDirInUseError, RunKeyError, UntrustedModuleError, UntrustedRunError
 
 from killing import kill_9_after_checkpoint
@@ -460,6 +460,17 @@ def test_files_are_never_written_through_a_link(tmp_path):
     with pytest.raises(RunDirError, match=f"run.json.{os.getpid()}.tmp is a symbolic link"):
         files.atomic_write(str(tmp_path / "run.json"), "new")
     assert victim.read_text() == "precious" and not (tmp_path / "run.json").exists()
+
+
+def test_a_best_model_folder_with_a_symlinked_entry_is_refused_before_anything_is_written(run, tmp_path):
+    best, victim = tmp_path / "best", tmp_path / "victim"
+    best.mkdir()
+    victim.write_text("precious")
+    (best / "config.yaml").symlink_to(victim)  # written after run.json: refused before run.json is
+    with TRPO.load(str(run)) as agent:
+        with pytest.raises(RunDirError, match=f"{best / 'config.yaml'} is a symbolic link"):
+            EvalCallback(agent, "CartPole-v1", every=1, episodes=1, best_dir=str(best))
+    assert os.listdir(best) == ["config.yaml"] and victim.read_text() == "precious"
 
 
 def test_export_refuses_a_symlinked_version_folder(run, tmp_path, capsys):

@@ -74,7 +74,9 @@ STATE_FORMAT = 3  # 1: before the policy held its normalizer and head; 2: one ra
 
 def write_run(run_dir: str, agent: TRPO, command: str | None = None, total_timesteps: int | None = None,
               **extra: Any) -> None:
-    """Write ``run.json`` and ``config.yaml`` for ``agent`` into ``run_dir`` (atomically, each)."""
+    """Write ``run.json`` and ``config.yaml`` for ``agent`` into ``run_dir`` (atomically, each); RunDirError,
+    before either is written, when an entry of ``run_dir`` is a symbolic link (:func:`refuse_run_links`)."""
+    refuse_run_links(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     from trpo_tf import __version__
     info = {
