@@ -108,8 +108,13 @@ def test_a_log_dir_of_another_run_is_refused_and_a_resumed_agent_continues_it(tm
         first.learn(128, log_dir=run)
     before = _tree(run)
     with TRPO("CartPole-v1", TINY, seed=2) as second:
-        with pytest.raises(RunDirError, match="already holds a run .run.json, progress.csv, checkpoints/ckpt-1."):
+        with pytest.raises(RunDirError, match="already holds a run .run.json, progress.csv, checkpoints/ckpt-1.") \
+                as refused:
             second.learn(128, log_dir=run)
+        # Python's words, not the command line's: the command line puts its flags in their place.
+        assert "TRPO.load(run_dir, resume=True)" in str(refused.value) and "--" not in str(refused.value)
+        assert "continue it with --resume, or choose another run directory (--logdir)" in \
+            refused.value.for_command_line()
         with pytest.raises(InputError, match="reset_num_timesteps starts a new count"):
             first.learn(128, log_dir=run, reset_num_timesteps=True)
     assert _tree(run) == before

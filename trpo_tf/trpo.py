@@ -441,7 +441,9 @@ class TRPO:
         :mod:`trpo_tf.signing`), or with ``trust=True`` for a run you trust whoever wrote;
         otherwise :class:`~trpo_tf.errors.UntrustedRunError`. Without ``resume`` nothing is
         unpickled and the environments start fresh episodes: safe for evaluating, exporting
-        or continuing to train a downloaded run.
+        or continuing to train a downloaded run. An env id that imports a module (``"module:Env-v0"``)
+        is taken from the run only with ``trust=True`` or, resuming, this user's signature for it
+        (else :class:`~trpo_tf.errors.UntrustedModuleError`): pass ``env`` to name it yourself.
 
         A run trained with networks of your own rebuilds them from the Keras configs its
         ``run.json`` records (custom layers must be registered with
@@ -452,6 +454,8 @@ class TRPO:
         recorded = checkpoint.read_networks(run_dir)
         given = {"policy_network": policy_network, "value_network": value_network}
         specs = {role: networks.network_for_load(recorded.get(role), given[role], role, run_dir) for role in given}
+        if env is None:  # the run's env id: a module it names is imported only when trusted
+            checkpoint.check_recorded_env(run_dir, env_id, trust, signed=resume)
         target = env if env is not None else env_id
         if target is None:
             raise InputError(f"{run_dir} was trained on an environment instance without a registered id; "

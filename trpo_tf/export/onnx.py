@@ -28,7 +28,7 @@ from typing import Any
 import tensorflow as tf
 
 from trpo_tf.errors import ExportError, InputError, MissingDependencyError
-from trpo_tf.export.saved_model import conversion_signatures, resolve_saved_model_dir
+from trpo_tf.export.saved_model import conversion_signatures, load_saved_model, resolve_saved_model_dir
 
 OPSET = 17
 DROPPED_CHECKS = ("Assert", "CheckNumerics", "CheckNumericsV2")  # tf2onnx removes them
@@ -57,7 +57,7 @@ def to_onnx(saved_model_dir: str, out_dir: str, signatures: list[str] | tuple[st
     check_dependencies()
     tf2onnx = importlib.import_module("tf2onnx")
     path = resolve_saved_model_dir(saved_model_dir)
-    loaded = tf.saved_model.load(path)
+    loaded = load_saved_model(path)
     try:
         keys = conversion_signatures(path, signatures, "ONNX")
     except ExportError:

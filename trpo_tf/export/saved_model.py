@@ -29,10 +29,12 @@ An observation of the wrong shape is refused by an ``EnsureShape`` check in the 
 tensor of the wrong dtype is refused by the signature (Python lists and NumPy arrays are
 first converted to float32 by TensorFlow, as TF Serving converts JSON numbers). An observation
 holding NaN or ±infinity is refused by a ``CheckNumerics`` op (``InvalidArgumentError``
-"observation holds NaN or infinity"). Converters drop that op (TFLite, tf2onnx): there, and
-only there, every normalized feature that a non-finite entry feeds is 0 (the entry reads as its
-training mean, or as 0 with normalization off; a non-finite Discrete observation reads as the mean
-one-hot vector), so every output stays finite and every action inside the action space.
+"observation holds NaN or infinity"), and so is a Discrete observation outside its space (5, −1
+or 2.7 for ``Discrete(5)``: "observation outside its Discrete space"). Converters drop those ops
+(TFLite, tf2onnx): there, and only there, every normalized feature that such an entry feeds is 0
+(a non-finite entry reads as its training mean, or as 0 with normalization off; a non-finite or
+out-of-space Discrete observation reads as the mean one-hot vector), so every output stays finite
+and every action inside the action space.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ import numpy as np
 import tensorflow as tf
 
 from trpo_tf.errors import ExportError
+from trpo_tf.files import refuse_link
 from trpo_tf.export.spaces import space_to_metadata
 from trpo_tf.policies import Policy
 from trpo_tf.policies.encoders import INPUT_NAME, NON_FINITE_MESSAGE
@@ -78,11 +81,18 @@ def export_saved_model(policy: Policy, value: keras.Model, out_dir: str, metadat
     ``out_dir`` (1 for a new directory); an existing version is never overwritten
     (``FileExistsError``). The model is written to a hidden temporary folder and renamed into
     place, so a TF Serving instance watching ``out_dir`` never sees a half-written version.
+    :class:`ExportError` when ``out_dir`` cannot be a directory (:func:`check_export_dir`) or the
+    version's entry is a symbolic link.
     """
     _check_finite_weights(policy, value)
-    os.makedirs(out_dir, exist_ok=True)
+    check_export_dir(out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f"cannot create the export directory {out_dir}: {error.strerror or error}") from None
     version = next_version(out_dir) if version is None else _checked_version(version)
     target = os.path.join(out_dir, str(version))
+    refuse_link(target, ExportError)
     if os.path.exists(target):
         raise FileExistsError(f"{target} already exists; export to another version (or leave "
                               f"version=None to use the next free one, {next_version(out_dir)})")
@@ -95,6 +105,16 @@ def export_saved_model(policy: Policy, value: keras.Model, out_dir: str, metadat
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def check_export_dir(out_dir: str) -> None:
+    """ExportError naming the path when ``out_dir`` or one of its parents exists but is not a directory,
+    so that an export that cannot be written is refused before anything else is done."""
+    folder = os.path.normpath(out_dir)
+    while folder and not os.path.lexists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    if folder and os.path.lexists(folder) and not os.path.isdir(folder):
+        raise ExportError(f"cannot export to {out_dir}: {folder} exists and is not a directory")
 
 
 def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: dict[str, Any],
@@ -131,9 +151,9 @@ def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[[
     """Name → function of raw observations [B, *obs_shape] (a dict by key for a Dict space)
     returning the signature's outputs, from ``policy`` and the ``value`` model.
 
-    Every function first checks the observation's shape and that it is finite, so that a wrong
-    one raises instead of being reshaped, broadcast or answered with NaN (see the module docstring
-    for what the converted formats answer instead).
+    Every function first checks the observation's shape, that it is finite and (Discrete) inside its
+    space, so that a wrong one raises instead of being reshaped, broadcast, answered with NaN or read
+    as another value (see the module docstring for what the converted formats answer instead).
     """
     encoder = policy.encoder
 
@@ -172,7 +192,7 @@ def conversion_signatures(path: str, requested: list[str] | tuple[str, ...] | No
     those left out and why. A requested signature that the SavedModel lacks raises ValueError; one
     that it cannot convert raises :class:`ExportError` saying why.
     """
-    available = sorted(tf.saved_model.load(path).signatures.keys())
+    available = sorted(load_saved_model(path).signatures.keys())
     try:
         unconvertible = read_metadata(path).get("unconvertible_signatures", {})
     except FileNotFoundError:  # not written by trpo_tf: nothing is known to be unconvertible
@@ -206,6 +226,21 @@ def describe_signatures(module: tf.Module) -> dict[str, Any]:
                            "outputs": {key: _describe_tensor(tensor)
                                        for key, tensor in sorted(function.structured_outputs.items())}}
     return described
+
+
+def load_saved_model(path: str) -> Any:
+    """``tf.saved_model.load(path)``; :class:`ExportError` naming the damaged file when TensorFlow cannot read
+    it (``saved_model.pb`` truncated, empty or not one; ``variables/`` truncated or garbled)."""
+    problem: Exception
+    try:
+        return tf.saved_model.load(path)
+    except (OSError, ValueError) as error:  # the graph: a protobuf that does not parse, or holds no MetaGraph
+        damaged, problem = os.path.join(path, "saved_model.pb"), error
+    except (IndexError, tf.errors.OpError) as error:  # the variables: short reads, bad checksums and magic
+        damaged, problem = os.path.join(path, "variables"), error
+    text = (problem.message if isinstance(problem, tf.errors.OpError) else str(problem)).strip()
+    raise ExportError(f"{damaged} is damaged or not part of a SavedModel, so TensorFlow cannot load it "
+                      f"({' '.join(text.splitlines()[0].split()) if text else type(problem).__name__})")
 
 
 def next_version(out_dir: str) -> int:
