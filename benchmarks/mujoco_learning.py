@@ -47,7 +47,7 @@ import time
 
 import numpy as np
 
-from records import read_curves, read_summary, write_curves
+from records import bootstrap_interval, interquartile_mean, plot_learning_curves, read_curves, read_summary, write_curves
 from trpo_tf import checkpoint, plotting
 from trpo_tf.export import read_metadata
 from trpo_tf.files import PROGRESS_FILE
@@ -113,24 +113,6 @@ def seconds_before(run_dir: str, iteration: int) -> float:
                    if int(row["iteration"]) <= iteration)
 
 
-def interquartile_mean(values: np.ndarray) -> np.ndarray:
-    """IQM over the last axis: the mean of the sorted values [k : n − k], k = ⌊n / 4⌋. [..., n] → [...]."""
-    ordered = np.sort(np.asarray(values, dtype=np.float64), axis=-1)
-    trim = ordered.shape[-1] // 4
-    return ordered[..., trim: ordered.shape[-1] - trim].mean(axis=-1)
-
-
-def bootstrap_interval(values: list[float], resamples: int = 10_000, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the IQM of ``values`` (runs resampled with replacement)."""
-    data = np.asarray(values, dtype=np.float64)
-    draws = np.random.default_rng(seed).integers(0, len(data), size=(resamples, len(data)))
-    estimates = interquartile_mean(data[draws])
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(estimates, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 def curves_of(out: str) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
     """(env, seed) → (timesteps [K], training return [K]) from ``out``/curves.csv."""
     return {(env_id, int(seed)): curve for (env_id, seed), curve in read_curves(
@@ -138,32 +120,10 @@ def curves_of(out: str) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
 
 
 def plot_grid(out: str, rows: list[dict], envs: list[str]) -> str:
-    """One panel per environment: mean training return over its seeds, min–max band, published line."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    curves = curves_of(out)
-    envs = [env_id for env_id in envs if any((row["env"], row["seed"]) in curves for row in rows
-                                             if row["env"] == env_id)]
-    figure = Figure(figsize=(4 * max(1, len(envs)), 3.4), dpi=100)
-    FigureCanvasAgg(figure)
-    for index, env_id in enumerate(envs):
-        axes = figure.add_subplot(1, len(envs), index + 1)
-        seeds = [row["seed"] for row in rows if row["env"] == env_id and (env_id, row["seed"]) in curves]
-        grid, mean, lower, upper = plotting.aggregate([curves[env_id, seed] for seed in seeds])
-        axes.plot(grid, mean, label=f"trpo_tf ({len(seeds)} seeds)")
-        axes.fill_between(grid, lower, upper, alpha=0.25, linewidth=0)
-        if env_id in PUBLISHED:
-            axes.axhline(PUBLISHED[env_id], color="gray", linestyle="--", label="published")
-        axes.set_title(env_id)
-        axes.set_xlabel("timesteps")
-        axes.grid(alpha=0.3)
-        if index == 0:
-            axes.set_ylabel("training episode return (last 100)")
-            axes.legend(loc="lower right", fontsize="small")
-    figure.tight_layout()
+    """``out``/learning_curves.png: per environment the training return over its seeds and the final
+    deterministic evaluations against the published figure (see :func:`records.plot_learning_curves`)."""
     path = os.path.join(out, "learning_curves.png")
-    figure.savefig(path)
+    plot_learning_curves(curves_of(out), rows, envs, PUBLISHED, path)
     return path
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-from trpo_tf import TRPO, TRPOConfig
+from trpo_tf import TRPO, TRPOConfig, cli
 from trpo_tf.errors import EnvironmentValueError, UnsupportedSpaceError
 from trpo_tf.sampling import InProcessSampler
 from trpo_tf.update import PolicyUpdate
@@ -217,9 +217,18 @@ def test_env_kwargs_errors_name_the_problem():
         TRPO(gym.make("CartPole-v1"), SMALL.replace(env_kwargs={"sutton_barto_reward": True}))
 
 
-def test_unknown_config_key_lists_valid_ones():
-    with pytest.raises(ValueError, match="unknown TRPOConfig field.*'max_kll'.*valid fields: steps_per_iteration"):
+def test_unknown_config_key_suggests_the_closest_and_lists_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown TRPOConfig field max_kll \(did you mean max_kl\?\); "
+                                         "valid fields: steps_per_iteration"):
         TRPOConfig().replace(max_kll=0.1)
+    with pytest.raises(ValueError, match=r"unknown TRPOConfig fields gama \(did you mean gamma\?\), zzz; valid"):
+        TRPOConfig.from_dict({"gama": 0.9, "zzz": 1})
+    config_file = tmp_path / "my.yaml"
+    config_file.write_text("value_epocs: 3\n")
+    args = cli.build_parser().parse_args(["train", "Pendulum-v1", "--config", str(config_file)])
+    with pytest.raises(ValueError, match=r"my.yaml: unknown TRPOConfig field value_epocs \(did you mean "
+                                         r"value_epochs\?\)"):
+        cli._resolve_config(args)
 
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])

@@ -11,8 +11,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
+import tqdm
 
-from trpo_tf import TRPO, TRPOConfig, checkpoint, cli
+from trpo_tf import TRPO, TRPOConfig, checkpoint, cli, monitor
 from trpo_tf.callbacks import EvalCallback, StopOnNoImprovement, StopOnReward
 from trpo_tf.errors import CallbackError, InputError, RunDirError, SpaceMismatchError, UnknownEnvironmentError
 from trpo_tf.evaluation import run_episodes
@@ -324,3 +325,21 @@ def test_an_env_instance_is_evaluated_and_left_open(cartpole_agent):
     env.reset(seed=0)  # still usable: the caller owns it
     env.close()
     assert np.isfinite(entry["eval_return_std"])
+
+
+def test_the_progress_bars_time_left_leaves_out_the_first_iterations_compilation(monkeypatch):
+    """A first iteration of 100 s (compiling), then 100 steps a second: the 700 steps left take 7 s."""
+    clock = [0.0]
+    monkeypatch.setattr(tqdm.std, "time", lambda: clock[0])  # the clock a bar reads (as self._time)
+    bar = monitor.ProgressBar(total=1000)
+    try:
+        for iteration, seconds in enumerate([100.0, 1.0, 1.0], start=1):
+            clock[0] += seconds
+            bar({"timesteps": 100 * iteration, "iteration": iteration, "episode_return_mean": 0.0})
+            shown = bar.bar.format_dict
+            if iteration == 1:  # no speed yet: tqdm shows "?" left
+                assert shown["n"] == 100 and not shown["rate"] and "?" in str(bar.bar)
+        assert (shown["total"] - shown["n"]) / shown["rate"] == pytest.approx(7.0, rel=1e-6)
+    finally:
+        bar.close()
+    assert "300/1.00k [01:42" in str(bar.bar) and "2.94step/s" in str(bar.bar)  # the whole run: 300 steps, 102 s

@@ -166,6 +166,34 @@ def test_export_with_tflite(trained):
     assert "exports2/1" in process.stdout and "model.tflite" in process.stdout
 
 
+@pytest.mark.parametrize("damaged", ["saved_model.pb", "variables/variables.data-00000-of-00001",
+                                     "variables/variables.index"])
+def test_evaluating_a_truncated_export_names_the_file_in_one_line(trained, tmp_path, capsys, damaged):
+    workdir, _ = trained
+    copy = shutil.copytree(workdir / "exported" / "1", tmp_path / "exported" / "1")
+    data = (copy / damaged).read_bytes()
+    (copy / damaged).write_bytes(data[: len(data) // 2])
+    assert cli.main(["evaluate", str(tmp_path / "exported"), "--episodes", "1"]) == 2
+    named = copy / ("saved_model.pb" if damaged == "saved_model.pb" else "variables")
+    err = capsys.readouterr().err
+    assert err.startswith(f"trpo-tf: error: {named} is damaged or not part of a SavedModel, so TensorFlow cannot "
+                          "load it (") and err.count("\n") == 1
+
+
+def test_export_under_a_file_is_refused_in_one_line_naming_it(trained, tmp_path, capsys):
+    workdir, _ = trained
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    for out in (tmp_path / "notes.txt" / "exported", tmp_path / "notes.txt"):
+        assert cli.main(["export", str(workdir / "runs" / "CartPole-v1-seed0"), str(out)]) == 2
+        assert capsys.readouterr().err == (f"trpo-tf: error: cannot export to {out}: {tmp_path / 'notes.txt'} "
+                                           f"exists and is not a directory\n")
+    assert os.listdir(tmp_path) == ["notes.txt"]
+    assert cli.main(["train", "CartPole-v1", "--logdir", str(tmp_path / "run"), "--export",
+                     str(tmp_path / "notes.txt" / "exported")]) == 2  # before training, not after
+    assert "notes.txt exists and is not a directory" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
 def test_kill_9_then_resume_continues_from_the_checkpoint(workdir):
     """SIGKILL a training run after a checkpoint, resume it, and find every iteration exactly once."""
     steps = 512
@@ -259,11 +287,22 @@ def test_a_new_run_refuses_a_directory_with_checkpoints(trained, capsys):
             in capsys.readouterr().err)
 
 
-def test_unknown_set_key_lists_the_valid_keys(tmp_path):
+def test_quiet_keeps_third_party_start_up_lines_out(tmp_path):
+    """Ray logs its cluster's start-up (an authentication token, "Started a local Ray instance") as it starts."""
+    environment = {key: value for key, value in _env().items() if key != "TF_CPP_MIN_LOG_LEVEL"}  # a user's
+    process = subprocess.run(_command() + ["train", "CartPole-v1", "--workers", "2", "--ray", "--timesteps", "64",
+                                           "--set", "steps_per_iteration=64", "--quiet"],
+                             cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    assert process.stderr == "" and len(process.stdout.splitlines()) == 1
+
+
+def test_unknown_set_key_suggests_the_closest_and_lists_the_valid_keys(tmp_path):
     process = trpo_tf("train", "CartPole-v1", "--set", "max_kll=0.02", cwd=tmp_path)
     assert process.returncode == 2 and "Traceback" not in process.stderr
     [line] = _our_stderr(process)
-    assert line.startswith("trpo-tf: error: --set max_kll=0.02: unknown TRPOConfig field(s) max_kll; valid fields:")
+    assert line.startswith("trpo-tf: error: --set max_kll=0.02: unknown TRPOConfig field max_kll (did you mean "
+                           "max_kl?); valid fields:")
     from trpo_tf.config import field_names
     assert all(name in line for name in field_names())
     assert not (tmp_path / "runs").exists()
@@ -275,6 +314,8 @@ def test_unknown_set_key_lists_the_valid_keys(tmp_path):
     (["train", "CartPole-v1", "--set", "max_kl"], "--set expects KEY=VALUE, got 'max_kl'"),
     (["train", "CartPole-v1", "--n-envs", "3"], "must be a multiple of n_envs (3)"),
     (["train", "CartPole-v1", "--config", "missing.yaml"], "cannot read config file missing.yaml"),
+    (["train", "Pendulum-v1", "--set", "env_kwargs={bogus_kw: 1}"],
+     "Pendulum-v1 does not accept env_kwargs {'bogus_kw': 1}"),  # found building the agent: runs/ goes again
     (["evaluate", "nowhere", "--env", "CartPole-v1"], "no such file or directory: nowhere"),
     (["plot", "nowhere"], "no such directory: nowhere"),
 ])

@@ -314,6 +314,41 @@ def test_non_finite_observations_are_refused_or_answered_as_documented(name, exp
         assert all(space.contains(a) for a in actions.astype(space.dtype)), (signature, actions)
 
 
+def with_out_of_space_entries(space: gym.spaces.Discrete, observations: np.ndarray) -> np.ndarray:
+    """A copy of Discrete ``observations`` [B] with start + n, start − 1 and start + 2.7 in rows 0-2
+    (5, −1 and 2.7 for ``Discrete(5)``): not one of the space's values."""
+    bad = observations.copy()
+    bad[:3] = [space.start + space.n, space.start - 1, space.start + 2.7]
+    return bad
+
+
+def as_nan_outside(space: gym.spaces.Discrete, observations: np.ndarray) -> np.ndarray:
+    """``observations`` with NaN where they are not one of the space's values (what the converted graphs read)."""
+    inside = (observations == np.floor(observations)) & (observations >= space.start) & (
+        observations < space.start + space.n)
+    return np.where(inside, observations, np.nan)
+
+
+def test_discrete_observations_outside_the_space_are_refused_or_answered_as_documented(exports, loaded, tflite_files):
+    """Discrete(5, start=2): 7, 1 and 4.7 are refused as NaN is; TFLite, without the check, reads them as NaN."""
+    item, model = exports["multidiscrete"], loaded["multidiscrete"]
+    space = item.agent.observation_space
+    bad = with_out_of_space_entries(space, item.observations)
+    for signature in export.SIGNATURES:
+        for row in range(3):
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match=r"observation outside its Discrete space \(whole numbers 2 to 6\)"):
+                call(model, signature, bad[row:row + 1])
+        call(model, signature, bad[3:])  # the observations inside are answered
+    error = rest(item.path, {"instances": bad[:1].tolist()})["error"]
+    assert error.startswith("observation outside its Discrete space (whole numbers 2 to 6)")
+
+    interpreter = Interpreter(model_path=tflite_files["multidiscrete"])
+    for key, reference in documented_outputs(item.agent, as_nan_outside(space, bad)).items():
+        signature, output = key.split("/")
+        assert_tflite_close(interpreter.get_signature_runner(signature)(observation=bad)[output], reference, key)
+
+
 def test_rest_predict_refuses_non_finite_observations(exports):
     item = exports["pendulum"]
     body = {"instances": with_non_finite_entries(item.observations).tolist()}  # NaN, Infinity: JSON extensions

@@ -32,7 +32,8 @@ INTERVALS = {  # field: (low, high, low is open, high is open); None: no upper b
     "gamma": (0.0, 1.0, False, False), "gae_lambda": (0.0, 1.0, False, False), "max_kl": (0.0, None, True, True),
     "cg_damping": (0.0, None, False, True), "line_search_coef": (0.0, 1.0, True, True),
     "value_lr": (0.0, None, True, True), "entropy_coef": (0.0, None, False, True),
-    "init_log_std": (-20.0, 5.0, False, False), "fisher_fraction": (0.0, 1.0, True, False)}
+    "init_log_std": (-20.0, 5.0, False, False), "fisher_fraction": (0.0, 1.0, True, False),
+    "ray_connect_timeout": (0.0, None, True, True)}
 FLAGS = ("normalize_observations", "normalize_advantages", "normalize_rewards")
 WIDTHS = ("policy_hidden", "value_hidden")
 CHOICES = {"activation": ("tanh", "relu", "elu", "sigmoid"),

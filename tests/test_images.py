@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 import warnings
 
 import gymnasium as gym
@@ -19,7 +21,8 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from image_envs import DICT_ID, EPISODE, GRID_ID, IMAGE_ID
+from image_envs import DICT_ID, EPISODE, GRID_ID, IMAGE_ID, SIZE
+from test_cli import _command as command_line
 from test_export import REPO, episode_returns, isolated_python
 from trpo_tf import TRPO, TRPOConfig, cli, export
 from trpo_tf.errors import EnvironmentValueError, InputError, UnsupportedSpaceError
@@ -432,3 +435,62 @@ def test_a_bad_dict_observation_is_named_with_its_key(bad, message):
     sampler = InProcessSampler(make_vector_env(BrokenDictEnv(bad), 1), seed=0, rng=np.random.default_rng(0))
     with pytest.raises(EnvironmentValueError, match=message):
         sampler.collect(FirstAction(), 8)
+
+
+@pytest.mark.parametrize("value", [0.5, 300, -1, 1e30])
+@pytest.mark.parametrize("env_id, name", [(IMAGE_ID, "observation"), (DICT_ID, "image")])
+def test_rest_predict_refuses_pixels_that_uint8_cannot_hold(exports, env_id, name, value):
+    """TF Serving's contract converts JSON numbers to the input's dtype; a cast would truncate 0.5 to 0."""
+    frame = np.zeros((SIZE, SIZE, 1), np.int64).tolist()
+    frame[3][4][0] = value
+    row = {"image": frame, "side": [1.0]} if env_id == DICT_ID else frame
+    answer = json.loads(export.rest_predict(exports[env_id], json.dumps({"instances": [row]})))
+    shown = int(value) if float(value).is_integer() and abs(value) < 2**53 else value
+    assert answer == {"error": f"input {name!r}: {shown} does not fit uint8, which holds whole numbers from 0 to 255"}
+
+
+# --------------------------------------------------------------------------- image environments by id
+
+def test_minatar_trains_exports_and_evaluates_from_the_command_line(tmp_path):
+    """Each command in a fresh process, where nothing has registered MinAtar's ids: the id registers them."""
+    pytest.importorskip("minatar", reason="needs the minatar extra (pip install -e '.[minatar]')")
+    run = os.path.join("runs", "MinAtar_Breakout-v1-seed0")
+    commands = [
+        ["train", "MinAtar/Breakout-v1", "--timesteps", "128", "--set", "steps_per_iteration=64", "--quiet"],
+        ["export", run, "exported", "--eval-episodes", "1"],
+        ["evaluate", run, "--episodes", "1", "--json"],
+        ["evaluate", "exported", "--episodes", "1", "--json"],
+    ]
+    for argv in commands:
+        process = subprocess.run(command_line() + argv, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=REPO),
+                                 capture_output=True, text=True, timeout=600)
+        assert process.returncode == 0 and process.stderr == "", (argv, process.stderr)
+    assert json.loads(process.stdout)["episodes"] == 1
+    with open(tmp_path / "exported" / "1" / "assets" / "metadata.json") as handle:
+        metadata = json.load(handle)
+    assert metadata["env_id"] == "MinAtar/Breakout-v1" and metadata["observation_space"]["shape"] == [10, 10, 4]
+
+
+def test_ale_ids_register_in_a_fresh_process_without_the_ales_banner():
+    pytest.importorskip("ale_py", reason="needs the atari extra (pip install -e '.[atari]')")
+    script = ("from trpo_tf.sampling import make_env\n"
+              "env = make_env('ALE/Breakout-v5', {'max_num_frames_per_episode': 40})\n"
+              "observation, _ = env.reset(seed=0)\n"
+              "print(env.observation_space.shape, observation.dtype, env.action_space)\n")
+    process = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=REPO),
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    assert process.stdout == "(210, 160, 3) uint8 Discrete(4)\n" and process.stderr == ""
+
+
+@pytest.mark.parametrize("env_id, package, extra", [("ALE/Breakout-v5", "ale_py", "atari"),
+                                                    ("MinAtar/Breakout-v1", "minatar", "minatar")])
+def test_an_image_family_without_its_package_names_the_install_command(env_id, package, extra):
+    script = (f"import sys\nsys.modules[{package!r}] = None  # as when it is not installed\n"
+              f"from trpo_tf import cli\nsys.exit(cli.main(['train', {env_id!r}]))\n")
+    process = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=REPO),
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == 2
+    assert process.stderr.splitlines()[-1] == (
+        f"trpo-tf: error: {env_id} is one of the {env_id.split('/')[0]} environments, which need the "
+        f"{package} package: pip install -e '.[{extra}]'")

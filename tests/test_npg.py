@@ -189,26 +189,50 @@ def test_npg_never_restores_where_trpo_does(algorithm):
         assert moved == 0.0 and float(result["kl"]) == 0.0
 
 
-# Recorded with the code before NPG mode existed (commit 20f385a): per step, kl, surrogate_gain,
-# line_search_steps, accepted and entropy of three TRPO steps. The TRPO path must not change.
-RECORDED_TRPO = [
-    (0.011809306219220161, 0.319690078496933, 2, True, 2.8069348335266113),
-    (0.012153957970440388, 0.20095676183700562, 2, True, 2.748227119445801),
-    (0.04284145310521126, 0.7250775098800659, 1, True, 2.754683494567871),
-    (0.04757457971572876, 0.638992428779602, 1, True, 2.7096974849700928),
-]
+def hand_written_trpo_step(model: HandWrittenPolicy, config: TRPOConfig) -> tuple[np.ndarray, int, bool]:
+    """(θ after the step [P], line-search steps, accepted) of one TRPO step written out in float64 NumPy:
+    x from ``cg_iters`` iterations of CG on (H + λI) x = g, the step √(2δ / xᵀ(H + λI)x)·x, then the first
+    coefᴶ of it whose surrogate gain is positive with KL ≤ δ (θ_old when none is). Each decision is made
+    with a margin, so that float32 arithmetic cannot take the other branch."""
+    g, h = model.gradient_and_hessian()
+    damped = h + config.cg_damping * np.eye(g.size)
+    x = numpy_conjugate_gradient(damped, g, config.cg_iters)
+    step = math.sqrt(2 * config.max_kl / (x @ damped @ x)) * x
+    theta_old = model.theta_old.numpy()
+    old_surrogate = float(model.surrogate(model.theta_old))
+    for j in range(config.line_search_max_steps):
+        theta = tf.constant(theta_old + config.line_search_coef ** j * step)
+        gain, kl = float(model.surrogate(theta)) - old_surrogate, float(model.mean_kl(theta))
+        assert abs(kl - config.max_kl) > 1e-3 * config.max_kl and abs(gain) > 1e-6, (j, kl, gain)  # not borderline
+        if gain > 0 and kl <= config.max_kl:
+            return theta.numpy(), j + 1, True
+    return theta_old, config.line_search_max_steps, False
 
 
-def test_trpo_steps_are_unchanged_by_npg_mode():
+def test_trpo_steps_take_the_hand_written_step():
+    """Four TRPO steps in a row, each checked against the step computed from the explicit Hessian."""
     config = TRPOConfig(max_kl=0.05, line_search_coef=0.5, cg_iters=10)
     policy = tiny_policy(seed=7)
     update = PolicyUpdate(policy, config)
-    for seed, (kl, gain, steps, accepted, entropy) in enumerate(RECORDED_TRPO):
-        result = update(*batch(policy, seed=20 + seed))
-        assert float(result["kl"]) == pytest.approx(kl, rel=1e-4, abs=1e-8)
-        assert float(result["surrogate_gain"]) == pytest.approx(gain, rel=1e-4, abs=1e-8)
+    searched = []
+    for seed in range(20, 24):
+        features, actions, advantages = batch(policy, seed=seed)
+        model = HandWrittenPolicy(policy, features, actions, advantages)
+        theta, steps, accepted = hand_written_trpo_step(model, config)
+        result = update(features, actions, advantages)
+        searched.append(steps)
         assert int(result["line_search_steps"]) == steps and bool(result["accepted"]) == accepted
-        assert float(result["entropy"]) == pytest.approx(entropy, rel=1e-5)
+        moved = theta - model.theta_old.numpy()
+        np.testing.assert_allclose(flat_parameters(policy) - model.theta_old.numpy(), moved, rtol=2e-3,
+                                   atol=2e-3 * np.abs(moved).max())
+        new = tf.constant(flat_parameters(policy))
+        assert float(result["kl"]) == pytest.approx(float(model.mean_kl(new)), rel=1e-3)
+        assert float(result["surrogate_gain"]) == pytest.approx(
+            float(model.surrogate(new) - model.surrogate(model.theta_old)), rel=1e-3)
+        log_std = new.numpy()[:ACTIONS.shape[0]]  # a diagonal Gaussian's entropy: Σ log σ + ½ log(2πe)
+        assert float(result["entropy"]) == pytest.approx(np.sum(log_std + 0.5 * math.log(2 * math.pi * math.e)),
+                                                         rel=1e-5)
+    assert max(searched) > 1  # the line search backtracked at least once
 
 
 def test_algorithm_is_validated_and_set_from_the_command_line():

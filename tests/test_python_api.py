@@ -47,6 +47,22 @@ def test_learn_adds_steps_and_accepts_any_whole_number():
         assert any(not np.array_equal(a, b) for a, b in zip(weights, in_parts.policy.get_weights()))
 
 
+def test_max_timesteps_variable_caps_every_learn_call(monkeypatch):
+    monkeypatch.setenv("TRPO_TF_MAX_TIMESTEPS", "256")
+    with TRPO("CartPole-v1", TINY, seed=3) as agent:
+        with pytest.warns(UserWarning, match="TRPO_TF_MAX_TIMESTEPS=256: training 256 of the 1,000 steps asked for"):
+            agent.learn(1000)
+        assert agent.timesteps == 256 and len(agent.history) == 2
+        agent.learn(200)  # under the cap: no cut, whole iterations as always
+        assert agent.timesteps == 512
+        monkeypatch.setenv("TRPO_TF_MAX_TIMESTEPS", "many")
+        with pytest.raises(InputError, match="TRPO_TF_MAX_TIMESTEPS='many'"):
+            agent.learn(128)
+        monkeypatch.setenv("TRPO_TF_MAX_TIMESTEPS", "")  # empty: no cap
+        agent.learn(384)
+        assert agent.timesteps == 896
+
+
 @pytest.mark.parametrize("steps", [1.5, -1, True, "100", float("nan"), float("inf"), None])
 def test_learn_refuses_what_is_not_a_whole_number_of_steps(steps):
     with TRPO("CartPole-v1", TINY, seed=0) as agent:
@@ -92,8 +108,13 @@ def test_a_log_dir_of_another_run_is_refused_and_a_resumed_agent_continues_it(tm
         first.learn(128, log_dir=run)
     before = _tree(run)
     with TRPO("CartPole-v1", TINY, seed=2) as second:
-        with pytest.raises(RunDirError, match="already holds a run .run.json, progress.csv, checkpoints/ckpt-1."):
+        with pytest.raises(RunDirError, match="already holds a run .run.json, progress.csv, checkpoints/ckpt-1.") \
+                as refused:
             second.learn(128, log_dir=run)
+        # Python's words, not the command line's: the command line puts its flags in their place.
+        assert "TRPO.load(run_dir, resume=True)" in str(refused.value) and "--" not in str(refused.value)
+        assert "continue it with --resume, or choose another run directory (--logdir)" in \
+            refused.value.for_command_line()
         with pytest.raises(InputError, match="reset_num_timesteps starts a new count"):
             first.learn(128, log_dir=run, reset_num_timesteps=True)
     assert _tree(run) == before

@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trpo_tf import TRPO, checkpoint, cli, rundir, signing
-from trpo_tf.errors import RunDirInUseError, RunKeyError, UntrustedRunError
+from trpo_tf import TRPO, EvalCallback, TRPOConfig, checkpoint, cli, files, rundir, signing
+from trpo_tf.errors import RunDirError, RunDirInUseError, RunKeyError, UntrustedModuleError, UntrustedRunError
 
 from killing import kill_9_after_checkpoint
 
@@ -396,6 +396,91 @@ def test_a_second_training_is_refused_and_a_killed_one_leaves_no_lock(tmp_path):
     assert not (run / rundir.LOCK_FILE).exists()
 
 
+# --------------------------------------------------------------------------- symbolic links
+
+LINKED = [".lock", "run.json", "config.yaml", "progress.csv", "checkpoints", "checkpoints/checkpoint",
+          "checkpoints/ckpt-4.index", "checkpoints/ckpt-5_temp"]  # the last: where TensorFlow writes ckpt-5 first
+
+
+def link_out(run: Path, entry: str, outside: Path) -> Path:
+    """Make ``run/entry`` a symbolic link to ``outside/<name>``: to what the entry held (moved there), else to
+    a 95-byte file (a folder for ckpt-5_temp); returns the link."""
+    link, target = run / entry, outside / Path(entry).name
+    if link.exists():
+        shutil.move(str(link), str(target))
+    elif entry.endswith("_temp"):
+        target.mkdir()
+    else:
+        target.write_bytes(b"x" * 95)
+    link.symlink_to(target)
+    return link
+
+
+@pytest.mark.parametrize("entry", LINKED)
+def test_a_symlinked_entry_is_refused_before_anything_is_written(run, tmp_path, capsys, entry):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = link_out(run, entry, outside)
+    before, outside_before = tree(run), tree(outside)
+    for argv in (RESUME + ["--logdir", str(run), "--timesteps", str(6 * STEPS)],
+                 RESUME + ["--logdir", str(run), "--timesteps", str(6 * STEPS), "--trust-run"]):
+        assert cli.main(argv) == 2
+        [line] = ours(capsys.readouterr().err)
+        assert line == (f"trpo-tf: error: {link} is a symbolic link (to {outside / link.name}); trpo_tf writes "
+                        f"nothing through a link, so that no file outside {link.parent} changes: remove the link")
+    with TRPO.load(str(run)) as agent:  # reading through a link is fine; writing is not
+        with pytest.raises(RunDirError, match=f"{link} is a symbolic link"):
+            agent.learn(STEPS, log_dir=str(run))
+        with pytest.raises(RunDirError, match=f"{link} is a symbolic link"):
+            agent.save(str(run))
+    assert tree(run) == before and tree(outside) == outside_before
+
+
+def test_a_new_run_refuses_a_symlinked_lock(tmp_path, capsys):
+    """The lock is the first file a training writes: through a link it would truncate the file linked to."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "victim").write_bytes(b"x" * 95)
+    (tmp_path / "run" / ".lock").symlink_to(tmp_path / "victim")
+    assert cli.main(TRAIN + ["--logdir", str(tmp_path / "run"), "--timesteps", str(STEPS)]) == 2
+    assert f"{tmp_path / 'run' / '.lock'} is a symbolic link" in capsys.readouterr().err
+    assert (tmp_path / "victim").read_bytes() == b"x" * 95 and os.listdir(tmp_path / "run") == [".lock"]
+
+
+def test_files_are_never_written_through_a_link(tmp_path):
+    """What progress.csv, run.json and TensorBoard's new event files are written with."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    link = tmp_path / "link"
+    link.symlink_to(victim)
+    for write in (lambda: files.atomic_write(str(link), "new"), lambda: files.open_append(str(link)),
+                  lambda: files.create_new(str(link))):
+        with pytest.raises(RunDirError, match=f"{link} is a symbolic link"):
+            write()
+    (tmp_path / f"run.json.{os.getpid()}.tmp").symlink_to(victim)  # where atomic_write writes first
+    with pytest.raises(RunDirError, match=f"run.json.{os.getpid()}.tmp is a symbolic link"):
+        files.atomic_write(str(tmp_path / "run.json"), "new")
+    assert victim.read_text() == "precious" and not (tmp_path / "run.json").exists()
+
+
+def test_a_best_model_folder_with_a_symlinked_entry_is_refused_before_anything_is_written(run, tmp_path):
+    best, victim = tmp_path / "best", tmp_path / "victim"
+    best.mkdir()
+    victim.write_text("precious")
+    (best / "config.yaml").symlink_to(victim)  # written after run.json: refused before run.json is
+    with TRPO.load(str(run)) as agent:
+        with pytest.raises(RunDirError, match=f"{best / 'config.yaml'} is a symbolic link"):
+            EvalCallback(agent, "CartPole-v1", every=1, episodes=1, best_dir=str(best))
+    assert os.listdir(best) == ["config.yaml"] and victim.read_text() == "precious"
+
+
+def test_export_refuses_a_symlinked_version_folder(run, tmp_path, capsys):
+    (tmp_path / "exported").mkdir()
+    (tmp_path / "exported" / "1").symlink_to(tmp_path / "elsewhere")  # dangling: the export would create it
+    assert cli.main(["export", str(run), str(tmp_path / "exported"), "--eval-episodes", "1"]) == 2
+    assert f"{tmp_path / 'exported' / '1'} is a symbolic link" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere").exists() and os.listdir(tmp_path / "exported") == ["1"]
+
+
 # --------------------------------------------------------------------------- crafted run directories
 
 class _Marker:
@@ -418,14 +503,33 @@ def plant(run: Path, number: int, marker: Path, signature: str | None) -> None:
     rewrite(run, number, json.dumps(document).encode(), pickle.dumps(_Marker(str(marker))))
 
 
-@pytest.mark.parametrize("signature", [None, "hmac-sha256:" + "0" * 64, 7])
+NAMED = {"run_id": "a", "checkpoint": "ckpt-4", "env_id": "CartPole-v1"}  # what a signature binds its bytes to
+CRAFTED = {  # signatures a crafted or damaged checkpoint could hold
+    "none": None,
+    "zeros, old form": "hmac-sha256:" + "0" * 64,
+    "non-ASCII, old form": "hmac-sha256:" + "é" * 64,
+    "too short, old form": "hmac-sha256:abc",
+    "a number": 7,
+    "a list": ["hmac-sha256:" + "0" * 64],
+    "an empty object": {},
+    "no hmac": NAMED,
+    "non-ASCII hmac": {**NAMED, "hmac": "hmac-sha256:" + "é" * 64},
+    "hmac too long": {**NAMED, "hmac": "hmac-sha256:" + "0" * 65},
+    "run id not a string": {**NAMED, "run_id": 1, "hmac": "hmac-sha256:" + "0" * 64},
+    "an extra key": {**NAMED, "hmac": "hmac-sha256:" + "0" * 64, "trusted": True},
+}
+
+
+@pytest.mark.parametrize("signature", CRAFTED.values(), ids=CRAFTED.keys())
 def test_a_crafted_pickle_is_never_unpickled_without_trust(run, tmp_path, capsys, signature):
+    """Whatever the signature holds (non-ASCII, the wrong length, the wrong type), one line, never a traceback."""
     marker = tmp_path / "marker"
     plant(run, 4, marker, signature)
     before = tree(run)
     assert cli.main(RESUME + ["--logdir", str(run), "--timesteps", str(6 * STEPS)]) == 2
     [line] = ours(capsys.readouterr().err)
-    assert "ckpt-4: its pickled environment state" in line and "--trust-run" in line and "--fresh-episodes" in line
+    assert line.startswith(f"trpo-tf: error: checkpoint {run}/checkpoints/ckpt-4: its pickled environment state "
+                           "carries ") and "--trust-run" in line and "--fresh-episodes" in line
     with pytest.raises(UntrustedRunError):
         TRPO.load(str(run), resume=True)
     with TRPO.load(str(run)) as agent:  # evaluation and export read no pickle
@@ -465,6 +569,84 @@ def test_evaluate_and_export_of_a_crafted_run_never_unpickle(run, tmp_path):
     assert (tmp_path / "exported" / "1" / "saved_model.pb").is_file()
 
 
+def plant_module(directory: Path, marker: Path) -> str:
+    """A module in ``directory`` (put on sys.path) that creates ``marker`` when imported; returns its name."""
+    name = f"planted_{os.urandom(4).hex()}"
+    (directory / f"{name}.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    return name
+
+
+def set_env_id(path: Path, key: str, env_id: str) -> None:
+    """Make the JSON file ``path`` (run.json, metadata.json) record ``env_id`` under ``key``."""
+    recorded = json.loads(path.read_text())
+    path.write_text(json.dumps({**recorded, key: env_id}))
+
+
+def test_an_env_id_in_a_run_directory_never_chooses_a_module_to_import(run, tmp_path, capsys, monkeypatch):
+    marker = tmp_path / "marker"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = plant_module(tmp_path, marker)
+    set_env_id(run / "run.json", "env_id", f"{module}:CartPole-v1")
+    before = tree(run)
+    refusal = f"run.json names the environment '{module}:CartPole-v1', which would import the module '{module}'"
+    for load in (lambda: TRPO.load(str(run)), lambda: TRPO.load(str(run), resume=True)):
+        with pytest.raises(UntrustedModuleError, match=refusal + ".*env=.*trust=True") as refused:
+            load()
+        assert "--" not in str(refused.value)
+    for argv in (["evaluate", str(run), "--episodes", "1"], ["export", str(run), str(tmp_path / "exported")]):
+        assert cli.main(argv) == 2
+        [line] = ours(capsys.readouterr().err)
+        assert refusal in line and line.endswith("pass the environment yourself (--env ENV_ID) if you know that "
+                                                 "module, or pass --trust-run if you trust whoever wrote it")
+    # train --resume follows the rule of its pickles: this user's signature for this env id, or --trust-run.
+    assert cli.main(["train", f"{module}:CartPole-v1", "--resume", "--logdir", str(run), "--quiet"]) == 2
+    [line] = ours(capsys.readouterr().err)
+    assert refusal in line and "--trust-run" in line and "--env" not in line
+    assert not marker.exists() and module not in sys.modules and tree(run) == before
+
+    with TRPO.load(str(run), env="CartPole-v1") as agent:  # the user names the environment
+        assert agent.env_id == "CartPole-v1"
+    assert cli.main(["evaluate", str(run), "--episodes", "1", "--env", "CartPole-v1"]) == 0
+    assert not marker.exists()
+    TRPO.load(str(run), trust=True).close()  # trust is what imports it
+    assert marker.exists()
+
+
+def test_the_zen_of_python_is_not_printed_by_evaluating_a_run(run, capsys):
+    """What the issue saw: env_id "this:CartPole-v1" printed the Zen of Python on trpo-tf evaluate RUN."""
+    set_env_id(run / "run.json", "env_id", "this:CartPole-v1")
+    assert "this" not in sys.modules
+    assert cli.main(["evaluate", str(run), "--episodes", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "Beautiful is better than ugly" not in captured.out
+    assert "which would import the module 'this'" in captured.err
+
+
+def test_an_export_never_chooses_a_module_to_import(run, tmp_path, capsys, monkeypatch):
+    marker = tmp_path / "marker"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = plant_module(tmp_path, marker)
+    assert cli.main(["export", str(run), str(tmp_path / "exported"), "--eval-episodes", "1"]) == 0
+    set_env_id(tmp_path / "exported" / "1" / "assets" / "metadata.json", "env_id", f"{module}:CartPole-v1")
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(tmp_path / "exported"), "--episodes", "1"]) == 2
+    assert f"metadata.json names the environment '{module}:CartPole-v1'" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(tmp_path / "exported"), "--episodes", "1", "--env", "CartPole-v1"]) == 0
+    assert not marker.exists()
+
+
+def test_a_signed_run_of_a_module_environment_resumes(tmp_path, monkeypatch):
+    """This user's own run: its signature names the env id, so resuming imports the module as training did."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = plant_module(tmp_path, tmp_path / "marker")
+    run = str(tmp_path / "own")
+    with TRPO(f"{module}:CartPole-v1", TRPOConfig(steps_per_iteration=STEPS, value_epochs=1), seed=0) as agent:
+        agent.learn(STEPS, log_dir=run)
+    TRPO.load(run, resume=True).close()
+    with pytest.raises(UntrustedModuleError):  # evaluating or exporting: only env= or trust=True
+        TRPO.load(run)
+
+
 def test_an_unsigned_old_run_resumes_exactly_with_trust(run):
     """A checkpoint without a signature (as trpo_tf wrote before signing) is refused, then resumed
     with trust=True, environments included: they step exactly like those of the signed original."""
@@ -484,6 +666,50 @@ def test_a_run_signed_with_another_key_is_refused(run, tmp_path, monkeypatch):
         TRPO.load(str(run), resume=True)
 
 
+
+
+def run_id(run: Path) -> str:
+    return json.loads((run / "run.json").read_text())["run_id"]
+
+
+def test_signed_state_spliced_from_another_run_or_checkpoint_is_refused_naming_both(run, tmp_path):
+    """The user's own signed state, in the wrong place: another of their runs, or another checkpoint."""
+    other = Path(shutil.copytree(run, tmp_path / "other"))
+    info = json.loads((other / "run.json").read_text())
+    (other / "run.json").write_text(json.dumps({**info, "run_id": "0" * 32}))  # a run of its own, holding run's ckpts
+    with pytest.raises(UntrustedRunError, match=(
+            f"ckpt-4: its pickled environment state is signed for ckpt-4 of run {run_id(run)} .CartPole-v1., but it "
+            f"is in ckpt-4 of run {'0' * 32} .CartPole-v1.: it was copied from another run or checkpoint")):
+        TRPO.load(str(other), resume=True)
+
+    state_3, environment_3 = stored(run, 3)  # ckpt-3's environment state and its signature, into ckpt-4
+    signature_3 = json.loads(state_3)["environment_signature"]
+    edit_state(run, 4, lambda d: {**d, "environment_signature": signature_3})
+    rewrite(run, 4, stored(run, 4)[0], environment_3)
+    with pytest.raises(UntrustedRunError, match=f"is signed for ckpt-3 of run {run_id(run)} .CartPole-v1., but it is "
+                                                f"in ckpt-4 of run {run_id(run)}"):
+        TRPO.load(str(run), resume=True)
+
+
+def test_a_run_signed_before_signatures_named_their_run_resumes_with_trust_then_signs_anew(run):
+    """What happens to runs signed by an earlier trpo_tf: HMAC-SHA256 of the pickle alone, as it wrote them."""
+    key = bytes.fromhex(Path(signing.key_file()).read_text())
+    _, environment = stored(run, 4)
+    earlier = "hmac-sha256:" + hmac.new(key, b"trpo_tf environment state\x00" + environment, hashlib.sha256).hexdigest()
+    edit_state(run, 4, lambda d: {**d, "environment_signature": earlier})
+    info = json.loads((run / "run.json").read_text())
+    del info["run_id"]  # nor did run.json hold a run id
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(UntrustedRunError, match="carries a signature of an earlier trpo_tf, which did not name the "
+                                                "run and checkpoint it belongs to"):
+        TRPO.load(str(run), resume=True)
+    with TRPO.load(str(run), resume=True, trust=True) as agent:
+        agent.learn(STEPS, log_dir=str(run), checkpoint_every=0)
+    new_id = run_id(run)  # made at the first save
+    assert len(new_id) == 32 and json.loads(stored(run, 5)[0])["environment_signature"]["run_id"] == new_id
+    TRPO.load(str(run), resume=True).close()  # ckpt-5 is signed the new way
+
+
 # --------------------------------------------------------------------------- the run key
 
 def test_the_run_key_is_private_random_and_signs_with_hmac_sha256(tmp_path, monkeypatch):
@@ -493,10 +719,17 @@ def test_the_run_key_is_private_random_and_signs_with_hmac_sha256(tmp_path, monk
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(key) == 32
     assert signing.run_key() == key == bytes.fromhex(path.read_text())  # made once, then read
     data = b"\x80\x05some pickle"
-    expected = hmac.new(key, b"trpo_tf environment state\x00" + data, hashlib.sha256).hexdigest()
-    assert signing.sign(data) == f"hmac-sha256:{expected}"
-    assert signing.verify(data, f"hmac-sha256:{expected}")
-    assert not signing.verify(data + b"x", f"hmac-sha256:{expected}") and not signing.verify(data, None)
+    bound = {"run_id": "ab12", "checkpoint": "ckpt-7", "env_id": "Pendulum-v1"}
+    expected = hmac.new(key, b'trpo_tf environment state, bound\x00["ab12", "ckpt-7", "Pendulum-v1"]\x00' + data,
+                        hashlib.sha256).hexdigest()
+    signature = signing.sign(data, bound)
+    assert signature == {**bound, "hmac": f"hmac-sha256:{expected}"}
+    assert signing.vouched_for(data, signature) == bound
+    for changed in ({**signature, "checkpoint": "ckpt-8"}, {**signature, "env_id": None}):
+        with pytest.raises(signing.InvalidSignature, match="is signed with another key"):
+            signing.vouched_for(data, changed)
+    with pytest.raises(signing.InvalidSignature, match="is signed with another key"):
+        signing.vouched_for(data + b"x", signature)
 
     monkeypatch.setenv(signing.KEY_FILE_VARIABLE, str(tmp_path / "other"))
     assert signing.run_key() != key

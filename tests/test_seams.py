@@ -24,66 +24,72 @@ from trpo_tf.policies.encoders import LeafEncoder
 SMALL = TRPOConfig(steps_per_iteration=200, n_envs=2, policy_hidden=(16,), value_hidden=(16,), value_epochs=2)
 
 
-class Laplace(ActionDistribution):
-    """Box → a Laplace per element: location from the network, a free log-scale (a contributor's example)."""
+def define_laplace() -> type:
+    """A Laplace distribution, registered when this runs (so other test modules never see it)."""
 
-    name = "laplace_for_tests"
-    spaces = (gym.spaces.Box,)
-    configurable = True
+    class Laplace(ActionDistribution):
+        """Box → a Laplace per element: location from the network, a free log-scale (a contributor's example)."""
 
-    def __init__(self, space: gym.spaces.Box):
-        self.action_shape = tuple(space.shape)
-        self.param_size = int(np.prod(space.shape))
-        self.action_dtype = "float32"
+        name = "laplace_for_tests"
+        spaces = (gym.spaces.Box,)
+        configurable = True
 
-    @classmethod
-    def for_space(cls, space: gym.Space, init_log_std: float = 0.0) -> "Laplace":
-        assert isinstance(space, gym.spaces.Box)
-        return cls(space)
+        def __init__(self, space: gym.spaces.Box):
+            self.action_shape = tuple(space.shape)
+            self.param_size = int(np.prod(space.shape))
+            self.action_dtype = "float32"
 
-    def free_parameters(self) -> dict[str, tuple[tuple[int, ...], float]]:
-        return {"log_scale": ((self.param_size,), -0.5)}
+        @classmethod
+        def for_space(cls, space: gym.Space, init_log_std: float = 0.0) -> "Laplace":
+            assert isinstance(space, gym.spaces.Box)
+            return cls(space)
 
-    def parameters(self, outputs: tf.Tensor, free: Mapping[str, tf.Tensor]) -> list[tf.Tensor]:
-        return [outputs, tf.identity(free["log_scale"])]
+        def free_parameters(self) -> dict[str, tuple[tuple[int, ...], float]]:
+            return {"log_scale": ((self.param_size,), -0.5)}
 
-    def tfp_distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
-        import tensorflow_probability as tfp
-        location, log_scale = parameters
-        return tfp.distributions.Independent(tfp.distributions.Laplace(location, tf.exp(log_scale)), 1)
+        def parameters(self, outputs: tf.Tensor, free: Mapping[str, tf.Tensor]) -> list[tf.Tensor]:
+            return [outputs, tf.identity(free["log_scale"])]
 
-    def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {"location": parameters[0], "log_scale": tf.zeros_like(parameters[0]) + parameters[1]}
+        def tfp_distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
+            import tensorflow_probability as tfp
+            location, log_scale = parameters
+            return tfp.distributions.Independent(tfp.distributions.Laplace(location, tf.exp(log_scale)), 1)
 
-    def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
-        return tf.reshape(parameters[0], (-1,) + self.action_shape)
+        def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
+            return {"location": parameters[0], "log_scale": tf.zeros_like(parameters[0]) + parameters[1]}
 
-    def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
-        uniform = tf.random.uniform(tf.shape(parameters[0]), -0.5, 0.5)
-        noise = -tf.sign(uniform) * tf.math.log1p(-2.0 * tf.abs(uniform))
-        return tf.reshape(parameters[0] + tf.exp(parameters[1]) * noise, (-1,) + self.action_shape)
+        def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+            return tf.reshape(parameters[0], (-1,) + self.action_shape)
 
-    def act(self, outputs: np.ndarray, free: Any, rng: np.random.Generator | None) -> np.ndarray:
-        if rng is None:
-            return outputs
-        return (outputs + rng.laplace(0.0, np.exp(free["log_scale"]), outputs.shape)).astype(np.float32)
+        def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+            uniform = tf.random.uniform(tf.shape(parameters[0]), -0.5, 0.5)
+            noise = -tf.sign(uniform) * tf.math.log1p(-2.0 * tf.abs(uniform))
+            return tf.reshape(parameters[0] + tf.exp(parameters[1]) * noise, (-1,) + self.action_shape)
 
-    def to_env(self, actions: np.ndarray) -> np.ndarray:
-        return actions.reshape((len(actions),) + self.action_shape)
+        def act(self, outputs: np.ndarray, free: Any, rng: np.random.Generator | None) -> np.ndarray:
+            if rng is None:
+                return outputs
+            return (outputs + rng.laplace(0.0, np.exp(free["log_scale"]), outputs.shape)).astype(np.float32)
+
+        def to_env(self, actions: np.ndarray) -> np.ndarray:
+            return actions.reshape((len(actions),) + self.action_shape)
+
+    return Laplace
 
 
 @pytest.fixture
 def laplace():
-    yield Laplace
-    del distributions.DISTRIBUTIONS[Laplace.name]
+    laplace = define_laplace()
+    yield laplace
+    del distributions.DISTRIBUTIONS[laplace.name]
 
 
 def test_a_new_distribution_is_one_class_that_config_training_and_export_take(laplace, tmp_path):
-    assert Laplace.name in distributions.configurable_names()
-    config = SMALL.replace(action_distribution=Laplace.name)
+    assert laplace.name in distributions.configurable_names()
+    config = SMALL.replace(action_distribution=laplace.name)
     with TRPO("Pendulum-v1", config, seed=0) as agent:
         agent.learn(400)
-        assert agent.policy.head.kind == Laplace.name
+        assert agent.policy.head.kind == laplace.name
         assert all(entry["kl"] <= config.max_kl for entry in agent.history)  # its KL bounds the step
         assert agent.policy.head.log_scale.numpy().tolist() != [-0.5]  # the free parameter trained
         observations = np.stack([agent.observation_space.sample() for _ in range(6)])

@@ -19,7 +19,17 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray
     A_t = δ_t + γλ · (1 − done_t) · A_{t+1}, with done = terminated or truncated: no
     advantage flows back across the end of an episode.
 
-    Returns (advantages [T, N], returns = advantages + values [T, N]), float32.
+    Args:
+        rewards: r_t [T, N].
+        values: V(s_t) [T, N].
+        next_values: V of the observation after step t [T, N] (see above).
+        terminated: [T, N] bools: the episode ended in a terminal state at t.
+        truncated: [T, N] bools: the episode was cut off (a time limit) at t.
+        gamma: the discount γ.
+        lam: GAE's λ.
+
+    Returns:
+        (advantages [T, N], returns = advantages + values [T, N]), float32.
     """
     terminated = np.asarray(terminated, dtype=bool)
     ended = terminated | np.asarray(truncated, dtype=bool)
@@ -38,5 +48,5 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray
 
 
 def normalize(advantages: np.ndarray) -> np.ndarray:
-    """(A − mean) / (std + 1e-8) over the whole batch."""
+    """``advantages`` standardized over the whole batch: (A − mean) / (std + 1e-8), same shape."""
     return (advantages - advantages.mean()) / (advantages.std() + 1e-8)

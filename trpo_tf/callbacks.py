@@ -55,8 +55,9 @@ class EvalCallback:
             the training environments. Its spaces must be the training spaces.
         every: evaluate after iterations ``every``, ``2·every``, ... (numbered from the start of
             the run, so a resumed run keeps the rhythm).
-        episodes, seed: as :meth:`TRPO.evaluate`: episode i is reset with ``seed + i``, the same
-            episodes at each evaluation, so evaluations compare policies, not luck.
+        episodes: episodes per evaluation, as :meth:`TRPO.evaluate`.
+        seed: episode i is reset with ``seed + i``, the same episodes at each evaluation, so
+            evaluations compare policies, not luck.
         best_dir: a run directory for the best policy so far: each new best (strictly higher
             mean return) is checkpointed there, so ``TRPO.load(best_dir)``, ``trpo-tf evaluate
             best_dir`` and ``trpo-tf export best_dir`` use it. Its ``run.json`` records the

@@ -17,7 +17,8 @@ One checkpoint is one ``tf.train.Checkpoint`` of:
 - ``environment`` (bytes, as a ``PythonState``): ``sampler.environment_state()``, the
   environments pickled (simulators, random generators, wrappers); empty when they cannot be
   pickled, and such a run resumes with fresh episodes (with a warning). The JSON state holds
-  its signature (``environment_signature``, see :mod:`trpo_tf.signing`).
+  its signature (``environment_signature``: the run id, ``ckpt-N`` and env id it belongs to, and
+  an HMAC of them and the bytes; see :mod:`trpo_tf.signing`).
 
 Because the Python state lives inside the TensorFlow checkpoint, it is written and made
 current together with the weights: TensorFlow writes ``ckpt-N`` under temporary names and
@@ -31,9 +32,10 @@ checksums) and its JSON state before it changes the agent, and falls back, with 
 file is damaged or missing.
 
 Trust: only :func:`restore` with ``environments=True`` (resuming training) unpickles
-anything, and only bytes signed with this user's run key, unless ``trust=True``. Restoring
-for evaluation or export reads weights and JSON only, so a downloaded run directory can be
-inspected and exported safely.
+anything, and only bytes signed with this user's run key for this run, checkpoint and
+environment id, unless ``trust=True``. Restoring for evaluation or export reads weights and
+JSON only, so a downloaded run directory can be inspected and exported safely; an environment
+id in ``run.json`` that would import a module is used only as :func:`check_recorded_env` allows.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import datetime
 import json
 import os
 import re
+import secrets
 import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -52,18 +55,16 @@ import yaml
 from trpo_tf import signing
 from trpo_tf.config import TRPOConfig
 from trpo_tf.errors import CheckpointWarning, RunDirError, UnreadableCheckpointError, UntrustedRunError
-from trpo_tf.files import atomic_write
+from trpo_tf.files import CHECKPOINT_DIR, CONFIG_FILE, RUN_FILE, atomic_write, refuse_run_links
+from trpo_tf.sampling.environments import env_module, refuse_recorded_module
 
 if TYPE_CHECKING:
     from trpo_tf.trpo import TRPO
 
-__all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_same_run", "checkpoint_state",
-           "checkpoints", "iteration_of", "latest", "read_config", "read_networks", "read_run", "read_run_info",
-           "restore", "save", "update_run", "write_run"]
+__all__ = ["CheckpointCallback", "CheckpointWarning", "RunDirError", "check_recorded_env", "check_same_run",
+           "checkpoint_state", "checkpoints", "iteration_of", "latest", "read_config", "read_networks", "read_run",
+           "read_run_info", "restore", "save", "signature_problem", "update_run", "write_run"]
 
-RUN_FILE = "run.json"
-CONFIG_FILE = "config.yaml"
-CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "ckpt"
 MAX_TO_KEEP = 3
 STATE_FORMAT = 3  # 1: before the policy held its normalizer and head; 2: one random stream for all
@@ -73,12 +74,26 @@ STATE_FORMAT = 3  # 1: before the policy held its normalizer and head; 2: one ra
 
 def write_run(run_dir: str, agent: TRPO, command: str | None = None, total_timesteps: int | None = None,
               **extra: Any) -> None:
-    """Write ``run.json`` and ``config.yaml`` for ``agent`` into ``run_dir`` (atomically, each)."""
+    """Write ``run.json`` and ``config.yaml`` for ``agent`` into ``run_dir`` (atomically, each).
+
+    Args:
+        run_dir: the run directory (created when missing).
+        agent: the agent whose environment id, seed, config and networks are recorded.
+        command: the command line that started the run, if any.
+        total_timesteps: the run's target length, which ``--resume`` trains to.
+        **extra: more keys for ``run.json``.
+
+    Raises:
+        RunDirError: before either file is written, when an entry of ``run_dir`` is a symbolic link
+            (:func:`refuse_run_links`).
+    """
+    refuse_run_links(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     from trpo_tf import __version__
     info = {
         "env_id": agent.env_id,
         "seed": agent.seed,
+        "run_id": secrets.token_hex(16),
         "total_timesteps": total_timesteps,
         "command": command,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -97,7 +112,7 @@ def write_run(run_dir: str, agent: TRPO, command: str | None = None, total_times
 
 
 def update_run(run_dir: str, **changes: Any) -> None:
-    """Merge ``changes`` into ``run.json`` (atomically)."""
+    """Merge ``changes`` into the ``run.json`` of ``run_dir`` (atomically)."""
     info = read_run_info(run_dir)
     info.update(changes)
     atomic_write(os.path.join(run_dir, RUN_FILE), json.dumps(info, indent=2) + "\n")
@@ -140,7 +155,7 @@ def read_config(run_dir: str) -> TRPOConfig:
 
 
 def read_networks(run_dir: str) -> dict[str, Any]:
-    """The run's network records by role (``policy_network``, ``value_network``; see
+    """The network records of the run in ``run_dir`` by role (``policy_network``, ``value_network``; see
     :meth:`TRPO.network_records`); {} for a run of built-in MLPs (or one written before they were recorded)."""
     networks = read_run_info(run_dir).get("networks") or {}
     if not isinstance(networks, dict):
@@ -191,8 +206,10 @@ def save(agent: TRPO, run_dir: str) -> str:
     Writes ``run.json``/``config.yaml`` first when the directory has none, and refuses a
     directory that holds a run of another environment, seed or config. Keeps the last
     :data:`MAX_TO_KEEP` checkpoints. Saving twice at the same iteration writes once (unless
-    the first is damaged). The environment state is signed with this user's run key.
+    the first is damaged). The environment state is signed with this user's run key. RunDirError,
+    before anything is written, when an entry it would write is a symbolic link (:func:`refuse_run_links`).
     """
+    refuse_run_links(run_dir)
     if os.path.isfile(os.path.join(run_dir, RUN_FILE)):
         check_same_run(agent, run_dir)
     else:
@@ -204,7 +221,8 @@ def save(agent: TRPO, run_dir: str) -> str:
     if _current_number(directory)[0] == number and _is_intact(path):
         return path
     pickled = agent.sampler.environment_state()
-    document = _encode_state(agent.state(), signing.sign(pickled) if pickled else None)
+    document = _encode_state(agent.state(), signing.sign(pickled, {"run_id": _run_id(run_dir), "checkpoint":
+                                                                   os.path.basename(path), "env_id": agent.env_id}))
     checkpoint = tf.train.Checkpoint(**agent.trackables(), state=_Serialized(lambda: document),
                                      environment=_Serialized(lambda: pickled))
     manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=MAX_TO_KEEP,
@@ -231,7 +249,14 @@ def restore(agent: TRPO, run_dir: str, path: str | None = None, environments: bo
     else:
         document, pickled = _read_checkpoint(path)
     if environments and pickled and not trust:
-        _check_signature(path, document, pickled)
+        problem = signature_problem(run_dir, path, document, pickled)
+        if problem is not None:
+            raise UntrustedRunError(
+                f"checkpoint {path}: {problem}; unpickling it could run any code. If you trust whoever wrote this "
+                f"run, resume with TRPO.load(run_dir, resume=True, trust=True); otherwise with TRPO.load(run_dir): "
+                f"weights and statistics, without the environment state",
+                command_line={"TRPO.load(run_dir, resume=True, trust=True)": "--trust-run",
+                              "TRPO.load(run_dir)": "--fresh-episodes"})
     try:
         tf.train.Checkpoint(**agent.trackables(), state=_Serialized(), environment=_Serialized()).restore(
             path).assert_existing_objects_matched()
@@ -259,7 +284,8 @@ def checkpoint_state(path: str) -> dict[str, Any]:
 
 
 class CheckpointCallback:
-    """A :meth:`TRPO.learn` callback that checkpoints every ``every`` iterations (0: never)."""
+    """A :meth:`TRPO.learn` callback that checkpoints ``agent`` into ``run_dir`` every ``every`` iterations
+    (0: never); ``last_path`` is the newest checkpoint it wrote."""
 
     def __init__(self, agent: TRPO, run_dir: str, every: int):
         if not isinstance(every, int) or every < 0:
@@ -288,11 +314,9 @@ class _Serialized(tf.train.experimental.PythonState):
         self.restored = bytes(string_value)
 
 
-def _encode_state(agent_state: dict[str, Any], environment_signature: str | None) -> bytes:
+def _encode_state(agent_state: dict[str, Any], environment_signature: dict[str, Any]) -> bytes:
     """The checkpoint's JSON document for ``agent.state()`` (arrays keep their dtype and shape)."""
-    document = {"format": STATE_FORMAT, "agent": agent_state}
-    if environment_signature is not None:
-        document["environment_signature"] = environment_signature
+    document = {"format": STATE_FORMAT, "agent": agent_state, "environment_signature": environment_signature}
     return json.dumps(document, default=_json_default).encode("utf-8")
 
 
@@ -434,19 +458,49 @@ def _is_intact(path: str) -> bool:
     return True
 
 
-def _check_signature(path: str, document: dict[str, Any], pickled: bytes) -> None:
-    """UntrustedRunError unless ``pickled`` carries this user's signature in ``document``."""
-    signature = document.get("environment_signature")
-    if signing.verify(pickled, signature):
+def signature_problem(run_dir: str, path: str, document: dict[str, Any], pickled: bytes) -> str | None:
+    """None when checkpoint ``path``'s environment state ``pickled`` carries this user's signature for this
+    run (``run_dir``'s run id), this checkpoint and the env id ``run.json`` records; else what is wrong."""
+    try:
+        bound = signing.vouched_for(pickled, document.get("environment_signature"))
+    except signing.InvalidSignature as problem:
+        return f"its pickled environment state {problem}"
+    info = read_run_info(run_dir)
+    here = {"run_id": info.get("run_id"), "checkpoint": os.path.basename(path), "env_id": info["env_id"]}
+    if bound == here:
+        return None
+    return (f"its pickled environment state is signed for {_describe_binding(bound)}, but it is in "
+            f"{_describe_binding(here)}: it was copied from another run or checkpoint")
+
+
+def check_recorded_env(run_dir: str, env_id: Any, trust: bool, signed: bool, env_allowed: bool = True) -> None:
+    """UntrustedModuleError when ``env_id``, as ``run_dir/run.json`` records it, would import a module
+    (``"module:Env-v0"``) and nothing vouches for it: not ``trust``, nor (with ``signed``, as for resuming)
+    this user's signature for that env id on the run's newest intact checkpoint, the rule its pickles follow.
+    ``env_allowed``: whether the message offers passing the environment instead."""
+    if trust or not isinstance(env_id, str) or env_module(env_id) is None:
         return
-    why = ("carries no signature (written before trpo_tf signed checkpoints, or not by trpo_tf)"
-           if signature is None else
-           "is signed with another key (written by another user or machine, or altered)")
-    raise UntrustedRunError(
-        f"checkpoint {path}: its pickled environment state {why}, not with this user's run key "
-        f"{signing.key_file()}; unpickling it could run any code. If you trust whoever wrote this run, "
-        f"resume with --trust-run (TRPO.load(run_dir, resume=True, trust=True)); otherwise resume with "
-        f"--fresh-episodes (TRPO.load(run_dir)): weights and statistics, without the environment state")
+    if signed:
+        with warnings.catch_warnings():  # the restore that follows warns about what it skips
+            warnings.simplefilter("ignore", CheckpointWarning)
+            path, document, pickled = _newest_intact(run_dir)
+        if signature_problem(run_dir, path, document, pickled) is None:
+            return
+    refuse_recorded_module(env_id, os.path.join(run_dir, RUN_FILE), env_allowed)
+
+
+def _describe_binding(bound: dict[str, Any]) -> str:
+    run = f"run {bound['run_id']}" if bound["run_id"] else "a run without a run id"
+    return f"{bound['checkpoint']} of {run} ({bound['env_id']})"
+
+
+def _run_id(run_dir: str) -> str:
+    """The run id ``run_dir/run.json`` records; one is made and recorded for a run written before run ids."""
+    run_id = read_run_info(run_dir).get("run_id")
+    if not isinstance(run_id, str) or not run_id:
+        run_id = secrets.token_hex(16)
+        update_run(run_dir, run_id=run_id)
+    return run_id
 
 
 def check_same_run(agent: TRPO, run_dir: str) -> None:

@@ -15,14 +15,16 @@ one line on stderr with exit code 2; any other exception is a bug and keeps its 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import logging
 import os
 import shlex
 import sys
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from trpo_tf import evaluation, startup, tuning
 from trpo_tf.errors import InputError, SpaceMismatchError
@@ -62,6 +64,7 @@ class _Formatter(argparse.HelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``trpo-tf`` argument parser: its commands train, evaluate, export and plot, each with its options."""
     parser = _Parser(prog=PROG, formatter_class=_Formatter,
                      description="Trust Region Policy Optimization on TensorFlow 2.")
     from trpo_tf import __version__
@@ -105,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "recorded config (--set/--config/--n-envs may be repeated, not changed)")
     train.add_argument("--trust-run", action="store_true",
                        help="with --resume: restore the environments' pickled state even when it is not signed "
-                            "with your run key (a run written elsewhere or by an older trpo_tf); unpickling "
-                            "runs code, so only for runs you trust")
+                            "with your run key for this run (a run written elsewhere or by an older trpo_tf), and "
+                            "import the module a 'module:Env-v0' id in its run.json names; both run code, so only "
+                            "for runs you trust")
     train.add_argument("--fresh-episodes", action="store_true",
                        help="with --resume: leave the environments' pickled state unread and start fresh "
                             "episodes (safe for any run; the history then differs from an uninterrupted run)")
@@ -131,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="number of episodes")
     evaluate.add_argument("--seed", type=_non_negative_int, default=evaluation.DEFAULT_SEED, metavar="S",
                           help="episode i starts from reset(seed=S+i)")
+    evaluate.add_argument("--trust-run", action="store_true",
+                          help="import the module that the recorded environment id names ('module:Env-v0' in a "
+                               "run's run.json or an export's metadata); runs code, so only for files you trust "
+                               "(or pass --env yourself)")
     evaluate.add_argument("--json", action="store_true",
                           help='print {"mean_return", "std_return", "episodes"} as JSON')
     evaluate.add_argument("--render-video", default=None, metavar="DIR",
@@ -148,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--onnx", action="store_true",
                         help="also convert each signature to OUT_DIR/<version>/onnx/<signature>.onnx "
                              "(needs pip install -e '.[onnx]')")
+    export.add_argument("--env", default=None, metavar="ENV_ID",
+                        help="environment to build the policy on and evaluate (default: the run's)")
+    export.add_argument("--trust-run", action="store_true",
+                        help="import the module that run.json's environment id names ('module:Env-v0'); runs "
+                             "code, so only for runs you trust (or pass --env yourself)")
     export.add_argument("--version", type=_non_negative_int, default=None, metavar="N",
                         help="version folder (default: one more than the highest in OUT_DIR)")
     export.add_argument("--eval-episodes", type=_positive_int, default=evaluation.DEFAULT_EPISODES, metavar="N",
@@ -206,13 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``trpo-tf``; returns the exit status."""
+    """Entry point of ``trpo-tf`` with the arguments ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.command_line = " ".join([PROG, shlex.join(argv)])
     if args.handler is not cmd_plot:  # the command owns its process: a quiet TensorFlow, errors shown
         startup.quiet(import_now=args.handler is not cmd_tune)  # tune's trials import it in their processes
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _logging_quieted(getattr(args, "quiet", False)):
         if getattr(args, "quiet", False):
             from trpo_tf.checkpoint import CheckpointWarning
             warnings.simplefilter("ignore")
@@ -233,11 +246,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------------- train
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train in the run directory, holding its lock throughout (a second training there is refused)."""
+    """``trpo-tf train`` with the parsed ``args``: train in the run directory, holding its lock throughout
+    (a second training there is refused); returns the exit status."""
+    from trpo_tf import export as exporting
     from trpo_tf import rundir, signing
-    from trpo_tf.sampling import check_env_id
+    from trpo_tf.sampling import check_env_id, env_module
 
-    check_env_id(args.env_id)
+    if not args.resume or env_module(args.env_id) is None:  # a resumed run's module: as its trust allows (_resume)
+        check_env_id(args.env_id)
     if args.ray:
         os.environ["RAY_ADDRESS"] = args.ray  # ray.init() connects to it
     for flag, given in (("--trust-run", args.trust_run), ("--fresh-episodes", args.fresh_episodes)):
@@ -248,6 +264,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     seed = DEFAULT_SEED if args.seed is None else args.seed
     run_dir = args.logdir or os.path.join("runs", f"{_safe_name(args.env_id)}-seed{seed}")
     new_run = None if args.resume else _resolve_config(args)  # bad input fails before the directory is made
+    if args.export:
+        exporting.check_export_dir(args.export)  # not after training
     signing.run_key()  # checkpoints are signed: a missing or bad key fails now, not at the first save
     with rundir.lock_run_dir(run_dir, create=not args.resume):
         return _train(args, run_dir, seed, new_run)
@@ -297,7 +315,7 @@ def _train(args: argparse.Namespace, run_dir: str, seed: int, new_run: tuple[TRP
 def _resolve_config(args: argparse.Namespace) -> tuple[TRPOConfig, int, str]:
     """(TRPOConfig, total timesteps, description of the sources) for a new run."""
     from trpo_tf import TRPOConfig, presets
-    from trpo_tf.config import field_names
+    from trpo_tf.config import check_field_names
 
     fields: dict[str, Any] = {}
     timesteps = None
@@ -309,7 +327,7 @@ def _resolve_config(args: argparse.Namespace) -> tuple[TRPOConfig, int, str]:
         sources.append(f"preset {args.env_id}")
     if args.config:
         file_fields, file_timesteps = presets.read_file(args.config)
-        _check_fields(file_fields, args.config, field_names())
+        check_field_names(file_fields, args.config)
         fields.update(file_fields)
         timesteps = file_timesteps or timesteps
         sources.append(args.config)
@@ -327,7 +345,7 @@ def _resolve_config(args: argparse.Namespace) -> tuple[TRPOConfig, int, str]:
         sources.append("--ray")
     for item in args.set:
         key, text, value = _setting(item)
-        _check_fields({key: None}, f"--set {item}", field_names())
+        check_field_names([key], f"--set {item}")
         fields[key] = value
         sources.append(f"--set {key}={text}")
     try:
@@ -347,13 +365,6 @@ def _setting(item: str) -> tuple[str, str, Any]:
     if not separator or not key:
         raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
     return key, text, presets.parse_yaml(text, f"--set {item}")
-
-
-def _check_fields(fields: dict[str, Any], source: str, valid: list[str]) -> None:
-    unknown = sorted(set(fields) - set(valid))
-    if unknown:
-        raise CLIError(f"{source}: unknown TRPOConfig field(s) {', '.join(unknown)}; "
-                       f"valid fields: {', '.join(valid)}")
 
 
 def _resume(args: argparse.Namespace, run_dir: str) -> tuple[TRPO, int]:
@@ -381,8 +392,10 @@ def _resume(args: argparse.Namespace, run_dir: str) -> tuple[TRPO, int]:
     if not checkpoint.checkpoints(run_dir):
         raise CLIError(f"{run_dir} has no checkpoint to resume from (it stopped before its first "
                        f"checkpoint); delete it to start again, or start a new run with another --logdir")
-    # Unpickles the environments' state only when this user's key signed it, or with --trust-run.
-    agent = TRPO.load(run_dir, resume=not args.fresh_episodes, trust=args.trust_run)
+    # Imports a module the run's env id names, and unpickles the environments' state, only when this user's
+    # key signed them for this run, or with --trust-run; the env id so checked is then passed as the user's.
+    checkpoint.check_recorded_env(run_dir, info["env_id"], args.trust_run, signed=True, env_allowed=False)
+    agent = TRPO.load(run_dir, env=info["env_id"], resume=not args.fresh_episodes, trust=args.trust_run)
     total = args.timesteps or info.get("total_timesteps") or DEFAULT_TIMESTEPS
     checkpoint.update_run(run_dir, total_timesteps=total,
                           resumed=list(info.get("resumed") or []) + [args.command_line])
@@ -400,6 +413,7 @@ def _last_return(agent: TRPO) -> float:
 # --------------------------------------------------------------------------- evaluate
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``trpo-tf evaluate`` with the parsed ``args``: deterministic episodes with an export or a run directory."""
     from trpo_tf import checkpoint
     from trpo_tf import export as exporting
 
@@ -432,10 +446,13 @@ def _evaluate_run(args: argparse.Namespace, run_dir: str) -> tuple[dict[str, Any
 
     Reads weights and JSON only: nothing from the run directory is unpickled.
     """
-    from trpo_tf import TRPO
+    from trpo_tf import TRPO, checkpoint
     from trpo_tf.export import space_to_metadata
+    from trpo_tf.sampling import env_module
 
-    agent = TRPO.load(run_dir)
+    recorded = checkpoint.read_run_info(run_dir)["env_id"]  # a module it names is not imported for --env
+    own_env = args.env if args.env and isinstance(recorded, str) and env_module(recorded) else None
+    agent = TRPO.load(run_dir, env=own_env, trust=args.trust_run)
     env_id = args.env or agent.env_id
     if env_id is None:
         raise CLIError(f"{run_dir} does not record an environment id; pass --env")
@@ -454,6 +471,7 @@ def _evaluate_run(args: argparse.Namespace, run_dir: str) -> tuple[dict[str, Any
 def _evaluate_saved_model(args: argparse.Namespace, model_dir: str) -> tuple[dict[str, Any], str, str]:
     """Evaluate an export through its ``serving_default`` signature, with TensorFlow alone."""
     from trpo_tf import export as exporting
+    from trpo_tf.sampling import refuse_recorded_module
 
     try:
         metadata = exporting.read_metadata(model_dir)
@@ -462,6 +480,8 @@ def _evaluate_saved_model(args: argparse.Namespace, model_dir: str) -> tuple[dic
     env_id = args.env or metadata.get("env_id")
     if env_id is None:
         raise CLIError(f"{model_dir} does not record an environment id; pass --env")
+    if not args.env and not args.trust_run:
+        refuse_recorded_module(env_id, os.path.join(model_dir, "assets", exporting.METADATA_FILE))
     named = metadata.get("observation_space", {}).get("type") == "Dict"  # one input per key
     act, input_spec, masked = evaluation.saved_model_actor(model_dir, dict_observations=named)
     # A policy that takes action masks acts on those the environment gives, from the recorded source.
@@ -542,16 +562,18 @@ def _json_normal(value: Any) -> Any:
 # --------------------------------------------------------------------------- export and plot
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a run's last checkpoint; reads weights and JSON only (nothing is unpickled)."""
+    """``trpo-tf export`` with the parsed ``args``: export a run's last checkpoint; reads weights and JSON only
+    (nothing is unpickled)."""
     from trpo_tf import TRPO
     from trpo_tf import export as exporting
 
-    if args.version is not None and os.path.exists(os.path.join(args.out_dir, str(args.version))):
+    exporting.check_export_dir(args.out_dir)
+    if args.version is not None and os.path.lexists(os.path.join(args.out_dir, str(args.version))):
         raise CLIError(f"{os.path.join(args.out_dir, str(args.version))} already exists; choose another "
                        f"--version or leave it out to use the next free one")
     if args.onnx:
         exporting.onnx.check_dependencies()  # before anything is written
-    with TRPO.load(args.run_dir) as agent:
+    with TRPO.load(args.run_dir, env=args.env, trust=args.trust_run) as agent:
         path = agent.export(args.out_dir, version=args.version, episodes=args.eval_episodes if agent.env_id else 0,
                             command=args.command_line)
     evaluation_result = exporting.read_metadata(path)["evaluation"]
@@ -569,6 +591,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    """``trpo-tf plot`` with the parsed ``args``: learning curves of the runs into one PNG."""
     from trpo_tf import plotting
 
     out = plotting.plot(args.logdirs, args.output, key=args.key, band=args.band, title=args.title)
@@ -579,7 +602,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- tune
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    """Run the study to --trials finished trials; the last line names the best value, its trial and best.yaml."""
+    """``trpo-tf tune`` with the parsed ``args``: run the study to --trials finished trials; the last line
+    names the best value, its trial and best.yaml."""
     fixed = {}
     for item in args.set:
         key, _, value = _setting(item)
@@ -640,10 +664,26 @@ def _printer(quiet: bool) -> Callable[[str], None]:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
+    """The error's message on one line (an InputError's in the command line's words)."""
+    text = (error.for_command_line() if isinstance(error, InputError) else str(error)).strip() or type(error).__name__
     if isinstance(error, KeyError) and len(error.args) == 1:
         text = str(error.args[0])
     return " ".join(text.split())
+
+
+@contextlib.contextmanager
+def _logging_quieted(quiet: bool) -> Iterator[None]:
+    """With ``quiet``, Python logging below ERROR is off while the command runs: what other packages log
+    as they start (Ray's cluster start-up lines, a warning logged on import) stays out of a quiet run."""
+    if not quiet:
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -193,10 +194,8 @@ class TRPOConfig:
         return value * remaining if getattr(self, f"{name}_schedule") == "linear" else value
 
     def replace(self, **changes: Any) -> "TRPOConfig":
-        """A copy with ``changes`` applied; unknown names raise ``ConfigError`` listing the valid ones."""
-        unknown = sorted(set(changes) - set(field_names()))
-        if unknown:
-            raise ConfigError(f"unknown TRPOConfig field(s) {unknown}; valid fields: {', '.join(field_names())}")
+        """A copy with ``changes`` applied; unknown names raise ``ConfigError`` (see :func:`check_field_names`)."""
+        check_field_names(changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,7 +221,8 @@ class TRPOConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TRPOConfig":
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ConfigError``."""
+        """The config of the fields in ``values`` (the defaults for the others): the inverse of
+        :meth:`to_dict`; unknown keys raise ``ConfigError``."""
         return cls().replace(**dict(values))
 
     def _check_int(self, name: str, minimum: int) -> None:
@@ -254,6 +254,21 @@ class TRPOConfig:
 def field_names() -> list[str]:
     """The public hyperparameter names, in declaration order."""
     return [f.name for f in dataclasses.fields(TRPOConfig)]
+
+
+def check_field_names(names: Iterable[str], source: str | None = None) -> None:
+    """ConfigError unless every name is a TRPOConfig field: it names each unknown one with the fields
+    close to it ("did you mean"), then every valid field; ``source`` (a file, ``--set ...``) leads."""
+    valid = field_names()
+    unknown = sorted(set(names) - set(valid), key=str)
+    if not unknown:
+        return
+    described = []
+    for name in unknown:
+        close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.75)
+        described.append(f"{name}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+    raise ConfigError(f"{source + ': ' if source else ''}unknown TRPOConfig field{'s' if len(unknown) > 1 else ''} "
+                      f"{', '.join(described)}; valid fields: {', '.join(valid)}")
 
 
 def _is_int(value: Any) -> bool:

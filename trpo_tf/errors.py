@@ -5,13 +5,34 @@ missing or corrupted run directory, an environment that does not fit the policy)
 :class:`InputError`. ``trpo-tf`` prints these as one line and exits with status 2; any other
 exception is a bug and keeps its traceback. They subclass ``ValueError`` so that code which
 caught ValueError before keeps working.
+
+Messages name what a Python caller passes (``TRPO.load(run_dir, resume=True)``, ``log_dir``);
+an error may also say what a ``trpo-tf`` user types instead (``--resume``, ``--logdir``), which
+the command line prints in their place (:meth:`InputError.for_command_line`).
 """
 
 from __future__ import annotations
 
+from typing import Mapping
+
 
 class InputError(ValueError):
-    """Bad input that the user can fix; the message says what is wrong."""
+    """Bad input that the user can fix; the message says what is wrong.
+
+    ``command_line`` maps phrases of the message (Python arguments) to what ``trpo-tf`` takes
+    instead, e.g. ``{"trust=True": "--trust-run"}``.
+    """
+
+    def __init__(self, *args: object, command_line: Mapping[str, str] | None = None):
+        super().__init__(*args)
+        self.command_line = dict(command_line or {})
+
+    def for_command_line(self) -> str:
+        """The message with its Python arguments replaced by the command line's flags."""
+        text = str(self)
+        for phrase, flag in self.command_line.items():
+            text = text.replace(phrase, flag)
+        return text
 
 
 class ConfigError(InputError):
@@ -72,6 +93,11 @@ class UnreadableCheckpointError(RunDirError):
 
 class UntrustedRunError(RunDirError):
     """A checkpoint whose pickled environment state is not signed with this user's run key."""
+
+
+class UntrustedModuleError(InputError):
+    """An environment id recorded in a run directory or an export (``"module:Env-v0"``) that would import a
+    module, which nothing the user said vouches for."""
 
 
 class RunKeyError(InputError):

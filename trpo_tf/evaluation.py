@@ -113,9 +113,11 @@ def saved_model_actor(model_dir: str, dict_observations: bool = False) -> tuple[
 
 def evaluate_saved_model(model_dir: str, env: gym.Env, episodes: int = DEFAULT_EPISODES, seed: int = DEFAULT_SEED,
                          dict_observations: bool = False, mask_source: str | None = None) -> dict[str, Any]:
-    """:func:`run_episodes` acting through the ``serving_default`` graph of the SavedModel in ``model_dir``
-    (deterministic actions, as served); the result says so (``deterministic``). A graph that takes action
-    masks gets those ``env`` gives from ``mask_source`` (None: the first source it offers)."""
+    """:func:`run_episodes` of ``env`` (``episodes`` episodes, episode i reset with ``seed + i``) acting through
+    the ``serving_default`` graph of the SavedModel in ``model_dir`` (deterministic actions, as served;
+    ``dict_observations``: the observations are dicts, one input per key); the result says so
+    (``deterministic``). A graph that takes action masks gets those ``env`` gives from ``mask_source``
+    (None: the first source it offers)."""
     act, _, masked = saved_model_actor(model_dir, dict_observations)
     source = (mask_source or "auto") if masked else None
     return dict(run_episodes(env, act, episodes, seed, source), deterministic=True)

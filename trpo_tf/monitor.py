@@ -25,7 +25,7 @@ import tensorflow as tf
 import tqdm
 
 from trpo_tf import checkpoint
-from trpo_tf.files import PROGRESS_FILE, atomic_write
+from trpo_tf.files import PROGRESS_FILE, atomic_write, create_new, open_append
 
 if TYPE_CHECKING:
     from trpo_tf.trpo import TRPO
@@ -34,7 +34,8 @@ Entry = dict[str, Any]
 
 
 class Callbacks:
-    """Calls each callback in order; returns False (stop training) when any of them does."""
+    """Calls each of ``callbacks`` in order; returns False (stop training) when any of them does.
+    :meth:`close` closes those that have a ``close``."""
 
     def __init__(self, callbacks: Iterable[Callable[[Entry], Any]]):
         self.callbacks = list(callbacks)
@@ -47,6 +48,7 @@ class Callbacks:
         return keep_going
 
     def close(self) -> None:
+        """Close every callback that has a ``close``."""
         for callback in self.callbacks:
             close = getattr(callback, "close", None)
             if close is not None:
@@ -54,23 +56,44 @@ class Callbacks:
 
 
 class ProgressBar:
-    """A tqdm bar over timesteps showing steps/s, the mean episode return and the iteration."""
+    """A tqdm bar over timesteps showing steps/s, the mean episode return and the iteration.
+
+    The first iteration also compiles the policy step and the value fit (seconds, many times a later
+    iteration): its steps count as done but not towards the speed, so the time left is estimated
+    from the iterations after it (and shown as "?" until the second).
+
+    Args:
+        total: the timestep count the bar runs to.
+        initial: the timesteps already done (a resumed run).
+        disable: draw nothing.
+        description: the bar's label, e.g. the environment id.
+    """
 
     def __init__(self, total: int, initial: int = 0, disable: bool = False, description: str | None = None):
         self.bar = tqdm.tqdm(total=total, initial=min(initial, total), unit="step", unit_scale=True,
                              dynamic_ncols=True, disable=disable, desc=description, smoothing=0.1)
+        self.first, self.initial = True, self.bar.initial
 
     def __call__(self, entry: Entry) -> None:
-        self.bar.update(max(0, min(entry["timesteps"], self.bar.total) - self.bar.n))
+        done = max(0, min(entry["timesteps"], self.bar.total) - self.bar.n)
         episode_return = entry.get("episode_return_mean", math.nan)
         self.bar.set_postfix_str(f"return {episode_return:.1f}, iteration {entry['iteration']}", refresh=False)
+        if not self.first or self.bar.disable:
+            self.bar.update(done)
+            return
+        self.first = False  # tqdm's speed: (n - initial) / elapsed until its moving average has a sample
+        self.bar.n += done
+        self.bar.initial = self.bar.last_print_n = self.bar.n
+        self.bar.last_print_t = self.bar._time()
+        self.bar.refresh()
 
     def close(self) -> None:
+        self.bar.initial = self.initial  # the last line shows the whole run's speed, compilation included
         self.bar.close()
 
 
 class CSVLogger:
-    """``progress.csv``: one row per iteration, the history keys as header.
+    """``progress.csv`` at ``path``: one row per iteration, the history keys as header.
 
     ``history`` (the entries already trained, e.g. when resuming) is written first, replacing
     whatever the file held — rows of iterations after the last checkpoint included — through a
@@ -84,7 +107,7 @@ class CSVLogger:
         self.fields: list[str] = []
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._rewrite(list(history))
-        self.handle = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.handle = open_append(path)  # closed in close()
 
     def __call__(self, entry: Entry) -> None:
         if all(key in self.fields for key in entry):
@@ -94,10 +117,11 @@ class CSVLogger:
             with open(self.path, newline="", encoding="utf-8") as handle:
                 rows: list[Entry] = list(csv.DictReader(handle))
             self._rewrite(rows + [entry])
-            self.handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+            self.handle = open_append(self.path)
         self.handle.flush()
 
     def close(self) -> None:
+        """Close the file."""
         self.handle.close()
 
     def _rewrite(self, rows: list[Entry]) -> None:
@@ -119,7 +143,7 @@ _EVENT_FILES = itertools.count()  # numbers this process's event files, as Tenso
 
 
 class TensorBoardLogger:
-    """TensorBoard scalars, one per numeric key of each entry, at step = ``timesteps``.
+    """TensorBoard scalars, one per numeric key of each entry (named ``prefix`` + key), at step = ``timesteps``.
 
     Writes its own event file in ``logdir``: a file-version record, then one ``Event`` record
     per entry holding every scalar as a ``Summary`` value with the scalar plugin's metadata (what
@@ -134,6 +158,7 @@ class TensorBoardLogger:
         name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
                 f".{next(_EVENT_FILES)}.v2")
         self.path = os.path.join(logdir, name)
+        create_new(self.path)  # the writer below opens it by name: a new file, not whatever a link points to
         self.writer = tf.io.TFRecordWriter(self.path)
         self.prefix = prefix
         self.metadata = tf.compat.v1.SummaryMetadata(
@@ -148,6 +173,7 @@ class TensorBoardLogger:
                                        summary=tf.compat.v1.Summary(value=values)))
 
     def close(self) -> None:
+        """Close the event file."""
         self.writer.close()
 
     def _write(self, event: tf.compat.v1.Event) -> None:
@@ -156,8 +182,8 @@ class TensorBoardLogger:
 
 
 def run_directory_loggers(agent: TRPO, run_dir: str, checkpoint_every: int) -> list[Callable[[Entry], Any]]:
-    """What a training run writes into its directory: progress.csv (the agent's history first),
-    TensorBoard events and a checkpoint every ``checkpoint_every`` iterations."""
+    """The callbacks by which ``agent`` writes its run directory ``run_dir``: progress.csv (the agent's
+    history first), TensorBoard events and a checkpoint every ``checkpoint_every`` iterations."""
     return [CSVLogger(os.path.join(run_dir, PROGRESS_FILE), agent.history), TensorBoardLogger(run_dir),
             checkpoint.CheckpointCallback(agent, run_dir, checkpoint_every)]
 

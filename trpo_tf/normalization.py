@@ -16,7 +16,7 @@ class ObservationNormalizer(keras.layers.Layer):
     ``mean``, ``var`` and ``count`` are non-trainable weights: the trust-region step and the
     value fit never move them, and they travel with every checkpoint and export. They change
     only through :meth:`update`, once per batch, from NumPy. When ``enabled`` is False the
-    layer is the identity (the weights stay at mean 0, var 1).
+    layer is the identity (the weights stay at mean 0, var 1). ``dim`` is D.
     """
 
     def __init__(self, dim: int, enabled: bool = True, **kwargs: Any):
@@ -63,6 +63,7 @@ class RewardScaler(keras.layers.Layer):
     environment, R ← γ·R + r (R reset to 0 when an episode ends), and rewards are divided by
     sqrt(Var[R] + 1e-8). Keeps value targets of order one whatever the reward's units. State
     (the running R [N] and the statistics of R) is Keras weights, so it is checkpointed.
+    ``n_envs`` is N; ``gamma`` the discount γ.
     """
 
     def __init__(self, n_envs: int, gamma: float, **kwargs: Any):

@@ -48,7 +48,8 @@ def find_runs(paths: Sequence[str]) -> list[str]:
 
 
 def read_progress(run_dir: str, key: str = "episode_return_mean") -> tuple[np.ndarray, np.ndarray]:
-    """(timesteps [K], values [K]) from ``run_dir/progress.csv``, rows without a finite value dropped."""
+    """(timesteps [K], values [K]) of column ``key`` from ``run_dir/progress.csv``, rows without a finite
+    value dropped."""
     path = os.path.join(run_dir, PROGRESS_FILE)
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -60,7 +61,7 @@ def read_progress(run_dir: str, key: str = "episode_return_mean") -> tuple[np.nd
 
 
 def run_label(run_dir: str) -> str:
-    """The curve a run belongs to: its directory name without a ``-seed<N>`` suffix."""
+    """The curve the run in ``run_dir`` belongs to: its directory name without a ``-seed<N>`` suffix."""
     name = os.path.basename(os.path.normpath(os.path.abspath(run_dir)))
     return re.sub(r"[-_]seed\d+$", "", name)
 
@@ -92,7 +93,16 @@ def aggregate(curves: Sequence[tuple[np.ndarray, np.ndarray]], points: int = 200
 
 def plot(paths: Sequence[str], out: str, key: str = "episode_return_mean", band: str = "minmax",
          title: str | None = None, points: int = 200) -> str:
-    """Draw the learning curves of the runs under ``paths`` into the image ``out``; returns ``out``."""
+    """Draw the learning curves of the runs under ``paths`` into the image ``out``; returns ``out``.
+
+    Args:
+        paths: run directories, or directories of runs (see :func:`find_runs`).
+        out: the image file to write.
+        key: the ``progress.csv`` column to plot.
+        band: the spread over seeds, ``"minmax"`` or ``"std"`` (±1 standard deviation).
+        title: the plot's title (default: from the runs and the band).
+        points: points of the common timestep grid each group is interpolated onto.
+    """
     groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = collections.OrderedDict()
     for run_dir in find_runs(paths):
         groups.setdefault(run_label(run_dir), []).append(read_progress(run_dir, key))

@@ -19,11 +19,10 @@ import os
 from typing import Iterator
 
 from trpo_tf.errors import RunDirError, RunDirInUseError
-from trpo_tf.files import PROGRESS_FILE
+from trpo_tf.files import CHECKPOINT_DIR, LOCK_FILE, PROGRESS_FILE, RUN_FILE, refuse_run_links
 
 __all__ = ["LOCK_FILE", "check_new_run_dir", "lock_run_dir", "run_files"]
 
-LOCK_FILE = ".lock"
 _HELD: dict[str, int] = {}  # real path of a run directory this process holds → how many blocks hold it
 
 
@@ -33,8 +32,9 @@ def lock_run_dir(run_dir: str, create: bool = True) -> Iterator[None]:
 
     Raises :class:`RunDirInUseError`, naming the owner's process id, when another process
     holds it (a nested block of the process that holds it just goes on), and :class:`RunDirError` when
-    ``run_dir`` is a file, or is missing and not ``create``. A directory it created is
-    removed again if it is still empty at the end.
+    ``run_dir`` is a file, or is missing and not ``create``, or holds a symbolic link where trpo_tf
+    writes (:func:`trpo_tf.files.refuse_run_links`). The directories it created (``runs/`` of ``runs/CartPole-v1-seed0``
+    too) are removed again if they are still empty at the end, so a refused command leaves nothing.
     """
     key = os.path.realpath(run_dir)
     if key in _HELD:  # this process holds it already (trpo-tf train, then TRPO.learn(log_dir=...))
@@ -46,16 +46,16 @@ def lock_run_dir(run_dir: str, create: bool = True) -> Iterator[None]:
         return
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise RunDirError(f"{run_dir} exists and is not a directory")
-    created = not os.path.isdir(run_dir)
-    if created:
-        if not create:
-            raise RunDirError(f"no run directory at {run_dir}")
-        try:
-            os.makedirs(run_dir, exist_ok=True)
-        except OSError as error:
-            raise RunDirError(f"cannot create the run directory {run_dir}: {error.strerror or error}") from None
-    path = os.path.join(run_dir, LOCK_FILE)
-    descriptor = _acquire(path)
+    if not create and not os.path.isdir(run_dir):
+        raise RunDirError(f"no run directory at {run_dir}")
+    refuse_run_links(run_dir)
+    created = _make_directories(run_dir)
+    try:
+        path = os.path.join(run_dir, LOCK_FILE)
+        descriptor = _acquire(path)
+    except BaseException:
+        _remove_empty(created)
+        raise
     _HELD[key] = 1
     try:
         os.ftruncate(descriptor, 0)
@@ -66,9 +66,7 @@ def lock_run_dir(run_dir: str, create: bool = True) -> Iterator[None]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # still holding the lock: a process that opened this file now retries
         os.close(descriptor)
-        if created:
-            with contextlib.suppress(OSError):  # not empty: the run wrote into it
-                os.rmdir(run_dir)
+        _remove_empty(created)
 
 
 def check_new_run_dir(run_dir: str) -> None:
@@ -77,13 +75,15 @@ def check_new_run_dir(run_dir: str) -> None:
         raise RunDirError(f"{run_dir} exists and is not a directory")
     found = run_files(run_dir)
     if found:
-        raise RunDirError(f"{run_dir} already holds a run ({', '.join(found)}); continue it with --resume "
-                          f"(TRPO.load(run_dir, resume=True)), or choose another run directory (--logdir)")
+        raise RunDirError(f"{run_dir} already holds a run ({', '.join(found)}); continue it with "
+                          f"TRPO.load(run_dir, resume=True), or choose another run directory",
+                          command_line={"TRPO.load(run_dir, resume=True)": "--resume",
+                                        "another run directory": "another run directory (--logdir)"})
 
 
 def run_files(run_dir: str) -> list[str]:
     """The files of a run present in ``run_dir``: run.json, progress.csv and the newest checkpoints/ckpt-N."""
-    from trpo_tf.checkpoint import CHECKPOINT_DIR, RUN_FILE, checkpoints
+    from trpo_tf.checkpoint import checkpoints
 
     found = [name for name in (RUN_FILE, PROGRESS_FILE) if os.path.exists(os.path.join(run_dir, name))]
     stored = checkpoints(run_dir)
@@ -92,11 +92,36 @@ def run_files(run_dir: str) -> list[str]:
     return found
 
 
+def _make_directories(path: str) -> list[str]:
+    """Create ``path`` and its missing parents; the directories created, deepest first. RunDirError
+    naming the path when it cannot be created (a parent is a file, say)."""
+    missing = []
+    folder = os.path.abspath(path)
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        _remove_empty(missing)
+        raise RunDirError(f"cannot create the run directory {path}: {error.strerror or error}") from None
+    return missing
+
+
+def _remove_empty(directories: list[str]) -> None:
+    """Remove each of ``directories`` (deepest first) that is empty; stop at the first that is not."""
+    for folder in directories:
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty: the run wrote into it
+            return
+
+
 def _acquire(path: str) -> int:
     """An open descriptor of ``path`` holding its exclusive flock; RunDirInUseError when taken."""
     while True:
         try:
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as error:
             raise RunDirError(f"cannot create the lock file {path}: {error.strerror or error}") from None
         try:
@@ -106,8 +131,9 @@ def _acquire(path: str) -> int:
             os.close(descriptor)
             run_dir = os.path.dirname(path)
             raise RunDirInUseError(f"{run_dir} is in use by another training (process {owner}, which holds "
-                                   f"{path}); wait for it to end or stop it, or choose another run "
-                                   f"directory (--logdir)") from None
+                                   f"{path}); wait for it to end or stop it, or choose another run directory",
+                                   command_line={"another run directory": "another run directory (--logdir)"}
+                                   ) from None
         except OSError as error:  # a file system without locks
             os.close(descriptor)
             raise RunDirError(f"cannot lock {path}: {error.strerror or error}") from None

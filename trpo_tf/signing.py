@@ -1,10 +1,18 @@
-"""Signatures that tell checkpoints this user wrote from any others.
+"""Signatures that tell checkpoints this user wrote from any others, and say which run and checkpoint they belong to.
 
 A checkpoint's environment state is a pickle, and unpickling runs whatever the bytes say.
-:func:`trpo_tf.checkpoint.save` stores an HMAC-SHA256 of those bytes beside them, keyed by a
-secret of this user that lives outside every run directory; resuming unpickles only bytes
-whose signature matches (or bytes the caller says it trusts). Whoever can write a run
-directory but cannot read the key cannot forge a signature.
+:func:`trpo_tf.checkpoint.save` stores beside those bytes what they belong to — the run's id
+(random, written to ``run.json`` when the run is created), the checkpoint (``ckpt-N``) and the
+environment id — and an HMAC-SHA256 of all of it, keyed by a secret of this user that lives
+outside every run directory::
+
+    {"run_id": "5f0c...", "checkpoint": "ckpt-4", "env_id": "CartPole-v1", "hmac": "hmac-sha256:<64 hex digits>"}
+
+Resuming unpickles only bytes whose signature matches and names this run, this checkpoint and
+this environment id (or bytes the caller says it trusts), so state copied from another of the
+user's runs or checkpoints is refused too. Whoever can write a run directory but cannot read
+the key cannot forge a signature. Signatures of trpo_tf before this scheme (a bare
+``"hmac-sha256:..."`` string over the pickle alone) named no run: they vouch for nothing now.
 
 The key is 32 random bytes, stored as 64 hex digits in ``$TRPO_TF_KEY_FILE`` or else
 ``$XDG_CONFIG_HOME/trpo_tf/run-key`` (``~/.config/trpo_tf/run-key``), created with mode 0600
@@ -15,16 +23,26 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
+import re
 import secrets
 import stat
+from typing import Any
 
 from trpo_tf.errors import RunKeyError
 
 KEY_FILE_VARIABLE = "TRPO_TF_KEY_FILE"
 SCHEME = "hmac-sha256"
+BOUND = ("run_id", "checkpoint", "env_id")
+"""What a signature names besides the bytes: the run's id, the checkpoint (``ckpt-N``) and the environment id."""
 _KEY_BYTES = 32
-_DOMAIN = b"trpo_tf environment state\x00"  # signatures of these bytes mean nothing elsewhere
+_DOMAIN = b"trpo_tf environment state, bound\x00"  # signatures of these bytes mean nothing elsewhere
+_MAC = re.compile(rf"^{SCHEME}:[0-9a-f]{{64}}$")
+
+
+class InvalidSignature(Exception):
+    """A signature that does not vouch for the bytes; the message says why, following "the state ..."."""
 
 
 def key_file() -> str:
@@ -36,10 +54,13 @@ def key_file() -> str:
     return os.path.join(config_home, "trpo_tf", "run-key")
 
 
-def run_key() -> bytes:
-    """This user's run key (32 bytes), created on first use; RunKeyError when it cannot be had."""
+def run_key(create: bool = True) -> bytes | None:
+    """This user's run key (32 bytes), created on first use unless not ``create`` (then None when there is
+    none yet); RunKeyError when it cannot be had."""
     path = key_file()
     if not os.path.exists(path):
+        if not create:
+            return None
         _create_key(path)
     try:
         mode = os.stat(path).st_mode
@@ -56,19 +77,44 @@ def run_key() -> bytes:
         key = b""
     if len(key) != _KEY_BYTES:
         raise RunKeyError(f"the run key {path} is corrupted (expected {2 * _KEY_BYTES} hex digits); delete it "
-                          f"to make a new one (runs signed with the old key then resume only with --trust-run)")
+                          f"to make a new one (runs signed with the old key then resume only with trust=True)",
+                          command_line={"trust=True": "--trust-run"})
     return key
 
 
-def sign(data: bytes) -> str:
-    """``"hmac-sha256:<64 hex digits>"``: the signature of ``data`` with this user's run key."""
-    digest = hmac.new(run_key(), _DOMAIN + data, hashlib.sha256).hexdigest()
-    return f"{SCHEME}:{digest}"
+def sign(data: bytes, bound: dict[str, str | None]) -> dict[str, str | None]:
+    """The signature of ``data`` for ``bound`` (:data:`BOUND`: run id, checkpoint, env id) with this user's
+    run key: ``bound`` with ``"hmac": "hmac-sha256:<64 hex digits>"`` added."""
+    key = run_key()
+    assert key is not None  # created when missing
+    return {**bound, "hmac": f"{SCHEME}:{_mac(key, data, bound)}"}
 
 
-def verify(data: bytes, signature: object) -> bool:
-    """Whether ``signature`` (as stored in a checkpoint: any JSON value) is :func:`sign` of ``data``."""
-    return isinstance(signature, str) and hmac.compare_digest(signature, sign(data))
+def vouched_for(data: bytes, signature: Any) -> dict[str, str | None]:
+    """What ``signature`` (as stored: any JSON value) binds ``data`` to — run id, checkpoint and env id —
+    when it is :func:`sign` of ``data`` with this user's key; InvalidSignature saying why otherwise."""
+    if signature is None:
+        raise InvalidSignature("carries no signature (written before trpo_tf signed checkpoints, or not by trpo_tf)")
+    if isinstance(signature, str) and signature.startswith(f"{SCHEME}:"):
+        raise InvalidSignature("carries a signature of an earlier trpo_tf, which did not name the run and checkpoint "
+                               "it belongs to")
+    valid = (isinstance(signature, dict) and set(signature) == {*BOUND, "hmac"}
+             and all(isinstance(signature[name], str) for name in ("run_id", "checkpoint", "hmac"))
+             and isinstance(signature["env_id"], (str, type(None))) and _MAC.match(signature["hmac"]) is not None)
+    if not valid:
+        raise InvalidSignature(f"carries a malformed signature ({json.dumps(signature, ensure_ascii=True)[:80]})")
+    bound = {name: signature[name] for name in BOUND}
+    key = run_key(create=False)
+    if key is None or not hmac.compare_digest(signature["hmac"], f"{SCHEME}:{_mac(key, data, bound)}"):
+        raise InvalidSignature(f"is signed with another key than this user's run key {key_file()} (written by "
+                               f"another user or machine, or altered)")
+    return bound
+
+
+def _mac(key: bytes, data: bytes, bound: dict[str, str | None]) -> str:
+    """HMAC-SHA256 (hex) of the domain, ``bound`` as canonical JSON, a NUL byte and ``data``."""
+    named = json.dumps([bound[name] for name in BOUND], ensure_ascii=True).encode("ascii")
+    return hmac.new(key, _DOMAIN + named + b"\x00" + data, hashlib.sha256).hexdigest()
 
 
 def _create_key(path: str) -> None:

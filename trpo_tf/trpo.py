@@ -21,6 +21,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 import weakref
 from typing import Any, Callable
 
@@ -47,6 +48,8 @@ _OPEN_AGENTS: "weakref.WeakSet[TRPO]" = weakref.WeakSet()  # agents not closed: 
 QUADRATIC_MODEL_KEYS = ("kl_predicted", "kl_full_step", "kl_ratio", "surrogate_predicted", "surrogate_full_step",
                         "cg_residual")
 Callback = Callable[[dict[str, Any]], Any]
+MAX_TIMESTEPS_VARIABLE = "TRPO_TF_MAX_TIMESTEPS"
+"""Caps every :meth:`TRPO.learn` call (and so ``trpo-tf train``) at this many steps: for smoke tests and the docs' tests."""
 
 
 class TRPO:
@@ -60,26 +63,31 @@ class TRPO:
             streams (``SeedSequence(seed).spawn``), action sampling, minibatch order and
             stochastic evaluation; the same seed on the same machine gives the same history.
             None draws one.
-        policy_network, value_network: networks of your own instead of the MLPs of
-            ``config.policy_hidden`` / ``config.value_hidden`` (which are then not used): a
-            ``keras.Model`` mapping normalized features [B, D] to hidden features [B, H], or a
-            builder ``D -> keras.Model`` (a fresh network per call: what :meth:`load` needs when
-            Keras cannot rebuild the network from its config). The library adds the output layer
-            (the head's outputs; one value). A model passed as such is trained in place. Policy
-            and value must not share variables (NetworkError): a shared trunk would let the value
-            fit move the policy outside the trust region. A policy network that is a chain of
-            Dense layers with NumPy activations acts in NumPy; any other acts through one
-            compiled TensorFlow call per vectorized step, in this process only (no ``n_workers``
-            > 1, no Ray).
+        policy_network: a network of your own instead of the MLP of ``config.policy_hidden`` (which
+            is then not used): a ``keras.Model`` mapping normalized features [B, D] to hidden
+            features [B, H], or a builder ``D -> keras.Model`` (a fresh network per call: what
+            :meth:`load` needs when Keras cannot rebuild the network from its config). The library
+            adds the output layer (the distribution's parameters). A model passed as such is trained
+            in place. A policy network that is a chain of Dense layers with NumPy activations acts
+            in NumPy; any other acts through one compiled TensorFlow call per vectorized step, in
+            this process only (no ``n_workers`` > 1, no Ray).
+        value_network: the same for the value function, instead of ``config.value_hidden`` (the
+            library adds one output). Policy and value must not share variables (NetworkError): a
+            shared trunk would let the value fit move the policy outside the trust region.
 
     Attributes:
-        policy (:class:`~trpo_tf.policies.Policy`), value (Keras model of normalized features),
-        sampler (in this process, or K workers: ``config.n_workers``, ``config.sampler``),
-        policy_update, value_fit; vector_env: the environments when they are stepped in this process
-        (None with workers);
-        history: one dict per iteration (see :meth:`learn`);
-        timesteps: environment steps taken so far, over all environments;
-        log_dir: the run directory this agent writes (``learn(log_dir=...)``) or was loaded from, or None.
+        config (TRPOConfig): the hyperparameters.
+        policy (Policy): the policy (:class:`~trpo_tf.policies.policy.Policy`).
+        value (keras.Model): the value function, a Keras model of normalized features.
+        sampler: what collects the batches: in this process, or over ``config.n_workers`` workers
+            (``config.sampler``).
+        policy_update (PolicyUpdate): the compiled trust-region step.
+        value_fit (ValueFit): the compiled value fit.
+        vector_env: the environments when they are stepped in this process (None with workers).
+        history (list[dict]): one dict per iteration (see :meth:`learn`).
+        timesteps (int): environment steps taken so far, over all environments.
+        log_dir (str | None): the run directory this agent writes (``learn(log_dir=...)``) or was
+            loaded from, or None.
     """
 
     def __init__(self, env: EnvLike, config: TRPOConfig | None = None, seed: int | None = None, *,
@@ -161,7 +169,9 @@ class TRPO:
         iteration more); calling it again continues where the last call stopped.
 
         Args:
-            total_timesteps: steps to add, over all environments; any integral number (``1e6``).
+            total_timesteps: steps to add, over all environments; any integral number (``1e6``). When the
+                environment variable ``TRPO_TF_MAX_TIMESTEPS`` is set, at most that many (with a warning):
+                a small budget for smoke tests, which the documentation's tests use.
             callback: ``callback(entry)`` after each iteration (before the loggers, so keys it adds
                 to ``entry`` are logged); returning False stops training. ``learn`` does not close
                 it, so it can serve several calls. See :mod:`trpo_tf.callbacks`.
@@ -189,7 +199,7 @@ class TRPO:
         step size falls over the steps from 0 to the total this call trains to (a resumed
         ``trpo-tf train`` trains to the run's total, so it continues the same schedule).
         """
-        steps = _step_count(total_timesteps)
+        steps = _capped(_step_count(total_timesteps))
         if reset_num_timesteps:
             if log_dir is not None and self.log_dir is not None and _same_path(log_dir, self.log_dir):
                 raise InputError(f"reset_num_timesteps starts a new count: pass a new log_dir, not {log_dir}, "
@@ -305,7 +315,8 @@ class TRPO:
         return self.policy.model_inputs(self.policy.normalizer.numpy_normalize()(encoded), observations)
 
     def values_and_next_values(self, batch: Batch, features: Any) -> tuple[np.ndarray, np.ndarray]:
-        """V(s_t) [T, N] and V(s_{t+1}) [T, N], the latter from final observations where episodes ended.
+        """V(s_t) [T, N] and V(s_{t+1}) [T, N] of ``batch`` (its model inputs ``features``), the latter
+        from final observations where episodes ended.
 
         One compiled call evaluates the batch, the final observations and the last observations.
         """
@@ -338,11 +349,15 @@ class TRPO:
                 action_masks: np.ndarray | None = None) -> np.ndarray:
         """Actions for a batch of raw observations [B, *obs_shape] (or one observation).
 
-        Deterministic actions come from the compiled TensorFlow graph (the one exported);
-        stochastic ones are sampled with the agent's evaluation random stream (not training's).
-        ``action_masks`` [B, M] (or [M] for one observation; bool, or 0/1), for a Discrete or
-        MultiDiscrete action space: only the actions they allow are returned (without them, every
-        action is allowed). InputError for masks that do not fit or allow no action.
+        Deterministic actions (``deterministic=True``) come from the compiled TensorFlow graph (the
+        one exported); stochastic ones are sampled with the agent's evaluation random stream (not
+        training's). A ``Dict`` space takes a dict of batches by key. ``action_masks`` [B, M] (or [M]
+        for one observation; bool, or 0/1), for a Discrete or MultiDiscrete action space: only the
+        actions they allow are returned (without them, every action is allowed); InputError for masks
+        that do not fit or allow no action.
+
+        Returns:
+            actions [B, *action_shape] in the environment's units.
         """
         batch = self.policy.encoder.check(observations)
         masks = None if action_masks is None else checked_user_masks(
@@ -451,7 +466,9 @@ class TRPO:
         :mod:`trpo_tf.signing`), or with ``trust=True`` for a run you trust whoever wrote;
         otherwise :class:`~trpo_tf.errors.UntrustedRunError`. Without ``resume`` nothing is
         unpickled and the environments start fresh episodes: safe for evaluating, exporting
-        or continuing to train a downloaded run.
+        or continuing to train a downloaded run. An env id that imports a module (``"module:Env-v0"``)
+        is taken from the run only with ``trust=True`` or, resuming, this user's signature for it
+        (else :class:`~trpo_tf.errors.UntrustedModuleError`): pass ``env`` to name it yourself.
 
         A run trained with networks of your own rebuilds them from the Keras configs its
         ``run.json`` records (custom layers must be registered with
@@ -462,6 +479,8 @@ class TRPO:
         recorded = checkpoint.read_networks(run_dir)
         given = {"policy_network": policy_network, "value_network": value_network}
         specs = {role: networks.network_for_load(recorded.get(role), given[role], role, run_dir) for role in given}
+        if env is None:  # the run's env id: a module it names is imported only when trusted
+            checkpoint.check_recorded_env(run_dir, env_id, trust, signed=resume)
         target = env if env is not None else env_id
         if target is None:
             raise InputError(f"{run_dir} was trained on an environment instance without a registered id; "
@@ -549,6 +568,22 @@ def _step_count(value: Any) -> int:
     if isinstance(value, bool) or not integral or value < 0:
         raise InputError(f"total_timesteps must be a non-negative whole number of steps, got {value!r}")
     return int(value)
+
+
+def _capped(steps: int) -> int:
+    """``steps``, or ``$TRPO_TF_MAX_TIMESTEPS`` when that is set and smaller (with a warning saying so)."""
+    text = os.environ.get(MAX_TIMESTEPS_VARIABLE, "").strip()
+    if not text:
+        return steps
+    try:
+        cap = _step_count(float(text.replace("_", "")))
+    except (InputError, ValueError):
+        raise InputError(f"{MAX_TIMESTEPS_VARIABLE}={text!r}: expected a non-negative whole number of steps "
+                         "(or leave it unset)") from None
+    if cap < steps:
+        warnings.warn(f"{MAX_TIMESTEPS_VARIABLE}={text}: training {cap:,} of the {steps:,} steps asked for",
+                      UserWarning, stacklevel=3)
+    return min(steps, cap)
 
 
 def _same_path(first: str, second: str) -> bool:

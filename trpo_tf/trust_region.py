@@ -178,6 +178,12 @@ def gauss_newton_vector_product(
     the mean KL — the point where TRPO's conjugate gradient is solved — for one forward and
     one backward pass of the network instead of forward-over-backward's two of each.
 
+    Args:
+      outputs_fn: zero-argument callable returning the distribution's parameters η, reading ``variables``.
+      kl_of_outputs: maps parameters η to the scalar mean KL(old ‖ π_η).
+      variables: list of plain ``tf.Variable``.
+      vector: v, shape ``[P]``.
+
     Returns:
       shape ``[P]``.
     """
@@ -236,6 +242,12 @@ def conjugate_gradient_with_residual(
 
     The residual is the one CG updates at every iteration (``r ← r − α A p``), so it costs
     no extra ``matvec``; in exact arithmetic it equals ``b − A x``. It is 0 for ``b == 0``.
+
+    Args:
+      matvec: maps a ``[P]`` vector ``v`` to ``A v`` (``[P]``).
+      b: right-hand side, shape ``[P]``.
+      max_iters: maximum number of iterations (= calls of ``matvec``).
+      residual_tol: threshold on the squared residual norm.
 
     Returns:
       ``(x, residual)``: shape ``[P]`` and a scalar.

@@ -211,7 +211,7 @@ class ValueFit:
         self._fit.get_concrete_function()
 
     def set_learning_rate(self, learning_rate: float) -> None:
-        """Adam's step size from the next fit on (a variable the compiled fit reads: no retracing)."""
+        """Adam's step size ``learning_rate`` from the next fit on (a variable the compiled fit reads: no retracing)."""
         self.optimizer.learning_rate.assign(learning_rate)
 
     def predict(self, features: Any) -> np.ndarray:

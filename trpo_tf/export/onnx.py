@@ -28,7 +28,7 @@ from typing import Any
 import tensorflow as tf
 
 from trpo_tf.errors import ExportError, InputError, MissingDependencyError
-from trpo_tf.export.saved_model import conversion_signatures, resolve_saved_model_dir
+from trpo_tf.export.saved_model import conversion_signatures, load_saved_model, resolve_saved_model_dir
 
 OPSET = 17
 DROPPED_CHECKS = ("Assert", "CheckNumerics", "CheckNumericsV2")  # tf2onnx removes them
@@ -47,11 +47,17 @@ def to_onnx(saved_model_dir: str, out_dir: str, signatures: list[str] | tuple[st
     unknown signature, and RuntimeError naming the TensorFlow ops tf2onnx could not convert.
     Warns (RuntimeWarning) when a signature holds checks ONNX has no operator for
     (:data:`DROPPED_CHECKS`): tf2onnx leaves them out, so the file does not make them.
+
+    Args:
+        saved_model_dir: the export to convert.
+        out_dir: where the ``.onnx`` files go (created when missing).
+        signatures: the signatures to convert, by name; None for every convertible one.
+        opset: the ONNX opset to convert to.
     """
     check_dependencies()
     tf2onnx = importlib.import_module("tf2onnx")
     path = resolve_saved_model_dir(saved_model_dir)
-    loaded = tf.saved_model.load(path)
+    loaded = load_saved_model(path)
     try:
         keys = conversion_signatures(path, signatures, "ONNX")
     except ExportError:

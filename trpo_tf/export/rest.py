@@ -9,17 +9,19 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from trpo_tf.export.saved_model import resolve_saved_model_dir
+from trpo_tf.export.saved_model import load_saved_model, resolve_saved_model_dir
 
 
 def rest_predict(saved_model_dir: str, request_json: str) -> str:
-    """Answer a TF Serving REST predict request body the way ``tensorflow_model_server`` does.
+    """Answer a TF Serving REST predict request body ``request_json`` with the export in
+    ``saved_model_dir`` (a version folder or the folder above it) the way ``tensorflow_model_server`` does.
 
     This is the contract of ``POST /v1/models/<name>:predict`` for these exports, run in
     process. The request is ``{"signature_name": "serving_default", "instances": [obs, ...]}``
     (row format; each instance may also be ``{"observation": obs}``) or ``{"inputs": [obs, ...]}``
     (columnar; also ``{"inputs": {"observation": [obs, ...]}}``); ``signature_name`` defaults
-    to ``serving_default``. Values are converted to the signature's dtype (float32).
+    to ``serving_default``. Values are converted to the signature's dtype (float32, or uint8 for
+    image frames: a value uint8 cannot hold exactly — 0.5, 300, −1 — is refused, naming the input).
 
     The response to the row format is ``{"predictions": [p, ...]}``, one entry per instance:
     the output's value when the signature has one output, else an object by output name
@@ -36,7 +38,7 @@ def rest_predict(saved_model_dir: str, request_json: str) -> str:
         {"instances": [{"observation": [0.1, 0.2], "action_mask": [true, false, true]}]}
         → {"predictions": [2]}   (or 0: never the forbidden action 1)
     """
-    model = tf.saved_model.load(resolve_saved_model_dir(saved_model_dir))
+    model = load_saved_model(resolve_saved_model_dir(saved_model_dir))
     try:
         request = json.loads(request_json)
         name, feed, rows = _parse_predict_request(request, model.signatures)
@@ -67,9 +69,29 @@ def _parse_predict_request(request: Any, signatures: Any) -> tuple[str, dict[str
     unknown = sorted(set(values) - set(specs))
     if unknown or len(values) != len(specs):
         raise ValueError(f"inputs {sorted(values)} do not match the signature's inputs {sorted(specs)}")
-    feed = {key: tf.constant(np.asarray(value, dtype=specs[key].dtype.as_numpy_dtype))
+    feed = {key: tf.constant(_as_input(key, value, np.dtype(specs[key].dtype.as_numpy_dtype)))
             for key, value in values.items()}
     return name, feed, rows
+
+
+def _as_input(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
+    """JSON numbers (nested lists) → an array of the input's ``dtype``. ValueError naming the input, the
+    value and the range when an integer dtype (uint8 frames) cannot hold a value exactly: a fraction, a
+    value out of range or not finite is refused rather than truncated or wrapped."""
+    if not np.issubdtype(dtype, np.integer):
+        return np.asarray(value, dtype=dtype)
+    try:
+        numbers = np.asarray(value, dtype=np.float64)  # exact for the integers of uint8 ... int32
+    except (TypeError, ValueError):
+        raise ValueError(f"input {name!r} must hold numbers (nested lists of one shape)") from None
+    limits = np.iinfo(dtype)
+    fits = (numbers == np.floor(numbers)) & (numbers >= limits.min) & (numbers <= limits.max)
+    if not np.all(fits):
+        bad = float(numbers[~fits].flat[0])
+        shown = int(bad) if bad.is_integer() and abs(bad) < 2**53 else bad
+        raise ValueError(f"input {name!r}: {shown} does not fit {dtype.name}, which holds whole numbers from "
+                         f"{limits.min} to {limits.max}")
+    return numbers.astype(dtype)
 
 
 def _predict_response(outputs: dict[str, np.ndarray], rows: bool) -> dict[str, Any]:

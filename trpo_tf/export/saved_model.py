@@ -40,10 +40,12 @@ An observation of the wrong shape is refused by an ``EnsureShape`` check in the 
 tensor of the wrong dtype is refused by the signature (Python lists and NumPy arrays are
 first converted to float32 by TensorFlow, as TF Serving converts JSON numbers). An observation
 holding NaN or ±infinity is refused by a ``CheckNumerics`` op (``InvalidArgumentError``
-"observation holds NaN or infinity"). Converters drop that op (TFLite, tf2onnx): there, and
-only there, every normalized feature that a non-finite entry feeds is 0 (the entry reads as its
-training mean, or as 0 with normalization off; a non-finite Discrete observation reads as the mean
-one-hot vector), so every output stays finite and every action inside the action space.
+"observation holds NaN or infinity"), and so is a Discrete observation outside its space (5, −1
+or 2.7 for ``Discrete(5)``: "observation outside its Discrete space"). Converters drop those ops
+(TFLite, tf2onnx): there, and only there, every normalized feature that such an entry feeds is 0
+(a non-finite entry reads as its training mean, or as 0 with normalization off; a non-finite or
+out-of-space Discrete observation reads as the mean one-hot vector), so every output stays finite
+and every action inside the action space.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ import numpy as np
 import tensorflow as tf
 
 from trpo_tf.errors import ExportError
+from trpo_tf.files import refuse_link
 from trpo_tf.export.spaces import space_to_metadata
 from trpo_tf.policies import Policy
 from trpo_tf.policies.distributions import MASK_NAME
@@ -92,11 +95,18 @@ def export_saved_model(policy: Policy, value: keras.Model, out_dir: str, metadat
     ``out_dir`` (1 for a new directory); an existing version is never overwritten
     (``FileExistsError``). The model is written to a hidden temporary folder and renamed into
     place, so a TF Serving instance watching ``out_dir`` never sees a half-written version.
+    :class:`ExportError` when ``out_dir`` cannot be a directory (:func:`check_export_dir`) or the
+    version's entry is a symbolic link.
     """
     _check_finite_weights(policy, value)
-    os.makedirs(out_dir, exist_ok=True)
+    check_export_dir(out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f"cannot create the export directory {out_dir}: {error.strerror or error}") from None
     version = next_version(out_dir) if version is None else _checked_version(version)
     target = os.path.join(out_dir, str(version))
+    refuse_link(target, ExportError)
     if os.path.exists(target):
         raise FileExistsError(f"{target} already exists; export to another version (or leave "
                               f"version=None to use the next free one, {next_version(out_dir)})")
@@ -111,10 +121,20 @@ def export_saved_model(policy: Policy, value: keras.Model, out_dir: str, metadat
     return target
 
 
+def check_export_dir(out_dir: str) -> None:
+    """ExportError naming the path when ``out_dir`` or one of its parents exists but is not a directory,
+    so that an export that cannot be written is refused before anything else is done."""
+    folder = os.path.normpath(out_dir)
+    while folder and not os.path.lexists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    if folder and os.path.lexists(folder) and not os.path.isdir(folder):
+        raise ExportError(f"cannot export to {out_dir}: {folder} exists and is not a directory")
+
+
 def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: dict[str, Any],
                       evaluate: Callable[[str], dict[str, Any]] | None = None) -> None:
-    """Save the serving module to ``path``, ``metadata`` and the signatures to assets/metadata.json
-    (``evaluation``: ``evaluate(path)`` when given; see :func:`export_saved_model`)."""
+    """Save the serving module of ``policy`` and ``value`` to ``path``, and ``metadata`` with the signatures
+    to assets/metadata.json (``evaluation``: ``evaluate(path)`` when given; see :func:`export_saved_model`)."""
     module = serving_module(policy, value)
     tf.saved_model.save(module, path, signatures={name: getattr(module, name) for name in SIGNATURES})
     if evaluate is not None:
@@ -129,7 +149,7 @@ def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: d
 
 
 def serving_module(policy: Policy, value: keras.Model) -> tf.Module:
-    """A ``tf.Module`` with the four signature functions and the variables they read.
+    """A ``tf.Module`` with the four signature functions of ``policy`` and ``value`` and the variables they read.
 
     Each function is a ``tf.function`` with input signature float32 [None, *obs_shape]
     named ``observation`` (and, for a masked policy's :data:`MASKED_SIGNATURES`, bool [None, M]
@@ -147,11 +167,13 @@ def serving_module(policy: Policy, value: keras.Model) -> tf.Module:
 
 def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[..., dict[str, tf.Tensor]]]:
     """Name → function of raw observations [B, *obs_shape] (a dict by key for a Dict space), and for a masked
-    policy's :data:`MASKED_SIGNATURES` of action masks bool [B, M] too, returning the signature's outputs.
+    policy's :data:`MASKED_SIGNATURES` of action masks bool [B, M] too, returning the signature's outputs,
+    from ``policy`` and the ``value`` model.
 
-    Every function first checks the observation's shape and that it is finite (and the mask's shape,
-    rows and that each row allows an action), so that a wrong one raises instead of being reshaped,
-    broadcast or answered with NaN (see the module docstring for what the converted formats answer instead).
+    Every function first checks the observation's shape, that it is finite and (Discrete) inside its
+    space (and the mask's shape, rows and that each row allows an action), so that a wrong one raises
+    instead of being reshaped, broadcast, answered with NaN or read as another value (see the module
+    docstring for what the converted formats answer instead).
     """
     encoder = policy.encoder
 
@@ -226,7 +248,7 @@ def conversion_signatures(path: str, requested: list[str] | tuple[str, ...] | No
     those left out and why. A requested signature that the SavedModel lacks raises ValueError; one
     that it cannot convert raises :class:`ExportError` saying why.
     """
-    available = sorted(tf.saved_model.load(path).signatures.keys())
+    available = sorted(load_saved_model(path).signatures.keys())
     try:
         unconvertible = read_metadata(path).get("unconvertible_signatures", {})
     except FileNotFoundError:  # not written by trpo_tf: nothing is known to be unconvertible
@@ -260,6 +282,21 @@ def describe_signatures(module: tf.Module) -> dict[str, Any]:
                            "outputs": {key: _describe_tensor(tensor)
                                        for key, tensor in sorted(function.structured_outputs.items())}}
     return described
+
+
+def load_saved_model(path: str) -> Any:
+    """``tf.saved_model.load(path)``; :class:`ExportError` naming the damaged file when TensorFlow cannot read
+    it (``saved_model.pb`` truncated, empty or not one; ``variables/`` truncated or garbled)."""
+    problem: Exception
+    try:
+        return tf.saved_model.load(path)
+    except (OSError, ValueError) as error:  # the graph: a protobuf that does not parse, or holds no MetaGraph
+        damaged, problem = os.path.join(path, "saved_model.pb"), error
+    except (IndexError, tf.errors.OpError) as error:  # the variables: short reads, bad checksums and magic
+        damaged, problem = os.path.join(path, "variables"), error
+    text = (problem.message if isinstance(problem, tf.errors.OpError) else str(problem)).strip()
+    raise ExportError(f"{damaged} is damaged or not part of a SavedModel, so TensorFlow cannot load it "
+                      f"({' '.join(text.splitlines()[0].split()) if text else type(problem).__name__})")
 
 
 def next_version(out_dir: str) -> int:
@@ -320,6 +357,9 @@ def build_metadata(env_id: str | None, observation_space: gym.Space, action_spac
                    command: str | None, mask_source: str | None = None) -> dict[str, Any]:
     """The contents of ``assets/metadata.json`` but ``signatures`` (added from the saved functions).
 
+    ``env_id``, ``observation_space`` and ``action_space`` describe the environment (the spaces as
+    :func:`~trpo_tf.export.spaces.space_to_metadata` writes them); ``timesteps`` and ``seed`` the training.
+
     ``evaluation`` is a dict as :func:`trpo_tf.evaluation.evaluate_saved_model` returns (mean_return,
     std_return, episodes, optionally returns, seed, deterministic) or None; ``config`` the
     ``TRPOConfig.to_dict()`` of the run; ``command`` the command line, recorded as given;
@@ -349,7 +389,8 @@ METADATA_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def read_metadata(saved_model_dir: str) -> dict[str, Any]:
-    """The ``assets/metadata.json`` of an export (a version folder, or the model folder above it).
+    """The ``assets/metadata.json`` of the export in ``saved_model_dir`` (a version folder, or the model
+    folder above it).
 
     Raises FileNotFoundError when there is none, and :class:`ExportError` naming the file when it is
     not UTF-8 JSON, not an object, or holds one of :data:`METADATA_TYPES` with another type.

@@ -13,7 +13,8 @@ from trpo_tf.export.saved_model import (INPUT_NAME, MASK_NAME, NON_FINITE_MESSAG
 
 
 def to_tflite(saved_model_dir: str, out_path: str, signatures: list[str] | tuple[str, ...] | None = None) -> str:
-    """Convert an export to a ``.tflite`` file at ``out_path`` (returned); default: all signatures LiteRT can run.
+    """Convert the export in ``saved_model_dir`` to a ``.tflite`` file at ``out_path`` (returned); ``signatures``
+    names the signatures to keep (default: all signatures LiteRT can run).
 
     An export whose metadata lists ``unconvertible_signatures`` (a Beta policy's ``sample``: LiteRT
     has no Gamma sampling) is converted without those, with a warning; asking for one of them
@@ -52,6 +53,14 @@ def litert_runner(tflite_path: str, signature: str = "serving_default") -> Calla
     observation that holds NaN or infinity. An ``action_mask`` input may come as bool or as 0/1 numbers;
     a row that allows no action raises ValueError as the SavedModel refuses it (its components unknown
     here, a MultiDiscrete mask is checked as a whole).
+
+    Args:
+        tflite_path: the ``.tflite`` file.
+        signature: the signature to run.
+
+    Returns:
+        a function observations → {output name: array}; a masked policy's also takes ``action_mask=``
+        [B, M].
     """
     from ai_edge_litert.interpreter import Interpreter
 

@@ -51,7 +51,8 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
 
 
 def split_settings(values: Any, source: str) -> tuple[dict[str, Any], int | None]:
-    """A preset/config mapping → (TRPOConfig fields, timesteps or None).
+    """A preset/config mapping ``values`` read from ``source`` (named in errors) → (TRPOConfig fields,
+    timesteps or None).
 
     An empty document is an empty mapping; anything but a mapping raises ConfigError.
     """
@@ -69,7 +70,7 @@ def split_settings(values: Any, source: str) -> tuple[dict[str, Any], int | None
 
 
 def read_file(path: str) -> tuple[dict[str, Any], int | None]:
-    """A YAML config file → (TRPOConfig fields, timesteps or None)."""
+    """The YAML config file at ``path`` → (TRPOConfig fields, timesteps or None)."""
     return split_settings(read_yaml_file(path), path)
 
 

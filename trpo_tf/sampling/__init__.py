@@ -16,8 +16,9 @@ import numpy as np
 from trpo_tf.errors import InputError
 from trpo_tf.sampling import processes, ray_actors  # noqa: F401 - each registers its backend
 from trpo_tf.sampling.batch import Batch
-from trpo_tf.sampling.environments import (EnvLike, SerialVectorEnv, check_env_id, environment_state, make_env,
-                                           make_vector_env, restore_environment_state)
+from trpo_tf.sampling.environments import (EnvLike, SerialVectorEnv, check_env_id, env_module, environment_state,
+                                           make_env, make_vector_env, refuse_recorded_module,
+                                           restore_environment_state)
 from trpo_tf.sampling.in_process import InProcessSampler
 from trpo_tf.sampling.protocol import Actor, Sampler
 from trpo_tf.sampling.workers import WORKER_BACKENDS, start_workers
@@ -26,8 +27,8 @@ IN_PROCESS_BACKEND = "local"
 """The backend that, with one worker, steps the environments in this process instead."""
 
 __all__ = ["Actor", "Batch", "EnvLike", "InProcessSampler", "Sampler", "SerialVectorEnv", "backend_names",
-           "check_env_id", "environment_state", "make_env", "make_sampler", "make_vector_env",
-           "restore_environment_state"]
+           "check_env_id", "env_module", "environment_state", "make_env", "make_sampler", "make_vector_env",
+           "refuse_recorded_module", "restore_environment_state"]
 
 
 def backend_names() -> tuple[str, ...]:

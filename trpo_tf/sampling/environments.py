@@ -15,6 +15,7 @@ import importlib
 import io
 import numbers
 import pickle
+from types import ModuleType
 from typing import Any, Callable, NoReturn, Sequence, TypeAlias, Union
 
 import gymnasium as gym
@@ -24,7 +25,7 @@ from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from trpo_tf import startup
-from trpo_tf.errors import EnvironmentValueError, InputError, UnknownEnvironmentError
+from trpo_tf.errors import EnvironmentValueError, InputError, UnknownEnvironmentError, UntrustedModuleError
 from trpo_tf.sampling.masks import MASK_KEY
 
 EnvLike: TypeAlias = Union[str, gym.Env, gym.vector.VectorEnv]
@@ -161,19 +162,56 @@ def describe_environment(env: gym.vector.VectorEnv, index: int) -> str:
     return f"environment {index + getattr(env, 'first_index', 0)} ({environment_name(env, index)})"
 
 
+def env_module(env_id: str) -> str | None:
+    """The module an id of the form ``"module:Env-v0"`` imports (``"module"``); None for any other id."""
+    module, separator, _ = env_id.partition(":")
+    return module if separator else None
+
+
+def refuse_recorded_module(env_id: Any, source: str, env_allowed: bool = True) -> None:
+    """:class:`UntrustedModuleError` when ``env_id``, as ``source`` (a run's run.json, an export's metadata)
+    records it, would import a module: what a file chose is not run. The message says how the user allows
+    it: by passing the environment themselves (unless not ``env_allowed``), or trust."""
+    module = env_module(env_id) if isinstance(env_id, str) else None
+    if module is None:
+        return
+    ways = (["pass the environment yourself (env=...) if you know that module"] if env_allowed else []) + [
+        "pass trust=True if you trust whoever wrote it"]
+    raise UntrustedModuleError(
+        f"{source} names the environment {env_id!r}, which would import the module {module!r}: a file from a run "
+        f"or an export does not choose code to run; {', or '.join(ways)}",
+        command_line={"(env=...)": "(--env ENV_ID)", "trust=True": "--trust-run"})
+
+
+ENV_FAMILIES: dict[str, tuple[str, Callable[[ModuleType], None], str]] = {
+    # id prefix: (module to import, what to do with it then, the extra that installs it)
+    "MinAtar/": ("minatar.gym", lambda module: module.register_envs(), "minatar"),
+    # ale_py registers its ids on import. Its environments set its log level to errors when the first is
+    # made, after the ALE printed its banner to stderr; set here first, the banner stays out of the way.
+    "ALE/": ("ale_py", lambda module: module.ALEInterface.setLoggerMode(module.LoggerMode.Error), "atari"),
+}
+"""Families of image environments whose package registers their ids only when asked (MinAtar) or when
+imported (ALE); :func:`check_env_id` registers a family the first time one of its ids is asked for."""
+
+
 def check_env_id(env_id: str) -> str:
     """The registered id of ``env_id``; :class:`UnknownEnvironmentError` with close matches when there is none.
 
     ``"module:Env-v0"`` imports ``module`` first (which registers ``Env-v0``) and gives ``"Env-v0"``,
-    so a worker process that builds environments from the id finds one registered by a module.
+    so a worker process that builds environments from the id finds one registered by a module. An id of
+    a family in :data:`ENV_FAMILIES` (``MinAtar/Breakout-v1``, ``ALE/Breakout-v5``) registers its family
+    when it is not registered yet; UnknownEnvironmentError naming the install command when its package is
+    missing.
     """
-    module, separator, name = env_id.partition(":")
-    if separator:
+    module = env_module(env_id)
+    if module is not None:
         try:
             importlib.import_module(module)
         except ImportError as error:
             raise UnknownEnvironmentError(f"{env_id}: cannot import {module!r} ({error})") from None
-        env_id = name
+        env_id = env_id.partition(":")[2]
+    if env_id not in gym.registry:
+        _register_family(env_id)
     if env_id in gym.registry:
         return env_id
     close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
@@ -220,6 +258,20 @@ def register_portable(env_id: str, registration: bytes) -> None:
             f"its creator ({type(error).__name__}: {' '.join(str(error).split())}); register it in a module the "
             f"workers can import and pass 'module:{env_id}'") from None
     gym.registry[env_id] = spec
+
+
+def _register_family(env_id: str) -> None:
+    """Register the ids of ``env_id``'s family (:data:`ENV_FAMILIES`), if it has one, through its package."""
+    family = next((prefix for prefix in ENV_FAMILIES if env_id.startswith(prefix)), None)
+    if family is None:
+        return
+    module, register, extra = ENV_FAMILIES[family]
+    try:
+        imported = importlib.import_module(module)
+    except ImportError:
+        raise UnknownEnvironmentError(f"{env_id} is one of the {family[:-1]} environments, which need the "
+                                      f"{module.split('.')[0]} package: pip install -e '.[{extra}]'") from None
+    register(imported)
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **extra: Any) -> gym.Env:

@@ -30,6 +30,7 @@ class _ProcessHandle:
                                          str(theirs.fileno())], pass_fds=[theirs.fileno()])
         theirs.close()
         self.connection = multiprocessing.connection.Connection(mine.detach())
+        self.connection.send(list(sys.path))  # modules beside the user's script import in the worker too
         self.connection.send(arguments)
 
     def submit(self, method: str, *args: Any) -> None:
@@ -65,14 +66,15 @@ class _ProcessHandle:
 
 
 def serve(connection: multiprocessing.connection.Connection) -> None:
-    """A worker process's loop: build the worker from the first message, then answer method calls
-    until "close" or until the learner is gone.
+    """A worker process's loop: take the learner's import path (first message), build the worker
+    from the second, then answer method calls until "close" or until the learner is gone.
 
     Ctrl-C reaches the whole process group: the worker ignores it and the learner, which
     handles it, closes the workers.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        sys.path.extend(entry for entry in connection.recv() if entry not in sys.path)
         worker = SamplerWorker(*connection.recv())
     except EOFError:
         return

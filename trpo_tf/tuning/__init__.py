@@ -88,7 +88,12 @@ def resolve(env_id: str, trials: int, timesteps: int, *, storage: str | None, st
             seeds: int, space: str | Mapping[str, Any] | None, fixed: dict[str, Any], workers: int | None,
             heartbeat: int, evaluations: int, eval_episodes: int) -> Tuning:
     """The :class:`~trpo_tf.tuning.settings.Tuning` the arguments of :func:`tune` describe, checked: the
-    environment exists, the space parses and TRPOConfig accepts its values with ``fixed``."""
+    environment exists, the space parses and TRPOConfig accepts its values with ``fixed``.
+
+    ``env_id``, ``trials``, ``timesteps``, ``storage``, ``study``, ``out``, ``seeds``, ``space``, ``fixed``,
+    ``workers``, ``heartbeat``, ``evaluations`` and ``eval_episodes`` are :func:`tune`'s arguments (``fixed``
+    as a dict); raises :class:`~trpo_tf.errors.InputError` as :func:`tune` says.
+    """
     from trpo_tf import presets
     from trpo_tf.sampling import check_env_id, make_env
     from trpo_tf.tuning import space as spaces

@@ -24,7 +24,8 @@ class Objective:
     k/evaluations of its iterations, k = 1 … evaluations (the last at the last iteration: that is the
     final evaluation); the mean return is reported to the trial at step seed·evaluations + k, so
     trials are compared at the same fractions of their budget whatever their steps per iteration.
-    When the pruner says so, training stops and the trial is pruned.
+    When the pruner says so, training stops and the trial is pruned. ``tuning``: the tuning run
+    (:class:`~trpo_tf.tuning.settings.Tuning`) whose trials it measures.
     """
 
     def __init__(self, tuning: Tuning):

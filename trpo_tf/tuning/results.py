@@ -63,7 +63,8 @@ class TuningResult:
 
 
 def write_results(study: optuna.Study, tuning: Tuning) -> TuningResult:
-    """Write best.yaml (when a trial is complete), trials.csv and the plots to ``tuning.out``."""
+    """Write best.yaml (when a trial is complete), trials.csv and the plots of ``study``'s trials to
+    ``tuning.out``; returns what the command prints."""
     trials = study.get_trials()
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     best = study.best_trial if complete else None
@@ -91,8 +92,8 @@ def write_results(study: optuna.Study, tuning: Tuning) -> TuningResult:
 
 
 def best_yaml(trial: FrozenTrial, tuning: Tuning, path: str) -> str:
-    """``trial``'s full config as a ``--config`` file (``timesteps``: the trials' budget), with a header saying
-    where it comes from."""
+    """``trial``'s full config as a ``--config`` file (``timesteps``: the trials' budget of ``tuning``), with a
+    header saying where it comes from (``path``: the file it is written to, named in the header)."""
     header = (f"# The best trial of trpo-tf tune: trial {trial.number} of study {tuning.study!r} in "
               f"{shown_url(tuning.storage)},\n"
               f"# mean evaluation return {trial.value:.2f} over {_seeds(tuning.seeds)} "
@@ -107,8 +108,9 @@ def _seeds(count: int) -> str:
 
 
 def trials_csv(trials: list[FrozenTrial]) -> str:
-    """One row per trial: number, state, value (a pruned trial's: its last report), each seed's final
-    evaluation, the trial it retries, the process that ran it, times, then one column per parameter."""
+    """The CSV text of ``trials``, one row per trial: number, state, value (a pruned trial's: its last report),
+    each seed's final evaluation, the trial it retries, the process that ran it, times, then one column
+    per parameter."""
     params = sorted({name for trial in trials for name in trial.params})
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")

@@ -53,4 +53,5 @@ class Tuning:
         return json.loads(json.dumps(record))
 
     def describe_space(self) -> dict[str, str]:
+        """The searched space, one line per key (see :func:`~trpo_tf.tuning.space.describe`)."""
         return describe(self.space)

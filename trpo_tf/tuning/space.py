@@ -46,7 +46,8 @@ class Choices:
         return self.values
 
     def suggest(self, trial: optuna.trial.Trial, name: str) -> Any:
-        """The trial's value (Optuna's categorical choices are scalars: others go as their JSON text)."""
+        """The trial's value of the parameter ``name`` (Optuna's categorical choices are scalars: others go
+        as their JSON text)."""
         encoded = [_optuna_choice(value) for value in self.values]
         return self.values[encoded.index(trial.suggest_categorical(name, encoded))]
 
@@ -56,6 +57,7 @@ class Choices:
         return optuna.distributions.CategoricalDistribution([_optuna_choice(value) for value in self.values])
 
     def describe(self) -> str:
+        """The choices, as the documentation and messages show them: "a / b / c"."""
         return " / ".join(json.dumps(value) for value in self.values)
 
 
@@ -71,6 +73,7 @@ class Range:
 
     @property
     def integer(self) -> bool:
+        """Whether the range holds whole numbers (both bounds are integers)."""
         return isinstance(self.low, int) and isinstance(self.high, int)
 
     def corners(self) -> tuple[Any, ...]:
@@ -78,7 +81,7 @@ class Range:
         return (self.low, self.high)
 
     def suggest(self, trial: optuna.trial.Trial, name: str) -> Any:
-        """The trial's value."""
+        """The trial's value of the parameter ``name``."""
         if self.integer:
             return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
@@ -92,6 +95,8 @@ class Range:
         return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def describe(self) -> str:
+        """The range, as the documentation and messages show it: "low … high", then ", log scale" and ", step s"
+        when they apply."""
         text = f"{self.low} … {self.high}"
         return text + (", log scale" if self.log else "") + (f", step {self.step}" if self.step else "")
 
@@ -134,12 +139,14 @@ def default_space(action_space: gym.Space, workers: int = 1) -> Space:
 
 
 def read_space_file(path: str, default: Mapping[str, Param]) -> Space:
-    """The space a YAML file describes (see the module docstring); ConfigError naming the key at fault."""
+    """The space the YAML file at ``path`` describes (see the module docstring), on top of ``default`` when it
+    says ``extends: default``; ConfigError naming the key at fault."""
     return parse_space(presets.read_yaml_file(path, "space file"), path, default)
 
 
 def parse_space(values: Any, source: str, default: Mapping[str, Param]) -> Space:
-    """A space from its YAML mapping (``source`` names it in errors)."""
+    """A space from its YAML mapping ``values`` (``source`` names it in errors; ``default``: the space that
+    ``extends: default`` starts from)."""
     if not isinstance(values, dict) or not values:
         raise ConfigError(f"{source} must be a mapping of TRPOConfig fields to a list of choices or "
                           f"{{low: …, high: …}}, got {values!r}")
@@ -162,7 +169,8 @@ def parse_space(values: Any, source: str, default: Mapping[str, Param]) -> Space
 
 
 def parse_param(key: str, spec: Any, source: str) -> Param:
-    """One key of a space file: a list → :class:`Choices`; ``{low, high[, log][, step]}`` → :class:`Range`."""
+    """One key of a space file, its ``spec``: a list → :class:`Choices`; ``{low, high[, log][, step]}`` →
+    :class:`Range` (``source`` names the file in errors)."""
     where = f"{source}: {key}"
     if isinstance(spec, list):
         if not spec:
@@ -208,7 +216,8 @@ def without(space: Mapping[str, Param], fixed: Mapping[str, Any]) -> Space:
 
 def check_space(space: Mapping[str, Param], base: Mapping[str, Any], fixed: Mapping[str, Any], source: str) -> None:
     """ConfigError naming the key unless TRPOConfig accepts every corner of ``space`` (each choice, each
-    range's bounds), one key and every pair of keys at a time, with ``base`` and ``fixed`` values around.
+    range's bounds), one key and every pair of keys at a time, with ``base`` and ``fixed`` values around
+    (``source`` names the space in errors).
 
     TRPOConfig's own checks decide (including those across fields, such as steps_per_iteration being a
     multiple of n_envs); inside an integer range only the bounds are checked.
@@ -250,7 +259,7 @@ def suggest(trial: optuna.trial.Trial, space: Mapping[str, Param]) -> dict[str, 
 
 
 def describe(space: Mapping[str, Param]) -> dict[str, str]:
-    """One line per key, for messages and the study's record."""
+    """One line per key of ``space``, for messages and the study's record."""
     return {key: param.describe() for key, param in space.items()}
 
 

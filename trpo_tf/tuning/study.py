@@ -123,7 +123,7 @@ def counts(study: optuna.Study) -> collections.Counter[TrialState]:
 
 
 def load(tuning: Tuning) -> optuna.Study:
-    """The study, with the TPE sampler and the median pruner, for one process."""
+    """The study of ``tuning``, with the TPE sampler and the median pruner, for one process."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(multivariate=True, constant_liar=True)
@@ -171,7 +171,8 @@ def guarded(objective: Callable[[optuna.trial.Trial], float], trials: int) -> Ca
 
 
 def run(tuning: Tuning, jobs: int) -> None:
-    """:func:`work` in this process (``jobs`` = 1) or in ``jobs`` new processes at once, until the study is done."""
+    """:func:`work` on ``tuning`` in this process (``jobs`` = 1) or in ``jobs`` new processes at once, until
+    the study is done."""
     if jobs == 1:
         work(tuning)
         return

@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from trpo_tf.policies.encoders.base import LeafEncoder
+from trpo_tf.policies.encoders.base import INPUT_NAME, LeafEncoder
+
+OUT_OF_SPACE_MESSAGE = "observation outside its {kind} space"
+"""The start of the error an exported graph raises for a value outside a Discrete/MultiDiscrete space."""
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -62,6 +65,24 @@ class OneHotEncoder(LeafEncoder):
         indices = tf.reshape(tf.cast(observations, tf.int32), [-1, len(self.sizes)]) - self.starts.astype(np.int32)
         return tf.concat([tf.one_hot(indices[:, k], int(size), dtype=tf.float32)
                           for k, size in enumerate(self.sizes)], axis=1)
+
+    def tensorflow_checked(self, observations: Any) -> tuple[Any, Any]:
+        """The finite checks, then one that every value is a whole number in its range: outside, the graph
+        raises ``observation outside its Discrete space (whole numbers FIRST to LAST)``. Converters drop
+        the raising check; there the mask's 0 reads such a value as a NaN is read (the mean one-hot vector)."""
+        import tensorflow as tf
+        usable, finite = super().tensorflow_checked(observations)
+        values = tf.reshape(usable, [-1, len(self.sizes)])  # [B, K]
+        first, last = self.starts.astype(np.float32), (self.starts + self.sizes - 1).astype(np.float32)
+        inside = tf.cast((values == tf.math.floor(values)) & (values >= first) & (values <= last), tf.float32)
+        # Outside, 1/0 = inf and CheckNumerics raises; without it min(1/inside, 1) = 1 · 0, arithmetic alone
+        # (tf2onnx turns a select into arithmetic).
+        ranges = ", ".join(f"{a} to {b}" for a, b in zip(first.astype(np.int64), last.astype(np.int64)))
+        kind = "Discrete" if not self.shape else "MultiDiscrete"
+        message = OUT_OF_SPACE_MESSAGE.format(kind=kind) + f" (whole numbers {ranges})" + (
+            "" if self.name == INPUT_NAME else f" (input {self.name})")
+        guard = tf.debugging.check_numerics(1.0 / inside, message, name=f"check_observation_in_space{self.op_suffix}")
+        return usable, finite * tf.reshape(inside * tf.minimum(guard, 1.0), tf.shape(finite))
 
     def tensorflow_feature_mask(self, entry_mask: Any) -> tf.Tensor:
         """Each value's mask repeated over its one-hot features."""
