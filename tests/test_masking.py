@@ -223,6 +223,11 @@ def test_masks_are_refused_for_a_distribution_that_takes_none():
         action_head(gym.spaces.Box(-1.0, 1.0, (2,)), masked=True)
     with pytest.raises(ConfigError, match="action_masks must be one of"):
         TRPOConfig(action_masks="on")
+    from trpo_tf import presets
+    parsed = presets.parse_yaml("off", "--set action_masks=off")
+    assert parsed is False and TRPOConfig(action_masks=parsed).action_masks == "off"  # YAML 1.1 reads off as false
+    with pytest.raises(ConfigError, match="action_masks must be one of"):
+        TRPOConfig(action_masks=True)
 
 
 # --------------------------------------------------------------------------- where masks come from

@@ -164,6 +164,8 @@ class TRPOConfig:
         if self.encoder not in encoders.CHOICES:
             raise ConfigError(f"TRPOConfig.encoder must be one of {encoders.CHOICES}, got {self.encoder!r}")
         self._check_int("cnn_features", 0)
+        if self.action_masks is False:  # YAML 1.1 (config files, --set) reads a bare off as false
+            object.__setattr__(self, "action_masks", "off")
         if self.action_masks not in masks.MODES:
             raise ConfigError(f"TRPOConfig.action_masks must be one of {masks.MODES}, got {self.action_masks!r}")
         if self.activation not in ACTIVATIONS:
