@@ -205,7 +205,8 @@ def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[.
 
 
 def checked_mask(policy: Policy, mask: tf.Tensor, observation: Any) -> tf.Tensor:
-    """``mask`` bool [B, M] after graph checks that it is [B, M] with B the observations' batch and that every
+    """``mask`` bool [B, M] after graph checks that it is [B, M], with M the mask length of ``policy``'s action
+    distribution and B the batch of ``observation`` (raw observations, or a dict of them), and that every
     component of every row allows an action (checks that converters drop; see the module docstring)."""
     components = np.asarray(policy.head.action_distribution.mask_components)
     size = int(components.sum())
