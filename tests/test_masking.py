@@ -384,10 +384,10 @@ def test_worker_processes_record_the_masks_one_sampler_over_all_environments_rec
 def test_a_bad_mask_in_a_worker_stops_training_naming_the_environment_and_the_worker(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.path.dirname(os.path.abspath(__file__)))
     config = SMALL.replace(n_envs=4, n_workers=2, env_kwargs={"bad": [5, [0, 0, 0, 0]]})
-    with TRPO(WORKER_GATE, config, seed=0) as agent:
+    with TRPO(WORKER_GATE, config, seed=0) as agent:  # 10 steps: 5 of each of a worker's 2; the worker in a note
         with pytest.raises(ActionMaskError, match=r"^environment [02] \(MaskedGate-v0\) returned an action mask "
                                                   r"\[0, 0, 0, 0\] that allows no action from step\(\) after 10 "
-                                                  r"environment steps\n") as raised:  # 5 steps of each of 2; the worker in a note
+                                                  r"environment steps\n") as raised:
             agent.learn(64)
         assert re.match(r"raised in sampler worker [01] of 2 \(environments [02]–[13]", raised.value.__notes__[0])
         assert agent.timesteps == 0 and not agent.history
