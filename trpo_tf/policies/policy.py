@@ -88,7 +88,8 @@ class Policy(keras.Model):
         return self.head.distribution_parameters(self.network_outputs(features))
 
     def network_outputs(self, features: Any) -> tf.Tensor:
-        """Model inputs → the network's outputs [B, head.param_size] (through the trunk, if any)."""
+        """Model inputs ``features`` (normalized features [B, D], with the frames when the policy has a CNN)
+        → the network's outputs [B, head.param_size] (through the trunk, if any)."""
         return self.network(features if self.trunk is None else self.trunk(features))
 
     def distribution(self, features: Any) -> Any:
@@ -156,7 +157,16 @@ def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: t
     ``action_distribution``: see :func:`~trpo_tf.policies.distributions.make_distribution`); frames go through CNNs
     first (``encoder``, ``cnn_features``: see :class:`~trpo_tf.config.TRPOConfig`), then an MLP of
     ``hidden`` units or the user's ``network`` (see :mod:`trpo_tf.policies.networks`) with an output
-    layer added."""
+    layer added.
+
+    ``observation_space`` chooses the encoder, ``action_space`` the head; ``activation`` is the MLP's
+    hidden activation; ``init_log_std`` the initial log-std of a distribution that has one;
+    ``normalize_observations`` turns the running normalization of the features on; ``seed`` seeds the
+    initializers (the trunk uses ``seed + 1000``). Raises :class:`~trpo_tf.errors.UnsupportedSpaceError`
+    for a space no encoder or distribution handles, :class:`~trpo_tf.errors.ConfigError` for an unknown
+    ``action_distribution`` or ``encoder``, and :class:`~trpo_tf.errors.NetworkError` for an unusable
+    ``network``.
+    """
     observation_encoder = make_encoder(observation_space, encoder)
     head = action_head(action_space, init_log_std, action_distribution)
     normalizer = ObservationNormalizer(observation_encoder.dim, enabled=normalize_observations)
@@ -167,15 +177,20 @@ def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: t
 
 
 def make_trunk(encoder: ObservationEncoder, cnn_features: int, seed: int) -> Trunk | None:
-    """The CNN trunk for ``encoder`` 's frames, or None when it has none."""
+    """The CNN trunk for ``encoder`` 's frames, or None when it has none.
+
+    ``cnn_features`` is the width of each CNN's last dense layer (0: the CNN's default); ``seed`` seeds
+    its initializers.
+    """
     return Trunk(encoder, cnn_features, seed, name="trunk") if encoder.images else None
 
 
 def make_value(policy: Policy, hidden: tuple[int, ...], activation: str, cnn_features: int, seed: int,
                network: NetworkSpec | None = None) -> keras.Model:
-    """The value function of ``policy`` 's model inputs: an MLP of ``hidden`` units or the user's
-    ``network``, behind its own CNN trunk when the policy has one (a shared trunk would let the
-    value loss move the policy)."""
+    """The value function of ``policy`` 's model inputs: an MLP of ``hidden`` units with ``activation`` or
+    the user's ``network``, behind its own CNN trunk when the policy has one (a shared trunk would let the
+    value loss move the policy). ``cnn_features`` is the width of that trunk's CNNs' last layer (0: the
+    default), ``seed`` seeds the initializers (the trunk uses ``seed + 1000``). Model inputs → values [B, 1]."""
     trunk = make_trunk(policy.encoder, cnn_features, seed + 1000)
     if trunk is None:
         return value_network(policy.encoder.dim, hidden, activation, seed=seed, custom=network)
