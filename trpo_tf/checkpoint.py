@@ -460,7 +460,8 @@ def _is_intact(path: str) -> bool:
 
 def signature_problem(run_dir: str, path: str, document: dict[str, Any], pickled: bytes) -> str | None:
     """None when checkpoint ``path``'s environment state ``pickled`` carries this user's signature for this
-    run (``run_dir``'s run id), this checkpoint and the env id ``run.json`` records; else what is wrong."""
+    run (``run_dir``'s run id), this checkpoint and the env id ``run.json`` records; else what is wrong.
+    ``document`` is the checkpoint's decoded state document, whose ``environment_signature`` is checked."""
     try:
         bound = signing.vouched_for(pickled, document.get("environment_signature"))
     except signing.InvalidSignature as problem:

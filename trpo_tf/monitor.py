@@ -88,6 +88,7 @@ class ProgressBar:
         self.bar.refresh()
 
     def close(self) -> None:
+        """Close the bar; its last line shows the whole run's speed, the first iteration's compilation included."""
         self.bar.initial = self.initial  # the last line shows the whole run's speed, compilation included
         self.bar.close()
 

@@ -36,14 +36,22 @@ NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def numpy_forward(layers: Sequence[DenseArrays], x: np.ndarray) -> np.ndarray:
-    """[B, D] → [B, outputs] through Dense layers given as arrays."""
+    """Features ``x`` [B, D] → outputs [B, D_out] through ``layers``, Dense layers given as arrays.
+
+    Each layer is ``(kernel [D_in, D_out], bias [D_out], activation name)``, applied in order as
+    ``activation(x @ kernel + bias)``; the activation names are those of :data:`NUMPY_ACTIVATIONS`.
+    """
     for kernel, bias, activation in layers:
         x = NUMPY_ACTIVATIONS[activation](x @ kernel + bias)
     return x
 
 
 class NumpyNormalizer:
-    """The observation normalizer's map, frozen, in NumPy: [B, D] → clip((x - mean) / sqrt(var + 1e-8), ±10)."""
+    """The observation normalizer's map, frozen, in NumPy: [B, D] → clip((x - mean) / sqrt(var + 1e-8), ±10).
+
+    ``mean`` and ``var`` [D] are the running statistics at the time of the snapshot (cast to float32);
+    with ``enabled`` False (``normalize_observations`` off) the features pass through unchanged.
+    """
 
     def __init__(self, mean: np.ndarray, var: np.ndarray, enabled: bool):
         self.mean = mean.astype(np.float32)

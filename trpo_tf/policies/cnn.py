@@ -26,7 +26,13 @@ CONVOLUTIONS = {"nature_cnn": ((32, 8, 4), (64, 4, 2), (64, 3, 1)), "small_cnn":
 
 def image_network(image: ImageInput, features: int, seed: int, name: str) -> keras.Sequential:
     """Frames [B, H, W, C] float32 (scaled) → [B, ``features``] through ``image.cnn``: ReLU
-    convolutions without padding, flattened, then a dense ReLU layer (orthogonal init, gain √2)."""
+    convolutions without padding, flattened, then a dense ReLU layer (orthogonal init, gain √2).
+
+    ``image`` is the frame's :class:`~trpo_tf.policies.encoders.ImageInput`; ``features`` the width of the
+    last dense layer (0: the CNN's default, 512 for ``nature_cnn``, 128 for ``small_cnn``); ``seed`` seeds
+    the initializers (convolution i uses ``seed + i``, the dense layer ``seed + 10``); ``name`` names the
+    built ``keras.Sequential``.
+    """
     width = features or DEFAULT_FEATURES[image.cnn]
     layers: list[keras.layers.Layer] = [
         keras.layers.Conv2D(filters, kernel, strides=stride, activation="relu", name=f"conv_{i}",
@@ -41,7 +47,12 @@ def image_network(image: ImageInput, features: int, seed: int, name: str) -> ker
 
 
 class Trunk(keras.layers.Layer):
-    """Model inputs ``(features [B, D], frames)`` → [B, D + Σ cnn widths]: one CNN per frame name."""
+    """Model inputs ``(features [B, D], frames)`` → [B, D + Σ cnn widths]: one CNN per frame name.
+
+    ``encoder`` gives the flat feature size D and the frames (``encoder.images``, one CNN each, in sorted
+    name order); ``features`` is the width of each CNN's last dense layer (0: the CNN's default); ``seed``
+    seeds the initializers (the i-th CNN uses ``seed + 100 * i``). ``output_dim`` is the output width.
+    """
 
     def __init__(self, encoder: ObservationEncoder, features: int, seed: int, **kwargs: Any):
         super().__init__(**kwargs)
@@ -72,7 +83,10 @@ def scaled_frames(frames: tf.Tensor, image: ImageInput) -> tf.Tensor:
 
 
 class WithTrunk(keras.Model):
-    """A model of features [B, F] (``head``) behind a :class:`Trunk`: model inputs → ``head`` 's outputs."""
+    """A model of features [B, F] (``head``) behind a :class:`Trunk`: model inputs → ``head`` 's outputs.
+
+    ``trunk`` maps model inputs to [B, F]; ``head`` maps [B, F] to the model's outputs.
+    """
 
     def __init__(self, trunk: Trunk, head: keras.Model, **kwargs: Any):
         super().__init__(**kwargs)
@@ -84,8 +98,8 @@ class WithTrunk(keras.Model):
 
 
 def model_input_spec(encoder: ObservationEncoder) -> Any:
-    """The TensorSpec of a batch of model inputs: features [None, D] float32 alone without frames,
-    else ``(features, {name: [None, *frame_shape] in the frame's dtype})``."""
+    """The TensorSpec of a batch of model inputs for ``encoder``: features [None, D] float32 alone
+    without frames, else ``(features, {name: [None, *frame_shape] in the frame's dtype})``."""
     features = tf.TensorSpec([None, encoder.dim], tf.float32)
     if not encoder.images:
         return features

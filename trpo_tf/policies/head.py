@@ -54,10 +54,12 @@ class ActionHead(keras.layers.Layer):
 
     @property
     def param_size(self) -> int:
+        """P: how many network outputs the distribution reads per batch element."""
         return self.action_distribution.param_size
 
     @property
     def action_shape(self) -> tuple[int, ...]:
+        """A: the shape of one action, as the action space gives it."""
         return self.action_distribution.action_shape
 
     @property
@@ -67,10 +69,12 @@ class ActionHead(keras.layers.Layer):
 
     @property
     def sample_conversion_problem(self) -> str | None:
+        """Why TFLite (LiteRT) and ONNX cannot run :meth:`sample`, or None when they can."""
         return self.action_distribution.sample_conversion_problem
 
     @property
     def xla_dynamic_batch(self) -> bool:
+        """Whether the policy update may compile the distribution with XLA for a batch of unknown size."""
         return self.action_distribution.xla_dynamic_batch
 
     def mask_spec(self) -> tf.TensorSpec | None:
@@ -91,15 +95,16 @@ class ActionHead(keras.layers.Layer):
         return self.action_distribution.tfp_distribution(parameters)
 
     def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
-        """η by name, batch first (the export's ``distribution`` signature)."""
+        """η by name, batch first (the export's ``distribution`` signature), from ``parameters`` (η as
+        :meth:`distribution_parameters` returns them)."""
         return self.action_distribution.named_parameters(parameters)
 
     def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
-        """The deterministic action [B, *A] in the environment's units."""
+        """The deterministic action [B, *A] in the environment's units, from ``parameters`` (η)."""
         return self.action_distribution.deterministic(parameters)
 
     def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
-        """A random action [B, *A] in the environment's units."""
+        """A random action [B, *A] in the environment's units, drawn from the distribution with ``parameters`` (η)."""
         return self.action_distribution.sample(parameters)
 
     def free_arrays(self) -> Arrays:
@@ -110,6 +115,11 @@ class ActionHead(keras.layers.Layer):
 def action_head(space: Any, init_log_std: float = 0.0, distribution: str = "gaussian",
                 masked: bool = False) -> ActionHead:
     """The head for action ``space``: the distribution :func:`~trpo_tf.policies.distributions.make_distribution`
-    picks (``distribution``: ``TRPOConfig.action_distribution``), with its free parameters; ``masked``:
-    it takes action masks."""
+    picks (``distribution``: ``TRPOConfig.action_distribution``), with its free parameters.
+
+    ``init_log_std`` is the initial log-std of distributions that have one (the Gaussian's); ``masked``:
+    the head takes action masks. Raises :class:`~trpo_tf.errors.ConfigError` for an unknown
+    ``distribution`` and :class:`~trpo_tf.errors.UnsupportedSpaceError` when it cannot model ``space``
+    (or takes no mask and ``masked`` is set).
+    """
     return ActionHead(make_distribution(space, distribution, init_log_std), masked)

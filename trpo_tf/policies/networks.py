@@ -30,10 +30,12 @@ NetworkSpec = Union[keras.Model, Callable[[int], keras.Model]]
 
 def mlp(hidden: Sequence[int], outputs: int, activation: str, output_gain: float, seed: int,
         name: str) -> keras.Sequential:
-    """Dense layers ``hidden`` with ``activation``, then a linear layer of ``outputs`` units.
+    """Dense layers ``hidden`` with ``activation``, then a linear layer of ``outputs`` units: [B, D] → [B, outputs].
 
     Orthogonal initialization (gain √2 for hidden layers, ``output_gain`` for the last one)
-    and zero biases, as is usual for policy-gradient methods.
+    and zero biases, as is usual for policy-gradient methods. Hidden layer i is initialized from
+    ``seed + i``, the output layer from ``seed + len(hidden)``; ``name`` names the unbuilt
+    ``keras.Sequential`` returned.
     """
     layers = [keras.layers.Dense(width, activation=activation, name=f"hidden_{i}",
                                  kernel_initializer=keras.initializers.Orthogonal(math.sqrt(2), seed=seed + i))
@@ -48,7 +50,9 @@ def policy_network(feature_dim: int, outputs: int, hidden: Sequence[int], activa
                    seed: int, custom: NetworkSpec | None = None) -> keras.Model:
     """Normalized features [B, D] → the head's network outputs [B, outputs] (small last layer, gain 0.01).
 
-    The MLP of ``hidden`` units, or the user's ``custom`` network with that last layer on top.
+    The MLP of ``hidden`` units with ``activation``, built for ``feature_dim`` (D) inputs, or the
+    user's ``custom`` network with that last layer on top (see :func:`headed_network`, which raises
+    :class:`~trpo_tf.errors.NetworkError` for an unusable one). ``seed`` seeds the initializers.
     """
     if custom is not None:
         return headed_network(custom, "policy_network", feature_dim, outputs, output_gain=0.01, seed=seed)
@@ -59,7 +63,9 @@ def policy_network(feature_dim: int, outputs: int, hidden: Sequence[int], activa
 
 def value_network(feature_dim: int, hidden: Sequence[int], activation: str, seed: int,
                   custom: NetworkSpec | None = None) -> keras.Model:
-    """Normalized features [B, D] → state values [B, 1]: the MLP of ``hidden`` units or the user's ``custom``."""
+    """Normalized features [B, D] → state values [B, 1]: the MLP of ``hidden`` units with ``activation``
+    or the user's ``custom`` network, for ``feature_dim`` (D) inputs, initialized from ``seed``
+    (a ``custom`` network that does not fit raises :class:`~trpo_tf.errors.NetworkError`)."""
     if custom is not None:
         return headed_network(custom, "value_network", feature_dim, 1, output_gain=1.0, seed=seed)
     model = mlp(hidden, 1, activation, output_gain=1.0, seed=seed, name="value_mlp")
@@ -71,7 +77,8 @@ def value_network(feature_dim: int, hidden: Sequence[int], activation: str, seed
 
 class HeadedNetwork(keras.Model):
     """The user's ``trunk`` (features [B, D] → hidden [B, H]) followed by the library's linear layer
-    of ``outputs`` units (orthogonal initialization with ``output_gain``, zero bias): [B, D] → [B, outputs]."""
+    of ``outputs`` units (orthogonal initialization with ``output_gain`` from ``seed``, zero bias):
+    [B, D] → [B, outputs]."""
 
     def __init__(self, trunk: keras.Model, outputs: int, output_gain: float, seed: int, **kwargs: Any):
         super().__init__(**kwargs)
@@ -85,14 +92,20 @@ class HeadedNetwork(keras.Model):
 
 def headed_network(spec: NetworkSpec, role: str, feature_dim: int, outputs: int, output_gain: float,
                    seed: int) -> HeadedNetwork:
-    """The trunk ``spec`` gives (checked by :func:`build_trunk`) with an output layer of ``outputs`` units, built."""
+    """The trunk ``spec`` gives (checked by :func:`build_trunk`) with an output layer of ``outputs`` units, built.
+
+    ``role`` ("policy_network" or "value_network") names the model and appears in errors;
+    ``feature_dim`` is D; ``output_gain`` the output layer's orthogonal gain; ``seed`` initializes the
+    output layer, and ``seed + 1`` the trunk. Raises :class:`~trpo_tf.errors.NetworkError` as
+    :func:`build_trunk` does.
+    """
     network = HeadedNetwork(build_trunk(spec, role, feature_dim, seed + 1), outputs, output_gain, seed, name=role)
     network(tf.zeros([1, feature_dim]))
     return network
 
 
 def build_trunk(spec: NetworkSpec, role: str, feature_dim: int, seed: int) -> keras.Model:
-    """The Keras model ``spec`` is or builds, checked to map features [B, D] to [B, H].
+    """The Keras model ``spec`` is or builds, checked to map features [B, D] (D = ``feature_dim``) to [B, H].
 
     A builder runs, and an unbuilt model is built, under ``seed`` (see :func:`seeded_initializers`).
     ``role`` ("policy_network" or "value_network") names it in errors. Raises
@@ -190,8 +203,9 @@ def network_for_load(record: Any, given: NetworkSpec | None, role: str, run_dir:
     """The network spec :meth:`TRPO.load` builds ``role`` from: ``given``, else the run's ``record``
     (see :func:`network_record`) rebuilt by Keras, else None (the built-in MLP).
 
-    NetworkError when the run used the built-in MLP but ``given`` is a network, or when the
-    run's network cannot be rebuilt (then the message names the argument to pass).
+    ``role`` is "policy_network" or "value_network"; ``run_dir`` the run directory being loaded, named
+    in the messages. NetworkError when the run used the built-in MLP but ``given`` is a network, or
+    when the run's network cannot be rebuilt (then the message names the argument to pass).
     """
     if record is None:
         if given is not None:
@@ -221,11 +235,12 @@ def network_for_load(record: Any, given: NetworkSpec | None, role: str, run_dir:
 # --------------------------------------------------------------------------- the NumPy copy
 
 def dense_arrays(model: keras.Model) -> list[DenseArrays] | None:
-    """The weights of a chain of Dense layers as plain arrays and activation names, in call order.
+    """The weights of ``model``, a chain of Dense layers, as plain arrays and activation names, in call order.
 
-    Nested models are read layer by layer and input layers skipped; None when a layer is not a
-    Dense layer or has an activation without a NumPy version (see :func:`acts_in_numpy`, which
-    also checks the layers are called one after the other).
+    Each entry is ``(kernel [D_in, D_out], bias [D_out], activation name)`` (a zero bias for a layer
+    without one). Nested models are read layer by layer and input layers skipped; None when a layer
+    is not a Dense layer or has an activation without a NumPy version (see :func:`acts_in_numpy`,
+    which also checks the layers are called one after the other).
     """
     layers: list[DenseArrays] = []
     for layer in model.layers:
@@ -248,7 +263,8 @@ def dense_arrays(model: keras.Model) -> list[DenseArrays] | None:
 def acts_in_numpy(model: keras.Model, feature_dim: int) -> bool:
     """Whether :func:`dense_arrays` of ``model`` computes what ``model`` does: its layers are Dense
     layers with NumPy activations, and the NumPy pass matches the Keras one on random features
-    [3, D] (which a model that calls a layer twice, skips one or adds its own arithmetic fails)."""
+    [3, D], D = ``feature_dim`` (which a model that calls a layer twice, skips one or adds its own
+    arithmetic fails)."""
     layers = dense_arrays(model)
     if layers is None:
         return False

@@ -101,7 +101,8 @@ class Policy(keras.Model):
         return self.head.distribution_parameters(self.network_outputs(features), masks)
 
     def network_outputs(self, features: Any) -> tf.Tensor:
-        """Model inputs → the network's outputs [B, head.param_size] (through the trunk, if any)."""
+        """Model inputs ``features`` (normalized features [B, D], with the frames when the policy has a CNN)
+        → the network's outputs [B, head.param_size] (through the trunk, if any)."""
         return self.network(features if self.trunk is None else self.trunk(features))
 
     def distribution(self, features: Any, masks: tf.Tensor | None = None) -> Any:
@@ -109,19 +110,23 @@ class Policy(keras.Model):
         return self.head.distribution(self.distribution_parameters(features, masks))
 
     def frozen_distribution(self, features: Any, masks: tf.Tensor | None = None) -> Any:
-        """The current distribution at model inputs ``features`` with its parameters held constant (π_old)."""
+        """The current distribution at model inputs ``features`` (masked by ``masks`` [B, M] when given) with
+        its parameters held constant (π_old)."""
         return self.head.distribution([tf.stop_gradient(p) for p in self.distribution_parameters(features, masks)])
 
     def deterministic_action(self, observations: tf.Tensor, masks: tf.Tensor | None = None) -> tf.Tensor:
-        """Raw observations [B, *obs_shape] → most probable (allowed) actions [B, *A] in environment units."""
+        """Raw observations [B, *obs_shape] → most probable actions [B, *A] in environment units (among those
+        ``masks`` [B, M] allows when given)."""
         return self.head.deterministic(self.distribution_parameters(self.features(observations), masks))
 
     def sample_action(self, observations: tf.Tensor, masks: tf.Tensor | None = None) -> tf.Tensor:
-        """Raw observations [B, *obs_shape] → random (allowed) actions [B, *A] in environment units."""
+        """Raw observations [B, *obs_shape] → random actions [B, *A] in environment units (among those
+        ``masks`` [B, M] allows when given)."""
         return self.head.sample(self.distribution_parameters(self.features(observations), masks))
 
     def named_parameters(self, observations: tf.Tensor, masks: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        """Raw observations [B, *obs_shape] → the distribution's parameters by name."""
+        """Raw observations [B, *obs_shape] → the distribution's parameters by name (masked by ``masks``
+        [B, M] when given)."""
         return self.head.named_parameters(self.distribution_parameters(self.features(observations), masks))
 
     def call(self, observations: tf.Tensor) -> tf.Tensor:
@@ -169,7 +174,17 @@ def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: t
     ``action_distribution``: see :func:`~trpo_tf.policies.distributions.make_distribution`); frames go through CNNs
     first (``encoder``, ``cnn_features``: see :class:`~trpo_tf.config.TRPOConfig`), then an MLP of
     ``hidden`` units or the user's ``network`` (see :mod:`trpo_tf.policies.networks`) with an output
-    layer added. ``action_masks``: the policy takes action masks (Discrete and MultiDiscrete actions only)."""
+    layer added.
+
+    ``observation_space`` chooses the encoder, ``action_space`` the head; ``activation`` is the MLP's
+    hidden activation; ``init_log_std`` the initial log-std of a distribution that has one;
+    ``normalize_observations`` turns the running normalization of the features on; ``seed`` seeds the
+    initializers (the trunk uses ``seed + 1000``); ``action_masks``: the policy takes action masks
+    (Discrete and MultiDiscrete actions only). Raises :class:`~trpo_tf.errors.UnsupportedSpaceError`
+    for a space no encoder or distribution handles, :class:`~trpo_tf.errors.ConfigError` for an unknown
+    ``action_distribution`` or ``encoder``, and :class:`~trpo_tf.errors.NetworkError` for an unusable
+    ``network``.
+    """
     observation_encoder = make_encoder(observation_space, encoder)
     head = action_head(action_space, init_log_std, action_distribution, masked=action_masks)
     normalizer = ObservationNormalizer(observation_encoder.dim, enabled=normalize_observations)
@@ -180,15 +195,20 @@ def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: t
 
 
 def make_trunk(encoder: ObservationEncoder, cnn_features: int, seed: int) -> Trunk | None:
-    """The CNN trunk for ``encoder`` 's frames, or None when it has none."""
+    """The CNN trunk for ``encoder`` 's frames, or None when it has none.
+
+    ``cnn_features`` is the width of each CNN's last dense layer (0: the CNN's default); ``seed`` seeds
+    its initializers.
+    """
     return Trunk(encoder, cnn_features, seed, name="trunk") if encoder.images else None
 
 
 def make_value(policy: Policy, hidden: tuple[int, ...], activation: str, cnn_features: int, seed: int,
                network: NetworkSpec | None = None) -> keras.Model:
-    """The value function of ``policy`` 's model inputs: an MLP of ``hidden`` units or the user's
-    ``network``, behind its own CNN trunk when the policy has one (a shared trunk would let the
-    value loss move the policy)."""
+    """The value function of ``policy`` 's model inputs: an MLP of ``hidden`` units with ``activation`` or
+    the user's ``network``, behind its own CNN trunk when the policy has one (a shared trunk would let the
+    value loss move the policy). ``cnn_features`` is the width of that trunk's CNNs' last layer (0: the
+    default), ``seed`` seeds the initializers (the trunk uses ``seed + 1000``). Model inputs → values [B, 1]."""
     trunk = make_trunk(policy.encoder, cnn_features, seed + 1000)
     if trunk is None:
         return value_network(policy.encoder.dim, hidden, activation, seed=seed, custom=network)

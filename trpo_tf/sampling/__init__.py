@@ -45,9 +45,12 @@ def make_sampler(env: EnvLike, *, n_envs: int, n_workers: int, backend: str, env
     ``backend``.
 
     ``env`` is an environment id, or (in this process only) a gymnasium ``Env`` or ``VectorEnv``;
-    environment i is reset with ``seed + i``; actions are drawn from ``stream`` (worker k: its k-th
-    child). Raises :class:`~trpo_tf.errors.InputError` when ``env`` cannot be sent to workers or a
-    VectorEnv holds another number of environments than ``n_envs``.
+    ``env_kwargs`` are passed to ``gymnasium.make`` with an id; environment i is reset with ``seed + i``;
+    actions are drawn from ``stream`` (worker k: its k-th child); ``restart_workers`` replaces a worker that
+    dies instead of failing; ``connect_timeout`` is how many seconds the Ray backend waits for a cluster
+    given by address. Raises :class:`~trpo_tf.errors.InputError` when ``env`` cannot be sent to workers or a
+    VectorEnv holds another number of environments than ``n_envs``, and what :func:`make_vector_env` or
+    the workers raise for an unusable environment or backend.
     """
     if n_workers == 1 and backend == IN_PROCESS_BACKEND:
         vector_env = make_vector_env(env, n_envs, env_kwargs)

@@ -37,8 +37,9 @@ def to_float32(values: np.ndarray) -> np.ndarray:
 
 
 def as_stored(values: np.ndarray) -> np.ndarray:
-    """Observations as a batch stores them: uint8 ones (frames) as they are, 4× smaller than
-    float32, bool ones (grids) as uint8 0/1; any other ones as :func:`to_float32` makes them."""
+    """Observations ``values`` [K, ...] as a batch stores them: uint8 ones (frames) as they are, 4× smaller
+    than float32, bool ones (grids) as uint8 0/1 (a view, not a copy); any other ones as :func:`to_float32`
+    makes them."""
     if values.dtype == np.bool_:
         return values.view(np.uint8)
     return values if values.dtype == np.uint8 else to_float32(values)
@@ -75,7 +76,12 @@ def _integer_range(space: gym.Space | None) -> tuple[np.ndarray, np.ndarray] | N
 
 def describe_invalid(value: np.ndarray, what: str, space: gym.Space | None) -> str:
     """What is wrong with one invalid ``value`` (a row :func:`invalid_rows` flagged), e.g.
-    ``a non-finite observation [nan, 1.0]``."""
+    ``a non-finite observation [nan, 1.0]``.
+
+    ``what`` names the kind of value in the message ("observation", "reward"); ``space`` is the space the
+    value belongs to, needed (a ``Discrete`` or ``MultiDiscrete`` one) when the value is finite but out of
+    range, which the message then shows.
+    """
     numbers = np.asarray(value, dtype=np.float64)
     shown = np.asarray(value).tolist()
     if not np.all(np.isfinite(numbers)):

@@ -43,6 +43,10 @@ class SerialVectorEnv(gym.vector.VectorEnv):
     environments' infos and copies nothing it need not, which matters when the environment step
     and the policy each cost a few microseconds (MuJoCo). Reset seeds are ``seed + i`` for environment i, as in
     gymnasium.
+
+    ``env_fns`` are the N functions that make the environments (called once each, now);
+    ``first_index`` is the run-wide index of environment 0 here (a worker's share starts there), used
+    to name environments in errors.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
@@ -59,6 +63,9 @@ class SerialVectorEnv(gym.vector.VectorEnv):
         self.metadata = dict(self.envs[0].metadata, autoreset_mode=AutoresetMode.SAME_STEP)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        """Reset every environment, environment i with ``seed + i`` (all unseeded when ``seed`` is None) and
+        ``options``; returns (observations [N, *obs_shape], an empty info dict). For a ``Dict`` space the
+        observations are a dict of such arrays by key."""
         seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
         results = [env.reset(seed=s, options=options) for env, s in zip(self.envs, seeds)]
         masks = [info.get(MASK_KEY) for _, info in results]
@@ -66,6 +73,11 @@ class SerialVectorEnv(gym.vector.VectorEnv):
         return self._stack([observation for observation, _ in results]), info
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step environment i with ``actions[i]`` (``actions`` [N, *A]); an environment whose episode ends
+        is reset at once (``SAME_STEP``), its last observation kept in ``info["final_obs"]`` (with the mask
+        ``info["_final_obs"]``). Returns (observations [N, *obs_shape], rewards [N], terminated [N],
+        truncated [N], info). Raises :class:`~trpo_tf.errors.EnvironmentValueError`, naming the
+        environment, for a reward that is not one real number or observations that do not stack."""
         observations, rewards = [], np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
@@ -93,6 +105,7 @@ class SerialVectorEnv(gym.vector.VectorEnv):
         return tuple(env.get_wrapper_attr(name)(*args) for env in self.envs)
 
     def close_extras(self, **kwargs: Any) -> None:
+        """Close every environment (``kwargs`` from ``VectorEnv.close`` are not used)."""
         for env in self.envs:
             env.close()
 
@@ -163,7 +176,7 @@ def describe_environment(env: gym.vector.VectorEnv, index: int) -> str:
 
 
 def env_module(env_id: str) -> str | None:
-    """The module an id of the form ``"module:Env-v0"`` imports (``"module"``); None for any other id."""
+    """The module an id of the form ``"module:Env-v0"`` imports (``"module"``); None for any other ``env_id``."""
     module, separator, _ = env_id.partition(":")
     return module if separator else None
 
@@ -243,7 +256,8 @@ def portable_registration(env_id: str) -> bytes | None:
 
 
 def register_portable(env_id: str, registration: bytes) -> None:
-    """Register ``env_id`` from the learner's :func:`portable_registration` unless this process knows it.
+    """Register ``env_id`` from ``registration``, the learner's :func:`portable_registration` bytes (a
+    pickled ``EnvSpec``), unless this process knows the id already.
 
     :class:`UnknownEnvironmentError` when the creator cannot be rebuilt here (it names a module this
     process cannot import), naming the id and the ``"module:Env-v0"`` form.
@@ -299,10 +313,17 @@ def _import_environment_module(env_id: str) -> None:
 
 def make_vector_env(env: EnvLike, n_envs: int, env_kwargs: dict[str, Any] | None = None,
                     first_index: int = 0) -> gym.vector.VectorEnv:
-    """A vector environment in ``SAME_STEP`` autoreset mode from an id, an Env or a VectorEnv.
+    """A vector environment in ``SAME_STEP`` autoreset mode from ``env``: an id, an Env or a VectorEnv.
 
-    ``env_kwargs`` are passed to ``gymnasium.make`` and apply to an id only; errors name an id's
-    environments from ``first_index`` on (a worker's share of the run's environments).
+    An id gives a :class:`SerialVectorEnv` of ``n_envs`` environments made by :func:`make_env`; an Env
+    (``n_envs`` must be 1) is wrapped in one; a VectorEnv is returned as it is. ``env_kwargs`` are
+    passed to ``gymnasium.make`` and apply to an id only; errors name an id's environments from
+    ``first_index`` on (a worker's share of the run's environments).
+
+    Raises :class:`~trpo_tf.errors.InputError` for ``env_kwargs`` with an instance, a VectorEnv in
+    another autoreset mode, or an Env with ``n_envs`` above 1; ``TypeError`` when ``env`` is none of the
+    three; :class:`~trpo_tf.errors.UnknownEnvironmentError` (from :func:`make_env`) for an id that cannot
+    be made.
     """
     if isinstance(env, str):
         return SerialVectorEnv([functools.partial(make_env, env, env_kwargs)] * n_envs, first_index)
@@ -328,7 +349,8 @@ def make_vector_env(env: EnvLike, n_envs: int, env_kwargs: dict[str, Any] | None
 # --------------------------------------------------------------------------- state
 
 def environment_state(env: gym.vector.VectorEnv) -> bytes:
-    """The vector environment's state, pickled (simulators, random generators, wrappers).
+    """The state of ``env``, a vector environment, pickled (simulators, random generators, wrappers),
+    with a signature of its type, size and wrappers that :func:`restore_environment_state` checks.
 
     Raises whatever pickling raises when the environments cannot be pickled.
     """

@@ -36,7 +36,8 @@ from trpo_tf.sampling.protocol import Actor
 class InProcessSampler:
     """Steps a vector environment in this process with a policy and returns :class:`Batch` es.
 
-    Episodes continue across calls to :meth:`collect`; the first call resets the
+    ``env`` is the vector environment (N = ``env.num_envs``), which must reset in ``SAME_STEP``
+    autoreset mode. Episodes continue across calls to :meth:`collect`; the first call resets the
     environments with ``seed``. Actions are drawn with ``rng``. ``action_masks``:
     ``TRPOConfig.action_masks`` ("auto": read the masks the environments give; "off": ignore them).
     """
@@ -238,10 +239,10 @@ class InProcessSampler:
             return b""
 
     def load_environment_state(self, pickled: bytes | None, fresh_seed: int) -> None:
-        """Put :meth:`environment_state` bytes back (this unpickles them: trusted bytes only).
+        """Put :meth:`environment_state` bytes ``pickled`` back (this unpickles them: trusted bytes only).
 
-        Without bytes, or when they do not fit, warns and starts fresh episodes reset with
-        ``fresh_seed`` (new episodes, not a replay of the first ones).
+        Without bytes (None or empty), or when they do not fit, warns (:class:`~trpo_tf.errors.CheckpointWarning`)
+        and starts fresh episodes reset with ``fresh_seed`` (new episodes, not a replay of the first ones).
         """
         problem = (restore_environment_state(self.env, pickled) if pickled else
                    "the checkpoint holds no environment state (it could not be pickled when saved)")

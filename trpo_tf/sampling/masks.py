@@ -45,8 +45,8 @@ Describe = Callable[[int], str]
 
 
 def component_sizes(action_space: gym.Space) -> np.ndarray | None:
-    """The number of choices of each component a mask covers: [n] for Discrete(n), nvec flattened for
-    MultiDiscrete; None for a space that takes no mask."""
+    """The number of choices of each component a mask of ``action_space`` covers: [n] for Discrete(n),
+    nvec flattened for MultiDiscrete; None for a space that takes no mask."""
     if isinstance(action_space, gym.spaces.Discrete):
         return np.array([int(action_space.n)])
     if isinstance(action_space, gym.spaces.MultiDiscrete):
@@ -92,7 +92,7 @@ class MaskReader:
     """Reads the masks of N environments (a VectorEnv; or one Env, ``vectorized=False``) after each reset
     and step from ``source``, checking their structure; :meth:`check_values` checks their values.
 
-    ``action_space`` is one environment's; ``describe(n)`` names environment n in errors. With a
+    ``action_space`` is one environment's, ``n_envs`` is N; ``describe(n)`` names environment n in errors. With a
     ``source`` of None it reads no masks: for an action space that takes none it refuses the masks
     an info holds (``reads_steps``: it must see every step); else it does nothing.
     """
@@ -111,8 +111,8 @@ class MaskReader:
     def read(self, env: Any, observations: Any, info: dict[str, Any], call: str,
              steps: int) -> tuple[Any, np.ndarray | None]:
         """(observations as the policy reads them, masks [N, M] as given, in a number type) after ``call``
-        ("reset" or "step") returned ``observations`` and ``info``, ``steps`` environment steps into
-        the run. Refuses masks of the wrong structure, and any mask when ``source`` is None."""
+        ("reset" or "step") of ``env`` returned ``observations`` and ``info``, ``steps`` environment steps
+        into the run. Refuses masks of the wrong structure, and any mask when ``source`` is None."""
         if self.source is None:
             if self.size is None and MASK_KEY in info:
                 self._refuse_unsupported("info", self._first_present(info), call, steps)
@@ -121,8 +121,9 @@ class MaskReader:
         return without_mask(observations, self.source), self._structured(raw, call, steps)
 
     def refuse_static_sources(self, env: Any, call: str, steps: int) -> None:
-        """Raise when the environment offers masks by a method or an observation key but ``source`` is None
-        and the action space takes none (what :meth:`read` cannot see in an info)."""
+        """Raise when ``env`` offers masks by a method or an observation key but ``source`` is None and the
+        action space takes none (what :meth:`read` cannot see in an info); the error says they were found
+        at ``call`` ("reset"), ``steps`` environment steps into the run."""
         if self.source is None and self.size is None:
             if _has_method(env):
                 self._refuse_unsupported("method", 0, call, steps)
@@ -227,8 +228,8 @@ def invalid_masks(masks: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 
 
 def describe_invalid_mask(mask: np.ndarray, sizes: np.ndarray) -> str:
-    """What is wrong with one mask [M] that :func:`invalid_masks` flags, e.g. ``an action mask [0, 0] that allows
-    no action``."""
+    """What is wrong with one mask [M] (of components of ``sizes`` [C] choices) that :func:`invalid_masks`
+    flags, e.g. ``an action mask [0, 0] that allows no action``."""
     shown = _shown(mask)
     if not np.all(np.isfinite(mask.astype(np.float64))):
         return f"a non-finite action mask {shown}"
@@ -242,8 +243,9 @@ def describe_invalid_mask(mask: np.ndarray, sizes: np.ndarray) -> str:
 
 
 def checked_user_masks(masks: Any, batch_size: int, action_space: gym.Space) -> np.ndarray:
-    """Action masks a caller gives for ``batch_size`` observations ([B, M], or [M] for one) as bool [B, M];
-    :class:`~trpo_tf.errors.InputError` naming what does not fit (the row, for a bad value)."""
+    """Action masks a caller gives for ``batch_size`` observations ([B, M], or [M] for one) of
+    ``action_space`` as bool [B, M]; :class:`~trpo_tf.errors.InputError` naming what does not fit (the
+    row, for a bad value)."""
     sizes = component_sizes(action_space)
     if sizes is None:
         raise InputError(f"action masks need a Discrete or MultiDiscrete action space, not {action_space}")

@@ -66,8 +66,10 @@ class _ProcessHandle:
 
 
 def serve(connection: multiprocessing.connection.Connection) -> None:
-    """A worker process's loop: take the learner's import path (first message), build the worker
-    from the second, then answer method calls until "close" or until the learner is gone.
+    """A worker process's loop on ``connection`` (its end of the socket pair to the learner): take the
+    learner's import path (first message), build the :class:`SamplerWorker` from the second (its
+    constructor's arguments), then answer ``(method, args)`` calls with ``("ok", value)`` or
+    ``("error", exception)`` until "close" or until the learner is gone.
 
     Ctrl-C reaches the whole process group: the worker ignores it and the learner, which
     handles it, closes the workers.
@@ -99,5 +101,6 @@ def serve(connection: multiprocessing.connection.Connection) -> None:
 
 @register_backend("local")
 def process_workers(arguments: Sequence[tuple[Any, ...]], connect_timeout: float = 30.0) -> list[_ProcessHandle]:
-    """One local worker process per :class:`SamplerWorker` argument tuple (nothing to connect to)."""
+    """One local worker process per :class:`SamplerWorker` argument tuple in ``arguments``, each a handle
+    the learner submits calls to. ``connect_timeout`` is unused: there is nothing to connect to."""
     return [_ProcessHandle(args) for args in arguments]

@@ -21,8 +21,10 @@ class Actor(Protocol):
 
     def act(self, observations: Any, rng: np.random.Generator | None,
             masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Observations [N, *obs_shape] (and action masks [N, M], nonzero where allowed, when the environments
-        give them) → (actions for the environments, actions to store)."""
+        """``observations`` [N, *obs_shape] (a dict of them by key for a ``Dict`` space) → (actions for the
+        environments [N, *A], actions to store [N, *A]); drawn with ``rng``, or the most probable ones when
+        ``rng`` is None; among the actions ``masks`` [N, M] (nonzero where allowed) allows when the
+        environments give action masks."""
 
 
 class Sampler(Protocol):
@@ -39,16 +41,20 @@ class Sampler(Protocol):
     needs_picklable_actor: bool
 
     @property
-    def mask_source(self) -> str | None: ...
+    def mask_source(self) -> str | None:
+        """Where the environments' action masks come from ("info", "method" or "observation"), or None."""
 
     @property
-    def observation_space(self) -> gym.Space: ...
+    def observation_space(self) -> gym.Space:
+        """One environment's observation space (as the policy reads it: without a mask observation key)."""
 
     @property
-    def action_space(self) -> gym.Space: ...
+    def action_space(self) -> gym.Space:
+        """One environment's action space."""
 
     @property
-    def vector_env(self) -> gym.vector.VectorEnv | None: ...
+    def vector_env(self) -> gym.vector.VectorEnv | None:
+        """The vector environment when the environments are stepped in this process, else None."""
 
     def collect(self, policy: Actor, steps: int) -> Batch:
         """``steps`` vectorized steps of every environment, acting with ``policy``: a Batch [steps, N, ...]."""
@@ -63,8 +69,8 @@ class Sampler(Protocol):
         """The environments' state, pickled; empty (with a warning) when they cannot be pickled."""
 
     def load_environment_state(self, pickled: bytes | None, fresh_seed: int) -> None:
-        """Put :meth:`environment_state` bytes back (this unpickles: trusted bytes only); without them, or
-        when they do not fit, warn and start fresh episodes reset with ``fresh_seed``."""
+        """Put :meth:`environment_state` bytes ``pickled`` back (this unpickles: trusted bytes only); without
+        them (None or empty), or when they do not fit, warn and start fresh episodes reset with ``fresh_seed``."""
 
     def restart_episodes(self, seed: int) -> None:
         """Forget the running episodes: the next :meth:`collect` resets the environments with ``seed``."""

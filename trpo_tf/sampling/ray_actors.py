@@ -50,12 +50,14 @@ class _RayHandle:
 
 @register_backend("ray")
 def ray_workers(arguments: Sequence[tuple[Any, ...]], connect_timeout: float = 30.0) -> list[_RayHandle]:
-    """One Ray actor per :class:`SamplerWorker` argument tuple, spread over the cluster's nodes.
+    """One Ray actor per :class:`SamplerWorker` argument tuple in ``arguments``, spread over the cluster's
+    nodes, one CPU each; returns a handle per actor.
 
     Ray is started as ``ray.init()`` starts it when it is not running yet: on the cluster at
     ``RAY_ADDRESS``, else the one ``ray start`` started on this machine, else a new local one. A
     cluster address where nothing answers within ``connect_timeout`` seconds is an error naming it
-    (``ray.init`` itself would wait for ever).
+    (``ray.init`` itself would wait for ever). Raises :class:`~trpo_tf.errors.InputError` when Ray is
+    not installed, no cluster answers, or the cluster has fewer CPUs than there are actors.
     """
     try:
         import ray

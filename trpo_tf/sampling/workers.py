@@ -38,11 +38,13 @@ from trpo_tf.sampling.protocol import Actor
 class SamplerWorker:
     """One worker: ``n_envs`` environments made from ``env_id`` and an :class:`InProcessSampler` over them.
 
-    ``seed`` resets the worker's first environment (its others get ``seed + 1``, ...);
-    ``stream`` seeds the worker's action sampling; errors name the environments from
-    ``first_index`` on, their index among all the run's environments. ``registration``: the
-    learner's registration of ``env_id`` (:func:`~trpo_tf.sampling.environments.portable_registration`),
-    used when this process does not know the id; ``action_masks`` is ``TRPOConfig.action_masks``.
+    ``env_kwargs`` are passed to ``gymnasium.make`` with ``env_id``; ``seed`` resets the worker's first
+    environment (its others get ``seed + 1``, ...); ``stream`` seeds the worker's action sampling; errors
+    name the environments from ``first_index`` on, their index among all the run's environments.
+    ``registration``: the learner's registration of ``env_id``
+    (:func:`~trpo_tf.sampling.environments.portable_registration`), used when this process does not know
+    the id; ``action_masks`` is ``TRPOConfig.action_masks``. Raises
+    :class:`~trpo_tf.errors.UnknownEnvironmentError` when the environments cannot be made.
     """
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, seed: int,
@@ -65,24 +67,33 @@ class SamplerWorker:
         return f"{host} ({address}), pid {os.getpid()}{node}"
 
     def collect(self, policy: Actor, steps: int) -> Batch:
+        """``steps`` vectorized steps of this worker's environments with ``policy``: a Batch [steps, n_envs, ...]
+        (see :meth:`InProcessSampler.collect`, whose errors it raises)."""
         return self.sampler.collect(policy, steps)
 
     def state(self) -> dict[str, Any]:
+        """This worker's sampler state, as plain data (see :meth:`InProcessSampler.state`)."""
         return self.sampler.state()
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``, a :meth:`state` of this worker; ValueError when it does not fit."""
         self.sampler.load_state(state)
 
     def environment_state(self) -> bytes:
+        """This worker's environments' state, pickled; empty (with a warning) when they cannot be pickled."""
         return self.sampler.environment_state()
 
     def load_environment_state(self, pickled: bytes | None, fresh_seed: int) -> None:
+        """Put this worker's part ``pickled`` of an environment state back, or (without it, or when it does
+        not fit) warn and reset fresh episodes with ``fresh_seed``."""
         self.sampler.load_environment_state(pickled, fresh_seed)
 
     def restart_episodes(self, seed: int) -> None:
+        """Forget the running episodes: the next :meth:`collect` resets this worker's environments from ``seed``."""
         self.sampler.restart_episodes(seed)
 
     def close(self) -> None:
+        """Close this worker's environments."""
         self.sampler.close()
 
 
@@ -101,14 +112,18 @@ class WorkerHandle(Protocol):
     worker's method raised.
     """
 
-    def submit(self, method: str, *args: Any) -> None: ...
+    def submit(self, method: str, *args: Any) -> None:
+        """Send the call ``method(*args)`` to the worker without waiting for its result."""
 
-    def result(self) -> Any: ...
+    def result(self) -> Any:
+        """The result of the oldest submitted call, waiting for it: the worker method's return value.
+        Raises :class:`WorkerDiedError` when the worker is gone, or the exception the method raised."""
 
     def share(self, value: Any) -> Any:
         """``value`` as every worker of this kind can take it (Ray: one ``ray.put`` for all)."""
 
-    def shutdown(self) -> None: ...
+    def shutdown(self) -> None:
+        """Close the worker's environments and stop the worker; a worker already gone is not an error."""
 
 
 Launcher = Callable[[Sequence[tuple[Any, ...]], float], Sequence[WorkerHandle]]
@@ -131,12 +146,13 @@ def register_backend(name: str) -> Callable[[Launcher], Launcher]:
 class WorkerSampler:
     """A :class:`~trpo_tf.sampling.protocol.Sampler` whose environments live in K workers.
 
-    ``worker_envs[k]`` is the number of environments of worker k, in the order their
-    segments are joined. ``restart(k)``, when given, starts a replacement for worker k with
-    fresh environments: :meth:`collect` then replaces a worker that died or whose environment
-    raised, resamples its segment and counts it in :meth:`take_restarts`. ``spaces``: one
-    environment's (observation space as the policy reads it, action space); ``mask_source``: where
-    the workers' environments give action masks from (None: nowhere).
+    ``handles`` are the K workers' :class:`WorkerHandle` s; ``worker_envs[k]`` is the number of
+    environments of worker k, in the order their segments are joined. ``restart(k)``, when given,
+    starts a replacement for worker k with fresh environments: :meth:`collect` then replaces a worker
+    that died or whose environment raised, resamples its segment and counts it in
+    :meth:`take_restarts`. ``spaces``: one environment's (observation space as the policy reads it,
+    action space); ``mask_source``: where the workers' environments give action masks from (None:
+    nowhere).
     """
 
     needs_picklable_actor = True
@@ -156,11 +172,13 @@ class WorkerSampler:
 
     @property
     def observation_space(self) -> gym.Space:
+        """One environment's observation space (from ``spaces``)."""
         assert self.spaces is not None, "a WorkerSampler made without spaces"
         return self.spaces[0]
 
     @property
     def action_space(self) -> gym.Space:
+        """One environment's action space (from ``spaces``)."""
         assert self.spaces is not None, "a WorkerSampler made without spaces"
         return self.spaces[1]
 
@@ -176,9 +194,12 @@ class WorkerSampler:
         return restarts
 
     def state(self) -> dict[str, Any]:
+        """Where sampling stands: ``{"workers": [each worker's sampler state]}``, plain data."""
         return {"workers": self._call_all("state")}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``, a :meth:`state` of a sampler with as many workers; ValueError when the
+        number of workers differs or a worker's part does not fit its environments."""
         workers = state.get("workers")
         if not isinstance(workers, list) or len(workers) != len(self.handles):
             found = len(workers) if isinstance(workers, list) else "no"
@@ -196,7 +217,11 @@ class WorkerSampler:
         return b"".join(struct.pack("<Q", len(part)) + part for part in parts)
 
     def load_environment_state(self, pickled: bytes | None, fresh_seed: int) -> None:
-        """Hand each worker its part of an :meth:`environment_state` record (it unpickles: trusted bytes only)."""
+        """Hand each worker its part of an :meth:`environment_state` record ``pickled`` (it unpickles:
+        trusted bytes only). Without a record, or one that does not split into one part per worker, warns
+        (:class:`~trpo_tf.errors.CheckpointWarning`) and restarts every episode. Fresh episodes, there or in
+        a worker whose part does not fit its environments, reset environment i (of all N) with
+        ``fresh_seed + i``."""
         parts = _split_record(pickled or b"", len(self.handles))
         if parts[0] is None:
             warnings.warn("the checkpoint holds no environment state of these workers; continuing with freshly "
@@ -207,6 +232,8 @@ class WorkerSampler:
                        [(part, fresh_seed + offset) for part, offset in zip(parts, env_offsets(self.worker_envs))])
 
     def restart_episodes(self, seed: int) -> None:
+        """Forget the running episodes of every worker: the next :meth:`collect` resets environment i (of
+        all N) with ``seed + i``."""
         self._call_all("restart_episodes", [(seed + offset,) for offset in env_offsets(self.worker_envs)])
 
     def close(self) -> None:
@@ -302,8 +329,10 @@ def _shutdown_quietly(handle: WorkerHandle) -> None:
 def join_batches(batches: Sequence[Batch], worker_envs: Sequence[int]) -> Batch:
     """Segments [T, N_k, ...] of K workers → one Batch [T, ΣN_k, ...], environments in worker order.
 
-    Final observations, their indices and the finished episodes are ordered by step, then by
-    environment — as one sampler stepping all environments records them.
+    ``batches`` are the K workers' segments, in worker order; ``worker_envs`` [K] their environment
+    counts N_k, which shift each segment's environment indices. Final observations, their indices and
+    the finished episodes are ordered by step, then by environment — as one sampler stepping all
+    environments records them.
     """
     final_index = np.concatenate([batch.final_index + np.array([0, offset]) for batch, offset in
                                   zip(batches, env_offsets(worker_envs))]).reshape(-1, 2)
@@ -339,13 +368,20 @@ def start_workers(env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, n
                   seed: int, stream: np.random.SeedSequence, restart_workers: bool = False,
                   connect_timeout: float = 30.0, action_masks: str = "auto") -> WorkerSampler:
     """``n_workers`` workers of ``backend`` (a name in :data:`WORKER_BACKENDS`: "local" for processes, "ray"
-    for Ray actors) sharing ``n_envs`` environments made from ``env_id``.
+    for Ray actors) sharing ``n_envs`` environments made from ``env_id`` with ``env_kwargs``.
 
-    Worker k draws actions from the k-th child of ``stream``; a single worker draws from
-    ``stream`` itself, so it samples exactly as the in-process :class:`Sampler` would. With
-    ``restart_workers`` a failed worker k is replaced by one whose environments and actions
-    come from the next child of worker k's stream (fresh episodes, reproducible per run). ``action_masks``
-    is ``TRPOConfig.action_masks``: with "auto" an environment made here tells where masks come from.
+    Environment i (of all N) is reset with ``seed + i``. Worker k draws actions from the k-th child of
+    ``stream``; a single worker draws from ``stream`` itself, so it samples exactly as the in-process
+    :class:`Sampler` would. With ``restart_workers`` a failed worker k is replaced by one whose
+    environments and actions come from the next child of worker k's stream (fresh episodes,
+    reproducible per run). ``connect_timeout``: seconds a backend that connects to a cluster (Ray)
+    waits for it. ``action_masks`` is ``TRPOConfig.action_masks``: with "auto" an environment made
+    here tells where masks come from.
+
+    Raises :class:`~trpo_tf.errors.InputError` when ``n_envs`` is not a multiple of ``n_workers`` or
+    the backend cannot start (Ray missing or too small),
+    :class:`~trpo_tf.errors.UnknownEnvironmentError` for an id that cannot be made or sent to workers,
+    and what a worker raised while starting; the workers started are stopped first.
     """
     sizes = split_envs(n_envs, n_workers)
     offsets = env_offsets(sizes)
@@ -379,7 +415,8 @@ def start_workers(env_id: str, env_kwargs: dict[str, Any] | None, n_envs: int, n
 
 
 def env_offsets(worker_envs: Sequence[int]) -> list[int]:
-    """The index (among all environments) of each worker's first environment."""
+    """The index (among all environments) of each worker's first environment, from ``worker_envs`` [K],
+    the number of environments of each worker."""
     return [int(offset) for offset in np.cumsum([0] + list(worker_envs[:-1]))]
 
 

@@ -119,16 +119,17 @@ class ActionDistribution:
         raise NotImplementedError
 
     def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
-        """η by name, batch first (the export's ``distribution`` signature)."""
+        """η by name, batch first (the export's ``distribution`` signature), from ``parameters`` (η as
+        :meth:`parameters` returns them)."""
         raise NotImplementedError
 
     def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
-        """The deterministic action [B, *A] in the environment's units."""
+        """The deterministic action [B, *A] in the environment's units, from ``parameters`` (η)."""
         raise NotImplementedError
 
     def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
-        """A random action [B, *A] in the environment's units, from stateful random ops (which LiteRT runs,
-        unless ``sample_conversion_problem`` says why not)."""
+        """A random action [B, *A] in the environment's units, drawn from the distribution with ``parameters``
+        (η), from stateful random ops (which LiteRT runs, unless ``sample_conversion_problem`` says why not)."""
         raise NotImplementedError
 
     def mask_tensorflow(self, outputs: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -139,7 +140,8 @@ class ActionDistribution:
     # ------------------------------------------------------------------ NumPy side
 
     def act(self, outputs: np.ndarray, free: Arrays, rng: np.random.Generator | None) -> np.ndarray:
-        """Actions [B, *A] as a batch stores them, from network outputs [B, P]; the deterministic ones
+        """Actions [B, *A] as a batch stores them, from network ``outputs`` [B, P] and the ``free`` parameters
+        as arrays (empty for a distribution without any); drawn with ``rng``, or the deterministic ones
         when ``rng`` is None."""
         raise NotImplementedError
 
@@ -154,8 +156,9 @@ class ActionDistribution:
 
     def actions(self, outputs: np.ndarray, free: Arrays, rng: np.random.Generator | None,
                 mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(actions for the environment, actions as stored) [B, *A] from network outputs [B, P], drawn with
-        ``rng`` (the deterministic ones when None), among the actions ``mask`` [B, M] allows when given."""
+        """(actions for the environment, actions as stored) [B, *A] from network ``outputs`` [B, P] and the
+        ``free`` parameters, drawn with ``rng`` (the deterministic ones when None), among the actions
+        ``mask`` [B, M] allows when given."""
         stored = self.act(outputs if mask is None else self.mask_numpy(outputs, mask), free, rng)
         return self.to_env(stored), stored
 
@@ -172,7 +175,8 @@ def make_distribution(space: gym.Space, name: str = DEFAULT_DISTRIBUTION,
                       init_log_std: float = 0.0) -> ActionDistribution:
     """The action distribution over ``space``: the one named ``name`` (``TRPOConfig.action_distribution``),
     except that the default name leaves a space it does not model to that space's own distribution
-    (the registered distribution that is not ``configurable`` and models it).
+    (the registered distribution that is not ``configurable`` and models it). ``init_log_std`` is the
+    initial log-std of a distribution that has one (the Gaussian's); the others ignore it.
 
     Raises :class:`~trpo_tf.errors.ConfigError` for an unknown ``name`` and
     :class:`UnsupportedSpaceError` when no distribution models ``space``, or the named one cannot.
@@ -202,17 +206,23 @@ def supported_action_spaces() -> str:
 
 
 class FlatEvents:
-    """A TFP distribution over flat events [B, K] that takes actions [B, *A] (A with K elements)."""
+    """A TFP distribution over flat events [B, K] that takes actions [B, *A] (A with K elements).
+
+    ``distribution`` is the wrapped TFP distribution over [B, K] (kept as ``inner``); ``action_shape`` is A,
+    whose element count K it reshapes actions to.
+    """
 
     def __init__(self, distribution: Any, action_shape: tuple[int, ...]):
         self.inner = distribution
         self.event_size = int(np.prod(action_shape))
 
     def log_prob(self, actions: tf.Tensor) -> tf.Tensor:
+        """Log-probabilities [B] of ``actions`` [B, *A], flattened to [B, K] for the wrapped distribution."""
         import tensorflow as tf
         return self.inner.log_prob(tf.reshape(actions, [-1, self.event_size]))
 
     def entropy(self) -> tf.Tensor:
+        """The wrapped distribution's entropy per batch element [B]."""
         return self.inner.entropy()
 
 

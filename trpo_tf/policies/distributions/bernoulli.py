@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 
 
 class Bernoulli(ActionDistribution):
-    """``MultiBinary`` → independent Bernoullis, one logit per bit."""
+    """``MultiBinary`` → independent Bernoullis, one logit per bit.
+
+    ``space`` is the MultiBinary action space; its ``n`` (an int or a shape) gives A, and P = the number of bits.
+    """
 
     name = "bernoulli"
     spaces = (gym.spaces.MultiBinary,)
@@ -31,6 +34,8 @@ class Bernoulli(ActionDistribution):
 
     @classmethod
     def for_space(cls, space: gym.Space, init_log_std: float = 0.0) -> Bernoulli:
+        """The Bernoulli distribution over ``space``; :class:`UnsupportedSpaceError` unless it is ``MultiBinary``.
+        ``init_log_std`` is ignored."""
         if not isinstance(space, gym.spaces.MultiBinary):
             raise UnsupportedSpaceError(f"the bernoulli distribution needs a MultiBinary action space, got {space!r}")
         return cls(space)
@@ -38,6 +43,7 @@ class Bernoulli(ActionDistribution):
     # ------------------------------------------------------------------ TensorFlow side
 
     def tfp_distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
+        """Independent int32 Bernoullis with the logits ``parameters[0]`` [B, P], as flat events."""
         import tensorflow as tf
         import tensorflow_probability as tfp
         tfd = tfp.distributions
@@ -45,15 +51,17 @@ class Bernoulli(ActionDistribution):
                                           reinterpreted_batch_ndims=1), self.action_shape)
 
     def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
+        """``{"logits": [B, *A]}`` from ``parameters`` (the logits [B, P])."""
         import tensorflow as tf
         return {"logits": tf.reshape(parameters[0], (-1,) + self.action_shape)}
 
     def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+        """Bits [B, *A] (int32): 1 where the logit in ``parameters[0]`` is positive."""
         import tensorflow as tf
         return tf.reshape(tf.cast(parameters[0] > 0.0, tf.int32), (-1,) + self.action_shape)
 
     def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
-        """Each bit is 1 with probability sigmoid(logit)."""
+        """Bits [B, *A] (int32) from the logits ``parameters[0]``: each bit is 1 with probability sigmoid(logit)."""
         import tensorflow as tf
         logits = parameters[0]
         uniform = tf.random.uniform(tf.shape(logits))
@@ -62,7 +70,8 @@ class Bernoulli(ActionDistribution):
     # ------------------------------------------------------------------ NumPy side
 
     def act(self, outputs: np.ndarray, free: Arrays, rng: np.random.Generator | None) -> np.ndarray:
-        """Bits [B, *A]: logit > 0, or a draw below sigmoid(logit) when sampling."""
+        """Bits [B, *A] (int32) from the logits ``outputs`` [B, P]: logit > 0, or a draw with ``rng``
+        below sigmoid(logit) when ``rng`` is not None. ``free`` is unused (no free parameters)."""
         if rng is None:
             chosen = outputs > 0.0
         else:

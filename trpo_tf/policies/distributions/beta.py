@@ -35,7 +35,10 @@ if TYPE_CHECKING:
 
 
 class Beta(ActionDistribution):
-    """``Box`` with finite bounds → a Beta per element on [low, high], α, β = 1 + softplus(network outputs)."""
+    """``Box`` with finite bounds → a Beta per element on [low, high], α, β = 1 + softplus(network outputs).
+
+    ``space`` is the action space, already checked by :func:`check_bounded_box`; P = 2K for its K elements.
+    """
 
     name = "beta"
     spaces = (gym.spaces.Box,)
@@ -59,6 +62,8 @@ class Beta(ActionDistribution):
 
     @classmethod
     def for_space(cls, space: gym.Space, init_log_std: float = 0.0) -> Beta:
+        """The Beta distribution over ``space``; :class:`UnsupportedSpaceError` (from
+        :func:`check_bounded_box`) unless it is a Box with finite bounds and high > low. ``init_log_std`` is ignored."""
         return cls(check_bounded_box(space, cls.name))
 
     # ------------------------------------------------------------------ TensorFlow side
@@ -69,6 +74,8 @@ class Beta(ActionDistribution):
         return 1.0 + tf.math.softplus(outputs[:, :self.size]), 1.0 + tf.math.softplus(outputs[:, self.size:])
 
     def tfp_distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
+        """Independent Betas (α, β from ``parameters[0]`` [B, 2K]) pushed onto [low, high]: densities in
+        the environment's units."""
         import tensorflow_probability as tfp
         tfd, tfb = tfp.distributions, tfp.bijectors
         alpha, beta = self.concentrations(parameters[0])
@@ -77,15 +84,18 @@ class Beta(ActionDistribution):
                                reinterpreted_batch_ndims=1)
 
     def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
+        """``{"alpha": [B, *A], "beta": [B, *A]}``, the concentrations from ``parameters[0]`` [B, 2K]."""
         alpha, beta = self.concentrations(parameters[0])
         return {"alpha": self._shaped(alpha), "beta": self._shaped(beta)}
 
     def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+        """The mean low + (high − low)·α/(α + β) [B, *A], from ``parameters[0]`` [B, 2K]."""
         alpha, beta = self.concentrations(parameters[0])
         return self._to_bounds(alpha / (alpha + beta))
 
     def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
-        """low + (high − low)·X/(X + Y), X ~ Gamma(α), Y ~ Gamma(β) (stateful RandomGamma ops)."""
+        """low + (high − low)·X/(X + Y), X ~ Gamma(α), Y ~ Gamma(β) (stateful RandomGamma ops), shaped [B, *A];
+        α, β from ``parameters[0]`` [B, 2K]."""
         import tensorflow as tf
         alpha, beta = self.concentrations(parameters[0])
         x = tf.random.gamma([], alpha)
@@ -105,8 +115,8 @@ class Beta(ActionDistribution):
     # ------------------------------------------------------------------ NumPy side
 
     def act(self, outputs: np.ndarray, free: Arrays, rng: np.random.Generator | None) -> np.ndarray:
-        """Sampled with ``Generator.beta`` and kept ``margin`` inside the bounds; deterministic: the mean.
-        Stored in environment units [B, K]."""
+        """Actions [B, K] in environment units from ``outputs`` [B, 2K]: sampled with ``rng.beta`` and kept
+        ``margin`` inside the bounds, or the mean when ``rng`` is None. ``free`` is unused (no free parameters)."""
         alpha = 1.0 + np.logaddexp(0.0, outputs[:, :self.size].astype(np.float64))
         beta = 1.0 + np.logaddexp(0.0, outputs[:, self.size:].astype(np.float64))
         if rng is None:
@@ -117,6 +127,7 @@ class Beta(ActionDistribution):
         return (low + (high - low) * unit).astype(np.float32)
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """Stored ``actions`` [B, K] (already in environment units, within the bounds) reshaped to [B, *A]."""
         return actions.reshape((len(actions),) + self.action_shape)
 
 
@@ -134,7 +145,11 @@ def beta_margin(low: np.ndarray, high: np.ndarray) -> np.ndarray:
 
 
 def check_bounded_box(space: gym.Space, distribution: str) -> gym.spaces.Box:
-    """``space`` when it is a Box with finite bounds; :class:`UnsupportedSpaceError` naming it otherwise."""
+    """``space`` when it is a Box with finite bounds and high > low in every dimension.
+
+    Raises :class:`UnsupportedSpaceError` otherwise, naming ``distribution`` (the configured
+    ``action_distribution``) and the unbounded or empty dimensions.
+    """
     if not isinstance(space, gym.spaces.Box):
         raise UnsupportedSpaceError(f"action_distribution={distribution!r} needs a Box action space with finite "
                                     f"bounds, got {space!r}")

@@ -35,7 +35,12 @@ and of masked choices."""
 
 
 class Categorical(ActionDistribution):
-    """``Discrete`` → a Categorical over its n choices, one logit each."""
+    """``Discrete`` → a Categorical over its n choices, one logit each.
+
+    ``sizes`` [K] are the number of choices of each of the K independent choices (K = 1 for Discrete),
+    ``starts`` [K] the value the environment gives each one's first choice, and ``action_shape`` is A
+    (``()`` for Discrete). P = K·W, W the largest size; narrower rows are padded with :data:`PAD_LOGIT`.
+    """
 
     name = "categorical"
     spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
@@ -58,6 +63,8 @@ class Categorical(ActionDistribution):
 
     @classmethod
     def for_space(cls, space: gym.Space, init_log_std: float = 0.0) -> Categorical:
+        """The Categorical over ``space``; :class:`UnsupportedSpaceError` unless it is ``Discrete``.
+        ``init_log_std`` is ignored."""
         if not isinstance(space, gym.spaces.Discrete):
             raise UnsupportedSpaceError(f"the categorical distribution needs a Discrete action space, got {space!r}")
         return cls(np.array([space.n]), np.array([space.start]), ())
@@ -70,18 +77,22 @@ class Categorical(ActionDistribution):
         return tf.reshape(outputs, [-1, self.count, self.width]) + self.padding
 
     def tfp_distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
+        """A TFP Categorical with the logits [B, n] read from ``parameters[0]``."""
         import tensorflow_probability as tfp
         return tfp.distributions.Categorical(logits=self.logits(parameters[0])[:, 0])
 
     def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
+        """``{"logits": [B, n]}`` from ``parameters[0]``."""
         return {"logits": self.logits(parameters[0])[:, 0]}
 
     def deterministic(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
+        """The most probable choice [B, *A] (int32), counted from the space's start, from ``parameters[0]``."""
         import tensorflow as tf
         return self._shaped(tf.argmax(self.logits(parameters[0]), axis=-1, output_type=tf.int32) + self.starts)
 
     def sample(self, parameters: Sequence[tf.Tensor]) -> tf.Tensor:
-        """By the Gumbel-max trick."""
+        """A choice [B, *A] (int32) counted from the space's start, drawn by the Gumbel-max trick from the
+        logits in ``parameters[0]``."""
         import tensorflow as tf
         logits = self.logits(parameters[0])
         uniform = tf.random.uniform(tf.shape(logits), minval=1e-20, maxval=1.0)
@@ -89,7 +100,7 @@ class Categorical(ActionDistribution):
         return self._shaped(tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32) + self.starts)
 
     def mask_tensorflow(self, outputs: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        """Outputs [B, K·W] with the logit of every choice ``mask`` [B, M] (bool) forbids set to PAD_LOGIT.
+        """``outputs`` [B, K·W] with the logit of every choice ``mask`` [B, M] (bool) forbids set to PAD_LOGIT.
 
         Float ops only (cast, concat, gather, select), which TFLite and ONNX run."""
         import tensorflow as tf
@@ -105,14 +116,15 @@ class Categorical(ActionDistribution):
     # ------------------------------------------------------------------ NumPy side
 
     def act(self, outputs: np.ndarray, free: Arrays, rng: np.random.Generator | None) -> np.ndarray:
-        """Zero-based choices: the argmax of the logits, plus Gumbel noise when sampling."""
+        """Zero-based choices [B, *A] from the logits ``outputs`` [B, K·W]: the argmax of the logits, plus
+        Gumbel noise drawn with ``rng`` when it is not None. ``free`` is unused (no free parameters)."""
         logits = outputs.reshape(len(outputs), self.count, self.width) + self.padding
         if rng is not None:
             logits = logits + rng.gumbel(size=logits.shape).astype(np.float32)
         return self._stored(logits.argmax(axis=-1))
 
     def mask_numpy(self, outputs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Outputs [B, K·W] with the logit of every choice ``mask`` [B, M] forbids (its entry is 0) set to PAD_LOGIT."""
+        """``outputs`` [B, K·W] with the logit of every choice ``mask`` [B, M] forbids (entry 0) set to PAD_LOGIT."""
         entries = np.concatenate([np.asarray(mask) != 0, np.zeros((len(mask), 1), bool)], axis=1)
         return np.where(entries[:, self.mask_index], outputs, np.float32(PAD_LOGIT))
 
@@ -121,5 +133,5 @@ class Categorical(ActionDistribution):
         return choices[:, 0]
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
-        """The space's start added."""
+        """Stored zero-based ``actions`` [B] with the space's start added."""
         return actions + self.starts[0]

@@ -29,6 +29,8 @@ class MultiCategorical(Categorical):
 
     @classmethod
     def for_space(cls, space: gym.Space, init_log_std: float = 0.0) -> MultiCategorical:
+        """The K Categoricals of ``space`` (sizes ``nvec``, starts ``start``, A = ``nvec.shape``);
+        :class:`UnsupportedSpaceError` unless it is ``MultiDiscrete``. ``init_log_std`` is ignored."""
         if not isinstance(space, gym.spaces.MultiDiscrete):
             raise UnsupportedSpaceError(f"the multi_categorical distribution needs a MultiDiscrete action space, "
                                         f"got {space!r}")
@@ -36,12 +38,14 @@ class MultiCategorical(Categorical):
         return cls(nvec, np.asarray(space.start), tuple(nvec.shape))
 
     def tfp_distribution(self, parameters: Sequence[tf.Tensor]) -> Any:
+        """K independent Categoricals with the padded logits [B, K, W] from ``parameters[0]``, as flat events."""
         import tensorflow_probability as tfp
         tfd = tfp.distributions
         return FlatEvents(tfd.Independent(tfd.Categorical(logits=self.logits(parameters[0])),
                                           reinterpreted_batch_ndims=1), self.action_shape)
 
     def named_parameters(self, parameters: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
+        """``{"logits": [B, K, W]}`` (padded) from ``parameters[0]``."""
         return {"logits": self.logits(parameters[0])}
 
     def _shaped(self, choices: tf.Tensor) -> tf.Tensor:
@@ -52,4 +56,5 @@ class MultiCategorical(Categorical):
         return choices.reshape((len(choices),) + self.action_shape)
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """Stored zero-based ``actions`` [B, *A] with each sub-space's start added."""
         return actions + self.starts.reshape(self.action_shape)

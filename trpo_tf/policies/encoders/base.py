@@ -98,8 +98,9 @@ class ObservationEncoder:
         raise NotImplementedError
 
     def tensorflow_feature_mask(self, entry_mask: Any) -> tf.Tensor:
-        """float32 [B, *obs_shape] (1 where an observation's entry is usable, else 0) → a mask [B, D] that
-        multiplies the features: 0 for every feature a non-usable entry feeds."""
+        """``entry_mask``: float32 [B, *obs_shape] (1 where an observation's entry is usable, else 0; a dict
+        of them by key for a ``Dict``) → a mask [B, D] that multiplies the features: 0 for every feature a
+        non-usable entry feeds."""
         raise NotImplementedError
 
     def tensorflow_checked(self, observations: Any) -> tuple[Any, Any]:
@@ -120,6 +121,10 @@ class ObservationEncoder:
 class LeafEncoder(ObservationEncoder):
     """An encoder of one raw input, named ``name``, of ``shape`` and dtype ``dtype``.
 
+    ``space`` is the observation space (its shape is the input's shape), ``dtype`` the name of the
+    dtype the input is fed in ("float32" or "uint8"), ``dim`` the number of flat features D it gives.
+    Raises :class:`UnsupportedSpaceError` when ``space`` has no elements.
+
     Subclasses give :meth:`numpy`, :meth:`tensorflow` and :meth:`tensorflow_feature_mask`, and
     may refine :meth:`check_values` and :meth:`usable_range`.
     """
@@ -135,6 +140,9 @@ class LeafEncoder(ObservationEncoder):
             raise UnsupportedSpaceError(f"observation space {space!r} has no elements")
 
     def check(self, observations: Any) -> np.ndarray:
+        """``observations`` (array-like numbers) as a batch [B, *shape] in this input's dtype; a single
+        observation of ``shape`` gains B = 1. ValueError when they are not numbers, their shape does not fit,
+        or :meth:`check_values` refuses their values."""
         array = np.asarray(observations)
         if array.dtype.kind not in "biuf":
             raise ValueError(f"observations must be numbers, got an array of {array.dtype}")
@@ -146,7 +154,8 @@ class LeafEncoder(ObservationEncoder):
         return self.check_values(array)
 
     def check_values(self, array: np.ndarray) -> np.ndarray:
-        """A batch [B, *shape] of numbers → the batch in this input's dtype; ValueError when its values do not fit."""
+        """``array``, a batch [B, *shape] of numbers → the batch in this input's dtype; ValueError when its
+        values do not fit."""
         return array.astype(np.dtype(self.dtype), copy=False)
 
     def usable_range(self) -> tuple[float, float]:
@@ -154,6 +163,10 @@ class LeafEncoder(ObservationEncoder):
         return -FLOAT32_MAX, FLOAT32_MAX
 
     def tensorflow_checked(self, observations: Any) -> tuple[Any, Any]:
+        """Inside an exported graph: ``observations`` [B, *shape] → (usable observations, float32 mask
+        [B, *shape] of the finite entries). The graph checks the shape (``EnsureShape``) and raises on NaN or
+        infinity (``CheckNumerics``, with :data:`NON_FINITE_MESSAGE`); where converters drop those checks,
+        NaN becomes 0 and the values are clipped to :meth:`usable_range`."""
         import tensorflow as tf
         observations = self.shape_checked(observations)
         message = NON_FINITE_MESSAGE if self.name == INPUT_NAME else f"{NON_FINITE_MESSAGE} (input {self.name})"
@@ -177,9 +190,12 @@ class LeafEncoder(ObservationEncoder):
         return "" if self.name == INPUT_NAME else f"_{self.name}"
 
     def frames(self, observations: Any) -> dict[str, Any]:
+        """No frames: ``{}`` whatever ``observations`` hold (:class:`~trpo_tf.policies.encoders.image.ImageEncoder`
+        overrides it)."""
         return {}
 
     def tensor_spec(self) -> Any:
+        """``tf.TensorSpec([None, *shape], dtype, name=name)``: a batch of this raw input."""
         import tensorflow as tf
         return tf.TensorSpec((None,) + self.shape, tf.as_dtype(self.dtype), name=self.name)
 

@@ -35,6 +35,12 @@ class DictEncoder(ObservationEncoder):
 
     @classmethod
     def for_space(cls, space: gym.Space, encoder: str, name: str) -> DictEncoder:
+        """The encoders of the keys of the ``Dict`` ``space``, each made by :func:`make_encoder` with
+        ``encoder`` and named by its key (``name`` is not used: the keys name the inputs).
+
+        Raises :class:`UnsupportedSpaceError` for a Dict without keys, a key that cannot name a signature
+        input, or a sub-space no leaf encoder reads (nested Dict or Tuple included).
+        """
         assert isinstance(space, gym.spaces.Dict)
         if not space.spaces:
             raise UnsupportedSpaceError(f"observation space {space!r} has no keys")
@@ -54,6 +60,8 @@ class DictEncoder(ObservationEncoder):
         return cls(parts)
 
     def check(self, observations: Any) -> dict[str, np.ndarray]:
+        """``observations``, a dict by key, each part checked by its key's encoder: {key: [B, *shape_key]}.
+        ValueError when the keys differ from the space's, a part does not fit, or the parts' batch sizes differ."""
         if not isinstance(observations, Mapping) or set(observations) != set(self.keys):
             found = sorted(observations) if isinstance(observations, Mapping) else type(observations).__name__
             raise ValueError(f"observations must be a dict with the keys {list(self.keys)} of the Dict "
@@ -65,24 +73,31 @@ class DictEncoder(ObservationEncoder):
         return checked
 
     def numpy(self, observations: Any) -> np.ndarray:
+        """``observations`` {key: [B, *shape_key]} → the keys' features concatenated in key order, [B, D]."""
         return np.concatenate([part.numpy(observations[key]) for key, part in self.parts.items()], axis=1)
 
     def tensorflow(self, observations: Any) -> tf.Tensor:
+        """``observations`` {key: [B, *shape_key]} → the keys' features concatenated in key order, [B, D]."""
         import tensorflow as tf
         return tf.concat([part.tensorflow(observations[key]) for key, part in self.parts.items()], axis=1)
 
     def tensorflow_feature_mask(self, entry_mask: Any) -> tf.Tensor:
+        """``entry_mask`` {key: [B, *shape_key]} → each key's feature mask, concatenated in key order: [B, D]."""
         import tensorflow as tf
         return tf.concat([part.tensorflow_feature_mask(entry_mask[key]) for key, part in self.parts.items()], axis=1)
 
     def tensorflow_checked(self, observations: Any) -> tuple[Any, Any]:
+        """Each key's :meth:`~trpo_tf.policies.encoders.base.LeafEncoder.tensorflow_checked` on
+        ``observations`` {key: tensor}: (usable observations by key, masks by key)."""
         pairs = {key: part.tensorflow_checked(observations[key]) for key, part in self.parts.items()}
         return {key: pair[0] for key, pair in pairs.items()}, {key: pair[1] for key, pair in pairs.items()}
 
     def frames(self, observations: Any) -> dict[str, Any]:
+        """The frames of every key of ``observations`` by name (a key with an image names its frame)."""
         return {name: frame for key, part in self.parts.items() for name, frame in part.frames(observations[key]).items()}
 
     def tensor_spec(self) -> Any:
+        """The TensorSpecs of a batch of raw observations, by key."""
         return {key: part.tensor_spec() for key, part in self.parts.items()}
 
 

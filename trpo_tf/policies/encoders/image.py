@@ -91,7 +91,11 @@ def image_input(space: gym.spaces.Box, encoder: str) -> ImageInput | None:
 
 
 class ImageEncoder(LeafEncoder):
-    """A ``Box`` that :func:`image_input` calls an image → its frames, for a CNN; no flat features."""
+    """A ``Box`` that :func:`image_input` calls an image → its frames, for a CNN; no flat features.
+
+    ``space`` is the image Box, ``name`` the raw input's name (and the frame's), ``image`` how the CNN
+    reads it (from :func:`image_input`).
+    """
 
     spaces = (gym.spaces.Box,)
     priority = 1  # asked before the flat encoder, which reads every other Box
@@ -102,17 +106,22 @@ class ImageEncoder(LeafEncoder):
 
     @classmethod
     def reads(cls, space: gym.Space, encoder: str) -> bool:
+        """Whether ``space`` is a Box :func:`image_input` reads as an image under ``encoder``
+        (``TRPOConfig.encoder``); :class:`UnsupportedSpaceError` for one that looks like an image no CNN reads."""
         return isinstance(space, gym.spaces.Box) and image_input(space, encoder) is not None
 
     @classmethod
     def for_space(cls, space: gym.Space, encoder: str, name: str) -> ImageEncoder:
+        """The image encoder of ``space`` (a Box :meth:`reads` accepted under ``encoder``), its raw input
+        and its frame called ``name``."""
         assert isinstance(space, gym.spaces.Box)
         image = image_input(space, encoder)
         assert image is not None
         return cls(space, name, image)
 
     def check_values(self, array: np.ndarray) -> np.ndarray:
-        """uint8 frames must be whole numbers in [0, 255]; float frames are float32."""
+        """``array`` [B, *shape] in the frames' dtype: uint8 frames must be whole numbers in [0, 255]
+        (ValueError otherwise); float frames are float32."""
         if self.dtype == "uint8" and array.dtype != np.uint8:
             if not np.all((array == np.round(array)) & (array >= 0) & (array <= 255)):
                 raise ValueError("uint8 frames must be whole numbers in [0, 255]")
@@ -120,10 +129,12 @@ class ImageEncoder(LeafEncoder):
         return super().check_values(array)
 
     def usable_range(self) -> tuple[float, float]:
+        """(0, 1): where the checks are dropped, float frames are clipped to the unit interval."""
         return 0.0, 1.0
 
     def tensorflow_checked(self, observations: Any) -> tuple[Any, Any]:
-        """uint8 frames are always usable: only their shape is checked."""
+        """``observations`` [B, *shape] → (usable frames, float32 mask). uint8 frames are always usable:
+        only their shape is checked (the mask is all ones); float frames are checked as any leaf input."""
         if self.dtype != "uint8":
             return super().tensorflow_checked(observations)
         import tensorflow as tf
@@ -131,15 +142,19 @@ class ImageEncoder(LeafEncoder):
         return observations, tf.ones_like(observations, tf.float32)
 
     def numpy(self, observations: Any) -> np.ndarray:
+        """No flat features: zeros [B, 0] for ``observations`` [B, *shape]."""
         return np.zeros((len(observations), 0), np.float32)
 
     def tensorflow(self, observations: Any) -> tf.Tensor:
+        """No flat features: zeros [B, 0] for ``observations`` [B, *shape]."""
         import tensorflow as tf
         return tf.zeros([tf.shape(observations)[0], 0])
 
     def tensorflow_feature_mask(self, entry_mask: Any) -> tf.Tensor:
+        """An empty mask [B, 0] for ``entry_mask`` [B, *shape] (no flat features)."""
         import tensorflow as tf
         return tf.zeros([tf.shape(entry_mask)[0], 0])
 
     def frames(self, observations: Any) -> dict[str, Any]:
+        """``{name: observations}``: the frames as they come, [B, *shape]."""
         return {self.name: observations}

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 class OneHotEncoder(LeafEncoder):
     """``Discrete`` or ``MultiDiscrete`` → concatenated one-hot vectors [B, Σ n_k], float32.
 
-    ``sizes`` [K] and ``starts`` [K]: each value's number of choices and first value (K = 1 for a
-    ``Discrete`` space).
+    ``space`` is the observation space, ``name`` its raw input's name; ``sizes`` [K] and ``starts`` [K]:
+    each value's number of choices and first value (K = 1 for a ``Discrete`` space).
     """
 
     spaces = (gym.spaces.Discrete, gym.spaces.MultiDiscrete)
@@ -37,13 +37,16 @@ class OneHotEncoder(LeafEncoder):
 
     @classmethod
     def for_space(cls, space: gym.Space, encoder: str, name: str) -> OneHotEncoder:
+        """The one-hot encoder of ``space`` (``Discrete``: n and start; ``MultiDiscrete``: nvec and start),
+        its raw input called ``name``; ``encoder`` is not used."""
         if isinstance(space, gym.spaces.Discrete):
             return cls(space, name, np.array([space.n]), np.array([space.start]))
         assert isinstance(space, gym.spaces.MultiDiscrete)
         return cls(space, name, np.asarray(space.nvec), np.asarray(space.start))
 
     def check_values(self, array: np.ndarray) -> np.ndarray:
-        """Whole numbers within each value's range, as float32."""
+        """``array`` [B, *shape] as float32, its values whole numbers within each value's range; ValueError
+        naming the ranges otherwise."""
         values = array.astype(np.float32, copy=False)
         flat = values.reshape(len(values), -1)
         if not np.all((flat == np.round(flat)) & (flat >= self.starts) & (flat < self.starts + self.sizes)):
@@ -53,6 +56,7 @@ class OneHotEncoder(LeafEncoder):
         return values
 
     def numpy(self, observations: Any) -> np.ndarray:
+        """``observations`` [B, *shape] (values from their start) → one-hot features [B, D], D = Σ n_k."""
         indices = np.asarray(observations, np.int64).reshape(len(observations), -1) - self.starts  # [B, K]
         if len(self.sizes) == 1:
             return np.eye(self.dim, dtype=np.float32)[indices[:, 0]]
@@ -61,15 +65,17 @@ class OneHotEncoder(LeafEncoder):
         return features
 
     def tensorflow(self, observations: Any) -> tf.Tensor:
+        """``observations`` [B, *shape] → one-hot features [B, D] in the graph, D = Σ n_k."""
         import tensorflow as tf
         indices = tf.reshape(tf.cast(observations, tf.int32), [-1, len(self.sizes)]) - self.starts.astype(np.int32)
         return tf.concat([tf.one_hot(indices[:, k], int(size), dtype=tf.float32)
                           for k, size in enumerate(self.sizes)], axis=1)
 
     def tensorflow_checked(self, observations: Any) -> tuple[Any, Any]:
-        """The finite checks, then one that every value is a whole number in its range: outside, the graph
-        raises ``observation outside its Discrete space (whole numbers FIRST to LAST)``. Converters drop
-        the raising check; there the mask's 0 reads such a value as a NaN is read (the mean one-hot vector)."""
+        """``observations`` [B, *shape] → (usable values, mask [B, *shape]): the finite checks, then one that
+        every value is a whole number in its range: outside, the graph raises ``observation outside its Discrete
+        space (whole numbers FIRST to LAST)``. Converters drop the raising check; there the mask's 0 reads such a
+        value as a NaN is read (the mean one-hot vector)."""
         import tensorflow as tf
         usable, finite = super().tensorflow_checked(observations)
         values = tf.reshape(usable, [-1, len(self.sizes)])  # [B, K]
@@ -85,7 +91,7 @@ class OneHotEncoder(LeafEncoder):
         return usable, finite * tf.reshape(inside * tf.minimum(guard, 1.0), tf.shape(finite))
 
     def tensorflow_feature_mask(self, entry_mask: Any) -> tf.Tensor:
-        """Each value's mask repeated over its one-hot features."""
+        """``entry_mask`` [B, *shape] → [B, D]: each value's mask repeated over its one-hot features."""
         import tensorflow as tf
         per_value = tf.reshape(entry_mask, [-1, len(self.sizes)])
         return tf.repeat(per_value, self.sizes, axis=1)
