@@ -54,11 +54,14 @@ def saved_model_actor(model_dir: str, dict_observations: bool = False) -> tuple[
     """The ``serving_default`` signature of the SavedModel in ``model_dir`` as ``act(observations) -> actions``
     (a batch [B, *obs_shape], or a dict of them by key when ``dict_observations``), and its first input's spec.
 
-    Loads the SavedModel with TensorFlow alone. :class:`~trpo_tf.errors.ExportError` when it has no
-    ``serving_default`` signature or that takes several inputs for an observation that is not a Dict.
+    Loads the SavedModel with TensorFlow alone. :class:`~trpo_tf.errors.ExportError` when a file of it is
+    damaged (naming it), when it has no ``serving_default`` signature or that takes several inputs for an
+    observation that is not a Dict.
     """
     import tensorflow as tf
-    serve = tf.saved_model.load(model_dir).signatures.get("serving_default")
+
+    from trpo_tf.export.saved_model import load_saved_model
+    serve = load_saved_model(model_dir).signatures.get("serving_default")
     if serve is None:
         raise ExportError(f"{model_dir} has no serving_default signature")
     inputs = serve.structured_input_signature[1]
