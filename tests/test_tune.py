@@ -258,7 +258,7 @@ def pendulum_study(tmp_path):
     (["CartPole-v1", "--storage", "nosuch://x"], "cannot open storage nosuch://x: NoSuchModuleError"),
     (["CartPole-v1", "--set", "max_kl=-1"], "TRPOConfig.max_kl must be a number in (0.0, inf), got -1"),
     (["CartPole-v1", "--set", "n_envs=3"], "TRPOConfig.steps_per_iteration (512) must be a multiple of n_envs (3)"),
-    (["CartPole-v1", "--set", "maxkl=0.1"], "unknown TRPOConfig field(s) ['maxkl']"),
+    (["CartPole-v1", "--set", "maxkl=0.1"], "unknown TRPOConfig field maxkl (did you mean max_kl?)"),
 ])
 def test_bad_input_is_one_line_and_creates_nothing(tmp_path, capsys, arguments, message):
     out = tmp_path / "out"

@@ -87,11 +87,14 @@ def saved_model_actor(model_dir: str, dict_observations: bool = False) -> tuple[
     input's spec, and whether it takes action masks (an ``action_mask`` input): then it is
     ``act(observations, masks)``, masks [B, M].
 
-    Loads the SavedModel with TensorFlow alone. :class:`~trpo_tf.errors.ExportError` when it has no
-    ``serving_default`` signature or that takes several inputs for an observation that is not a Dict.
+    Loads the SavedModel with TensorFlow alone. :class:`~trpo_tf.errors.ExportError` when a file of it is
+    damaged (naming it), when it has no ``serving_default`` signature or that takes several inputs for an
+    observation that is not a Dict.
     """
     import tensorflow as tf
-    serve = tf.saved_model.load(model_dir).signatures.get("serving_default")
+
+    from trpo_tf.export.saved_model import load_saved_model
+    serve = load_saved_model(model_dir).signatures.get("serving_default")
     if serve is None:
         raise ExportError(f"{model_dir} has no serving_default signature")
     inputs = serve.structured_input_signature[1]
