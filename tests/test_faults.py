@@ -40,7 +40,7 @@ CHOICES = {"activation": ("tanh", "relu", "elu", "sigmoid"),
            "hvp_method": ("forward_over_backward", "double_backward", "gauss_newton"), "sampler": ("local", "ray"),
            "action_distribution": ("gaussian", "beta"), "algorithm": ("trpo", "npg"),
            "encoder": ("auto", "mlp", "nature_cnn", "small_cnn"), "max_kl_schedule": ("constant", "linear"),
-           "value_lr_schedule": ("constant", "linear")}
+           "value_lr_schedule": ("constant", "linear"), "action_masks": ("auto", "off")}
 
 NUMBERS: list[Any] = ["1", "0.5", None, [1], (0.5,), {"x": 1}, True, False, np.bool_(True), math.nan, math.inf,
                       -math.inf, 0, 0.0, -0.0, -1, -0.5, 0.5, 1, 1.0, 2, 2.5, -25.0, 10**400, 1e300,
@@ -100,6 +100,7 @@ def config_cases() -> list[tuple[str, Any, bool, Any]]:
             cases.append((field, value, ok, tuple(int(w) for w in value) if ok else None))
     for field, valid in CHOICES.items():
         cases += [(field, v, True, v) for v in valid] + [(field, v, False, None) for v in CHOICE_VALUES]
+    cases += [("action_masks", False, True, "off"), ("action_masks", True, False, None)]  # YAML reads off as false
     for value in ENV_KWARGS_VALUES:
         ok = isinstance(value, dict) and all(isinstance(k, str) for k in value) and value in ENV_KWARGS_VALUES[:2]
         cases.append(("env_kwargs", value, ok, value))

@@ -376,10 +376,21 @@ def test_bad_observation_spaces_are_named(name):
 
 
 class SpaceEnv(gym.Env):
-    """Only spaces: building the agent must fail before any step."""
+    """Spaces and a reset to a zero observation: building the agent must fail (or not) before any step."""
 
     def __init__(self, observation_space: gym.Space):
         self.observation_space, self.action_space = observation_space, gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(self.observation_space.shape, self.observation_space.dtype), {}
+
+
+class NoResetEnv(SpaceEnv):
+    """gymnasium.Env's own reset, which returns None: the agent must name it."""
+
+    def reset(self, *, seed=None, options=None):
+        return gym.Env.reset(self, seed=seed)
 
 
 def test_the_agent_refuses_bad_spaces_and_cnns_in_worker_processes():
@@ -390,6 +401,13 @@ def test_the_agent_refuses_bad_spaces_and_cnns_in_worker_processes():
     assert flattened.policy.trunk is None and flattened.policy.encoder.dim == 144
     with pytest.raises(InputError, match=r"goes through a CNN.*use n_workers=1 and sampler='local'"):
         TRPO(IMAGE_ID, TRPOConfig(steps_per_iteration=64, n_envs=2, n_workers=2))
+
+
+def test_a_reset_that_returns_no_observation_and_info_is_named():
+    space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    with pytest.raises(EnvironmentValueError, match=r"environment 0 \(NoResetEnv\)'s reset\(\) returned NoneType, "
+                                                    r"not gymnasium's \(observation, info\)"):
+        TRPO(NoResetEnv(space), TRPOConfig(steps_per_iteration=64))
 
 
 class BrokenDictEnv(gym.Env):

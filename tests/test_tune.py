@@ -15,6 +15,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import gymnasium as gym
 import matplotlib
@@ -202,6 +203,23 @@ def test_a_trial_created_once_the_study_has_its_trials_is_not_run():
     study.optimize(objective, n_trials=2, catch=(studies.SurplusTrial,))
     assert calls == [0, 1]
     assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL", "FAIL"]
+
+
+def test_starting_a_finished_study_again_leaves_no_dead_trial_running(tmp_path):
+    """A process killed after the study had its trials left one RUNNING: the next command fails it (its heartbeat
+    stopped) even though it has no trial left to run."""
+    tuning = _tuning(tmp_path, heartbeat=1)
+    studies.prepare(tuning)
+    study = studies.load(tuning)
+    for value in (1.0, 2.0):
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=value))
+    dead = study.ask()  # a process that claimed a trial and died: one heartbeat, then none
+    study._storage.record_heartbeat(dead._trial_id)
+    time.sleep(3.5)  # past the grace period (two heartbeats; SQLite counts whole seconds)
+    studies.work(tuning)
+    states = {trial.number: trial.state.name for trial in studies.load(tuning).trials}
+    assert states[dead.number] == "FAIL"
+    assert "RUNNING" not in states.values()
 
 
 # --------------------------------------------------------------------------- results

@@ -67,7 +67,8 @@ class SerialVectorEnv(gym.vector.VectorEnv):
         ``options``; returns (observations [N, *obs_shape], an empty info dict). For a ``Dict`` space the
         observations are a dict of such arrays by key."""
         seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
-        results = [env.reset(seed=s, options=options) for env, s in zip(self.envs, seeds)]
+        results = [self._checked_reset(i, env.reset(seed=s, options=options)) for i, (env, s) in
+                   enumerate(zip(self.envs, seeds))]
         masks = [info.get(MASK_KEY) for _, info in results]
         info = {MASK_KEY: masks} if any(mask is not None for mask in masks) else {}
         return self._stack([observation for observation, _ in results]), info
@@ -89,7 +90,7 @@ class SerialVectorEnv(gym.vector.VectorEnv):
                 if final_observations is None:
                     final_observations = np.full(self.num_envs, None, dtype=object)
                 final_observations[i] = observation
-                observation, env_info = env.reset()
+                observation, env_info = self._checked_reset(i, env.reset())
             observations.append(observation)
             if env_info and MASK_KEY in env_info:  # the mask of the observation returned (after an autoreset: the reset's)
                 masks = masks or [None] * self.num_envs
@@ -99,6 +100,15 @@ class SerialVectorEnv(gym.vector.VectorEnv):
         if masks is not None:
             info[MASK_KEY] = masks
         return self._stack(observations), rewards, terminated, truncated, info
+
+    def _checked_reset(self, index: int, result: Any) -> tuple[Any, dict]:
+        """Environment ``index``'s reset ``result`` if it is gymnasium's (observation, info dict); otherwise an
+        :class:`~trpo_tf.errors.EnvironmentValueError` naming the environment and what it returned."""
+        if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
+            return result
+        found = f"a tuple of {len(result)}" if isinstance(result, tuple) else type(result).__name__
+        raise EnvironmentValueError(f"{describe_environment(self, index)}'s reset() returned {found}, not gymnasium's "
+                                    "(observation, info) with info a dict")
 
     def call(self, name: str, *args: Any) -> tuple[Any, ...]:
         """``name(*args)`` called on each environment (through its wrappers): one result per environment."""

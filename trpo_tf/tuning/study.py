@@ -141,6 +141,7 @@ def work(tuning: Tuning) -> None:
     from trpo_tf.tuning.objective import Objective
 
     study = load(tuning)
+    _fail_stale_trials(study)  # a process killed in an earlier run left its trial running: retry or fail it
     objective = guarded(Objective(tuning), tuning.trials)
     while True:
         states = counts(study)
@@ -151,9 +152,15 @@ def work(tuning: Tuning) -> None:
             study.optimize(objective, n_trials=1, catch=(SurplusTrial,), gc_after_trial=True)
         else:  # the last trials run elsewhere: wait for them, or for their heartbeats to stop
             time.sleep(min(tuning.heartbeat, 5))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
+            _fail_stale_trials(study)
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Mark FAIL the running trials of ``study`` whose heartbeat stopped (their process died); the storage's
+    callback queues a retry of each (at most MAX_RETRIES times)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def guarded(objective: Callable[[optuna.trial.Trial], float], trials: int) -> Callable[[optuna.trial.Trial], float]:
