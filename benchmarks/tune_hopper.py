@@ -41,12 +41,15 @@ def tune(args: argparse.Namespace) -> None:
                os.path.join(args.out, "study")]
     print("$", shlex.join(["trpo-tf", *command[1:]]), flush=True)
     start = time.perf_counter()
-    subprocess.run(command, check=True)
-    record = read_tune_record(args.out)
-    record["wall_seconds"] += time.perf_counter() - start
-    record["command"] = shlex.join(["trpo-tf", *command[1:]])
-    with open(os.path.join(args.out, "tune.json"), "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=1)
+    try:
+        subprocess.run(command, check=True)
+    finally:  # an interrupted invocation's time counts too (the study keeps its finished trials)
+        record = read_tune_record(args.out)
+        record["wall_seconds"] += time.perf_counter() - start
+        record["command"] = shlex.join(["trpo-tf", *command[1:]])
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "tune.json"), "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=1)
 
 
 def read_tune_record(out: str) -> dict:

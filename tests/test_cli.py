@@ -132,7 +132,7 @@ def test_env_kwargs_are_recorded_and_used_by_evaluate(tmp_path):
     """HalfCheetah with its x position observed has 18 observations instead of 17: evaluating
     the run and the export without --env works only if both rebuild it with the kwargs."""
     process = trpo_tf("train", "HalfCheetah-v5", "--timesteps", "512", "--quiet", "--export", "exported",
-                      "--set", "steps_per_iteration=512", "--set",
+                      "--eval-episodes", "1", "--set", "steps_per_iteration=512", "--set",
                       "env_kwargs={exclude_current_positions_from_observation: false}", cwd=tmp_path)
     assert process.returncode == 0, process.stderr
     metadata = json.loads((tmp_path / "exported" / "1" / "assets" / "metadata.json").read_text())
