@@ -151,7 +151,7 @@ class PolicyUpdate:
         policy = self.policy
         variables = policy.trainable_parameters()
         old = policy.frozen_distribution(features, masks)
-        if self.config.hvp_method == "gauss_newton":
+        if self.config.curvature_method == "gauss_newton":
             def kl_of_parameters(parameters: Sequence[tf.Tensor]) -> tf.Tensor:
                 return tf.reduce_mean(kl_divergence(old, policy.head.distribution(parameters)))
 
@@ -162,7 +162,7 @@ class PolicyUpdate:
             return tf.reduce_mean(kl_divergence(old, policy.distribution(features, masks)))
 
         product = {"forward_over_backward": trust_region.hessian_vector_product,
-                   "double_backward": trust_region.double_backward_hessian_vector_product}[self.config.hvp_method]
+                   "double_backward": trust_region.double_backward_hessian_vector_product}[self.config.curvature_method]
         return lambda vector: product(mean_kl, variables, vector)
 
 
