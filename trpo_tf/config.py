@@ -79,8 +79,8 @@ class TRPOConfig:
     ``recurrent_sequence_length`` L (None: the whole segment) truncates backpropagation through time to
     windows of L steps (the states still run over the whole segment; gradients stop at window starts),
     and the value fit's minibatches are such windows. It must divide ``steps_per_iteration / n_envs``.
-    A recurrent policy cannot use ``hvp_method="forward_over_backward"`` (forward-mode autodiff does not
-    go through the recurrent loop) or ``fisher_fraction`` < 1 (every state is needed for any), and takes no
+    A recurrent policy cannot use ``hvp_method`` "forward_over_backward" or "gauss_newton" (their
+    forward-mode autodiff does not go through the recurrent loop; "auto" picks "double_backward") or ``fisher_fraction`` < 1 (every state is needed for any), and takes no
     action masks (an environment that gives them needs ``action_masks="off"``): each raises ConfigError
     naming the combination.
 
@@ -214,10 +214,10 @@ class TRPOConfig:
             raise ConfigError(f"TRPOConfig.recurrent_sequence_length ({self.recurrent_sequence_length}) must divide "
                               f"the segment each environment samples per iteration, steps_per_iteration / n_envs = "
                               f"{self.steps_per_env}")
-        if self.hvp_method == "forward_over_backward":
-            raise ConfigError(f"{named} cannot use hvp_method='forward_over_backward': forward-mode autodiff does not "
-                              "go through the recurrent loop (tf.while_loop); use hvp_method='double_backward' "
-                              "(what 'auto' picks) or 'gauss_newton'")
+        if self.hvp_method in ("forward_over_backward", "gauss_newton"):
+            raise ConfigError(f"{named} cannot use hvp_method={self.hvp_method!r}: forward-mode autodiff (which it "
+                              "uses) does not go through the recurrent loop (tf.while_loop); use "
+                              "hvp_method='double_backward' (what 'auto' picks)")
         if self.fisher_fraction != 1.0:
             raise ConfigError(f"{named} cannot use fisher_fraction={self.fisher_fraction} < 1: the hidden states of "
                               "every step are computed for any, so subsampling saves nothing; use fisher_fraction=1")
