@@ -60,3 +60,176 @@ def test_sequence_equals_a_numpy_loop_with_resets(cell):
         tf.constant(x), tf.constant(starts), tf.constant(initial))
     np.testing.assert_allclose(got, np.stack(outputs), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got_states, np.stack(states), rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- the update, against references
+
+import gymnasium as gym  # noqa: E402
+
+from trpo_tf import trust_region  # noqa: E402
+from trpo_tf.config import TRPOConfig  # noqa: E402
+from trpo_tf.policies.policy import make_policy  # noqa: E402
+from trpo_tf.update import PolicyUpdate  # noqa: E402
+
+STEPS, ENVS, OBS = 6, 2, 2
+
+
+def reference_step(xp, kind, weights, x, state):
+    """One cell step written from the formulas (Hochreiter & Schmidhuber; Cho et al., reset-after form),
+    in float64, with ``xp`` NumPy or tf.experimental.numpy."""
+    kernel, recurrent_kernel, bias = weights["kernel"], weights["recurrent_kernel"], weights["bias"]
+    units = recurrent_kernel.shape[0]
+    sigmoid = lambda v: 1.0 / (1.0 + xp.exp(-v))  # noqa: E731
+    if kind == "lstm":
+        h, c = state[:, :units], state[:, units:]
+        gates = xp.matmul(x, kernel) + xp.matmul(h, recurrent_kernel) + bias
+        i, f, g, o = (gates[:, k * units:(k + 1) * units] for k in range(4))
+        c = sigmoid(f) * c + sigmoid(i) * xp.tanh(g)
+        h = sigmoid(o) * xp.tanh(c)
+        return h, xp.concatenate([h, c], axis=1)
+    x_part = xp.matmul(x, kernel) + bias[0]
+    h_part = xp.matmul(state, recurrent_kernel) + bias[1]
+    z = sigmoid(x_part[:, :units] + h_part[:, :units])
+    r = sigmoid(x_part[:, units:2 * units] + h_part[:, units:2 * units])
+    h = z * state + (1.0 - z) * xp.tanh(x_part[:, 2 * units:] + r * h_part[:, 2 * units:])
+    return h, h
+
+
+def reference_outputs(xp, kind, weights, x, starts, initial, freeze=None, truncate=None):
+    """Network outputs [T·N, P] over segments x [T, N, D] (no normalization: features as given), reset to zeros
+    at ``starts`` [T, N]; with ``truncate``, the state entering every L-th step is ``freeze[t]`` instead."""
+    state, outputs = initial, []
+    for t in range(x.shape[0]):
+        if truncate is not None and t % truncate == 0 and t > 0:
+            state = freeze[t]
+        state = state * (1.0 - starts[t][:, None].astype(np.float64))
+        hidden, state = reference_step(xp, kind, weights, x[t], state)
+        outputs.append(xp.matmul(hidden, weights["output_kernel"]) + weights["output_bias"])
+    return xp.concatenate(outputs, axis=0)
+
+
+def policy_weights(policy, as_array=lambda v: np.asarray(v, np.float64)):
+    """The policy's weights by role (a policy with ``policy_hidden=()``: one output layer after the cell)."""
+    cell, output = policy.cell, policy.network.layers[-1]
+    return {"kernel": as_array(cell.kernel), "recurrent_kernel": as_array(cell.recurrent_kernel),
+            "bias": as_array(cell.bias), "output_kernel": as_array(output.kernel), "output_bias": as_array(output.bias)}
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def segments(request):
+    """A tiny recurrent Discrete(3) policy (its weights moved off their initial values) and segments for it."""
+    kind = request.param
+    policy = make_policy(gym.spaces.Box(-5, 5, (OBS,), np.float32), gym.spaces.Discrete(3), (), "tanh", 0.0,
+                         normalize_observations=False, seed=4, recurrent=kind, recurrent_units=3)
+    rng = np.random.default_rng(5)
+    for variable in policy.trainable_parameters():
+        variable.assign(rng.normal(scale=0.6, size=variable.shape).astype(np.float32))
+    x = rng.normal(size=(STEPS, ENVS, OBS)).astype(np.float32)
+    starts = np.zeros((STEPS, ENVS), bool)
+    starts[3, 0] = starts[1, 1] = True
+    initial = rng.normal(scale=0.5, size=(ENVS, policy.state_size)).astype(np.float32)
+    features = rnn.sequence_inputs(x.reshape(STEPS * ENVS, OBS), starts, initial)
+    actions = rng.integers(0, 3, STEPS * ENVS).astype(np.int32)
+    return kind, policy, x, starts, initial, features, actions
+
+
+def log_softmax(logits):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def test_kl_after_a_step_equals_the_closed_form_over_the_sequence(segments):
+    """The update's reported KL(π_old ‖ π_new) equals Σ p_old (log p_old − log p_new) of categorical
+    distributions whose logits a float64 NumPy loop computes from the weights before and after the step."""
+    kind, policy, x, starts, initial, features, actions = segments
+    before = policy_weights(policy)
+    saved = [v.numpy() for v in policy.trainable_parameters()]
+    config = TRPOConfig(steps_per_iteration=STEPS * ENVS, n_envs=ENVS, recurrent=kind, recurrent_units=3,
+                        max_kl=0.05, cg_iters=5)
+    advantages = np.random.default_rng(6).normal(size=STEPS * ENVS).astype(np.float32)
+    result = PolicyUpdate(policy, config)(features, actions, advantages)
+    after = policy_weights(policy)
+    for variable, value in zip(policy.trainable_parameters(), saved):
+        variable.assign(value)
+    assert bool(result["accepted"])
+    old = log_softmax(reference_outputs(np, kind, before, x, starts, initial.astype(np.float64)))
+    new = log_softmax(reference_outputs(np, kind, after, x, starts, initial.astype(np.float64)))
+    closed_form = float(np.mean(np.sum(np.exp(old) * (old - new), axis=1)))
+    assert closed_form > 1e-4  # the step moved the policy
+    assert float(result["kl"]) == pytest.approx(closed_form, rel=2e-3)
+    assert closed_form <= 0.05 * (1 + 1e-3)
+
+
+def test_hessian_vector_product_equals_an_explicit_hessian(segments):
+    """H·v of the mean KL at θ_old, by the update's double backward through the time loop, against the full
+    Hessian of a float64 Python-unrolled reference (tf.GradientTape jacobians), times v."""
+    kind, policy, x, starts, initial, features, actions = segments
+    config = TRPOConfig(steps_per_iteration=STEPS * ENVS, n_envs=ENVS, recurrent=kind, recurrent_units=3)
+    variables = policy.trainable_parameters()
+    vector = np.random.default_rng(7).normal(size=int(trust_region.get_flat(variables).shape[0])).astype(np.float32)
+    product = PolicyUpdate(policy, config).curvature_product(features)(tf.constant(vector)).numpy()
+
+    tnp = tf.experimental.numpy
+    flat = tf.Variable(tf.cast(trust_region.get_flat(variables), tf.float64))
+    roles = {id(policy.cell.kernel.value): "kernel", id(policy.cell.recurrent_kernel.value): "recurrent_kernel",
+             id(policy.cell.bias.value): "bias", id(policy.network.layers[-1].kernel.value): "output_kernel",
+             id(policy.network.layers[-1].bias.value): "output_bias"}
+    sizes = [int(np.prod(v.shape)) for v in variables]
+    x64, initial64 = tf.constant(x, tf.float64), tf.constant(initial, tf.float64)
+    old = tf.nn.log_softmax(reference_outputs(tnp, kind, policy_weights(policy, lambda v: tf.constant(
+        np.asarray(v), tf.float64)), x64, starts, initial64))
+
+    def mean_kl():
+        pieces = tf.split(flat, sizes)
+        weights = {roles[id(v)]: tf.reshape(p, v.shape) for v, p in zip(variables, pieces)}
+        new = tf.nn.log_softmax(reference_outputs(tnp, kind, weights, x64, starts, initial64))
+        return tf.reduce_mean(tf.reduce_sum(tf.exp(old) * (old - new), axis=1))
+
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            kl = mean_kl()
+        gradient = inner.gradient(kl, flat)
+    hessian = outer.jacobian(gradient, flat).numpy()
+    np.testing.assert_allclose(product, hessian @ vector.astype(np.float64), rtol=2e-3, atol=2e-5)
+
+
+@pytest.mark.parametrize("truncate", [None, 2])
+def test_gradient_through_time_equals_finite_differences(segments, truncate):
+    """∇θ of the mean log-probability of the actions, through the time loop (and truncated to windows of 2
+    steps), against central differences of a float64 NumPy loop (with the states entering each window held
+    at their unperturbed values when truncated)."""
+    kind, policy, x, starts, initial, features, actions = segments
+    policy.truncate = truncate
+    try:
+        variables = policy.trainable_parameters()
+        gradient = trust_region.flat_gradient(
+            lambda: tf.reduce_mean(policy.distribution(features).log_prob(actions)), variables).numpy()
+    finally:
+        policy.truncate = None
+    weights = policy_weights(policy)
+    frozen = {}
+    if truncate is not None:  # the unperturbed states entering each step
+        state = initial.astype(np.float64)
+        for t in range(STEPS):
+            state = state * (1.0 - starts[t][:, None])
+            frozen[t] = state
+            _, state = reference_step(np, kind, weights, x[t], state)
+
+    def objective(weights):
+        logp = log_softmax(reference_outputs(np, kind, weights, x, starts, initial.astype(np.float64),
+                                             frozen, truncate))
+        return float(np.mean(logp[np.arange(len(actions)), actions]))
+
+    roles = {id(policy.cell.kernel.value): "kernel", id(policy.cell.recurrent_kernel.value): "recurrent_kernel",
+             id(policy.cell.bias.value): "bias", id(policy.network.layers[-1].kernel.value): "output_kernel",
+             id(policy.network.layers[-1].bias.value): "output_bias"}
+    numeric, epsilon = [], 1e-5
+    for variable in variables:
+        role = roles[id(variable)]
+        for index in np.ndindex(*variable.shape):
+            plus = {k: v.copy() for k, v in weights.items()}
+            minus = {k: v.copy() for k, v in weights.items()}
+            plus[role][index] += epsilon
+            minus[role][index] -= epsilon
+            numeric.append((objective(plus) - objective(minus)) / (2 * epsilon))
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-3, atol=1e-5)
