@@ -233,3 +233,112 @@ def test_gradient_through_time_equals_finite_differences(segments, truncate):
             minus[role][index] -= epsilon
             numeric.append((objective(plus) - objective(minus)) / (2 * epsilon))
     np.testing.assert_allclose(gradient, numeric, rtol=1e-3, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- configuration and bad input
+
+import pickle  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from trpo_tf import TRPO  # noqa: E402
+from trpo_tf.errors import ConfigError  # noqa: E402
+from trpo_tf.sampling import InProcessSampler, make_vector_env  # noqa: E402
+
+TINY = TRPOConfig(steps_per_iteration=32, n_envs=2, policy_hidden=(4,), value_hidden=(4,), recurrent="gru",
+                  recurrent_units=4, value_batch_size=16, value_epochs=2, cg_iters=3)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"hvp_method": "forward_over_backward"}, "TRPOConfig.recurrent='lstm' cannot use hvp_method='forward_over_backward'"),
+    ({"hvp_method": "gauss_newton"}, "TRPOConfig.recurrent='lstm' cannot use hvp_method='gauss_newton'"),
+    ({"fisher_fraction": 0.5}, "TRPOConfig.recurrent='lstm' cannot use fisher_fraction=0.5"),
+    ({"recurrent_sequence_length": 3}, "TRPOConfig.recurrent_sequence_length (3) must divide"),
+    ({"recurrent": "rnn"}, "TRPOConfig.recurrent must be one of"),
+    ({"recurrent_units": 0}, "TRPOConfig.recurrent_units must be an integer >= 1"),
+])
+def test_recurrence_refuses_what_it_cannot_do(changes, message):
+    with pytest.raises(ConfigError) as error:
+        TRPOConfig(**dict({"recurrent": "lstm", "steps_per_iteration": 64}, **changes))
+    assert message in str(error.value)
+
+
+def test_default_curvature_method_follows_recurrence():
+    assert TRPOConfig().curvature_method == "forward_over_backward"
+    assert TRPOConfig(recurrent="gru").curvature_method == "double_backward"
+    assert TRPOConfig(recurrent="lstm", recurrent_units=8).recurrent_state_size == 16
+    assert TRPOConfig(recurrent="gru", recurrent_units=8).recurrent_state_size == 8
+
+
+def test_action_masks_with_recurrence_are_refused_naming_both():
+    from tests.masked_envs import make
+    with pytest.raises(ConfigError, match=r"TRPOConfig.recurrent='gru' cannot use the action masks .*action_masks='off'"):
+        TRPO(make(), TINY.replace(n_envs=1), seed=0)
+
+
+# --------------------------------------------------------------------------- sampling with states
+
+
+def test_sampler_carries_states_across_batches_and_resets_them_at_episode_ends():
+    """A NumPy replay of the first batch (the cell, the episodes' ends) gives the second batch's recorded
+    first states; every episode start follows an end."""
+    with TRPO("CartPole-v1", TINY.replace(recurrent="lstm"), seed=1) as agent:
+        snapshot = agent.policy.snapshot()
+        sampler = InProcessSampler(make_vector_env("CartPole-v1", 2), seed=3, rng=np.random.default_rng(0))
+        first = sampler.collect(snapshot, 40)
+        second = sampler.collect(snapshot, 5)
+    done = first.terminated | first.truncated
+    assert done.any()  # CartPole episodes end within 40 random-ish steps
+    np.testing.assert_array_equal(first.episode_starts[0], [True, True])
+    np.testing.assert_array_equal(first.episode_starts[1:], done[:-1])
+    np.testing.assert_array_equal(second.episode_starts[0], done[-1])
+    np.testing.assert_array_equal(first.recurrent_states, np.zeros((2, 8)))
+    state = np.zeros((2, 8))
+    for t in range(40):
+        _, state = snapshot.cell.step(snapshot.features(first.observations[t]), state)
+        state = np.where(done[t][:, None], 0.0, state)
+    np.testing.assert_allclose(second.recurrent_states, state, rtol=1e-6, atol=1e-7)
+
+
+def test_snapshot_acts_in_a_process_without_tensorflow():
+    with TRPO("CartPole-v1", TINY, seed=2) as agent:
+        snapshot = agent.policy.snapshot()
+        state = np.zeros((1, 4), np.float32)
+        expected = snapshot.act_recurrent(np.ones((1, 4), np.float32), state, None)
+    script = ("import pickle, sys, numpy as np; s = pickle.loads(sys.stdin.buffer.read()); "
+              "a, _, h = s.act_recurrent(np.ones((1, 4), np.float32), np.zeros((1, 4), np.float32), None); "
+              "assert 'tensorflow' not in sys.modules; print(int(a[0]), *h[0].tolist())")
+    out = subprocess.run([sys.executable, "-c", script], input=pickle.dumps(snapshot), capture_output=True,
+                         check=True).stdout.decode().split()
+    assert int(out[0]) == int(expected[0][0])
+    np.testing.assert_allclose([float(v) for v in out[1:]], expected[2][0], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- training, resuming
+
+
+def _history(agent):
+    """The history without timings, NaN (no finished episode yet) as None so that equal entries compare equal."""
+    return [{k: None if isinstance(v, float) and np.isnan(v) else v for k, v in entry.items()
+             if "seconds" not in k and k != "fps"} for entry in agent.history]
+
+
+def test_resumed_run_equals_the_uninterrupted_one(tmp_path):
+    """Train 2 iterations, save, load, 1 more: the same history, weights and carried states as 3 in a row
+    (the sampler's recurrent states and the value states are in the checkpoint)."""
+    config = TINY.replace(recurrent_sequence_length=8)
+    straight = TRPO("Pendulum-v1", config, seed=7).learn(2 * 32)
+    assert np.abs(straight.sampler.recurrent_states).sum() > 0  # mid-episode states to carry over
+    straight.save(str(tmp_path / "run"))  # saving changes nothing: the run goes on uninterrupted
+    straight.learn(32)
+    resumed = TRPO.load(str(tmp_path / "run"), resume=True)
+    resumed.learn(32)
+    try:
+        assert _history(resumed) == _history(straight)
+        for a, b in zip(straight.policy.weights + straight.value.weights, resumed.policy.weights + resumed.value.weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        np.testing.assert_array_equal(straight.sampler.recurrent_states, resumed.sampler.recurrent_states)
+        np.testing.assert_array_equal(straight.value_states, resumed.value_states)
+    finally:
+        straight.close()
+        resumed.close()
