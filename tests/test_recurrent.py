@@ -342,3 +342,118 @@ def test_resumed_run_equals_the_uninterrupted_one(tmp_path):
     finally:
         straight.close()
         resumed.close()
+
+
+# --------------------------------------------------------------------------- acting, exporting with state
+
+import json  # noqa: E402
+import os  # noqa: E402
+
+from trpo_tf.export.rest import rest_predict  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny LSTM policy on CartPole after one iteration, exported (its metadata's evaluation: 2 episodes)."""
+    agent = TRPO("CartPole-v1", TINY.replace(recurrent="lstm"), seed=3).learn(32)
+    path = agent.export(str(tmp_path_factory.mktemp("export")), episodes=2)
+    yield agent, path
+    agent.close()
+
+
+def observation_sequence(steps=4, batch=2):
+    return np.random.default_rng(8).normal(size=(steps, batch, 4)).astype(np.float32)
+
+
+def numpy_rollout(snapshot, observations, starts=None):
+    """Deterministic actions and states of the NumPy snapshot along ``observations`` [T, B, 4]."""
+    state, actions, states = np.zeros((observations.shape[1], snapshot.state_size), np.float32), [], []
+    for t, batch in enumerate(observations):
+        if starts is not None:
+            state = np.where(starts[t][:, None], 0.0, state).astype(np.float32)
+        action, _, state = snapshot.act_recurrent(batch, state, None)
+        actions.append(action)
+        states.append(state)
+    return np.array(actions), np.array(states)
+
+
+def test_savedmodel_steps_with_state_as_the_numpy_snapshot(exported):
+    agent, path = exported
+    model = tf.saved_model.load(path)
+    observations = observation_sequence()
+    expected_actions, expected_states = numpy_rollout(agent.policy.snapshot(), observations)
+    state = model.signatures["initial_state"](batch_size=tf.constant(2))["state"]
+    np.testing.assert_array_equal(state.numpy(), np.zeros((2, 8)))
+    for t, batch in enumerate(observations):
+        outputs = model.signatures["serving_default"](observation=tf.constant(batch), state=state)
+        state = outputs["state"]
+        np.testing.assert_array_equal(outputs["action"].numpy(), expected_actions[t])
+        np.testing.assert_allclose(state.numpy(), expected_states[t], rtol=1e-5, atol=1e-6)
+    value = model.signatures["value"](observation=tf.constant(observations[0]), state=tf.zeros([2, 8]))
+    assert value["value"].shape == (2,) and value["state"].shape == (2, 8)
+    metadata = json.load(open(os.path.join(path, "assets", "metadata.json")))
+    assert metadata["recurrent"]["shape"] == [None, 8] and metadata["recurrent"]["cell"] == "lstm"
+    assert metadata["evaluation"]["returns"] == agent.evaluate(episodes=2)["returns"]  # state carried and reset
+
+
+def test_predict_takes_and_returns_the_state(exported):
+    agent, _ = exported
+    observations = observation_sequence(3)
+    starts = np.array([[True, True], [False, False], [True, False]])
+    expected_actions, expected_states = numpy_rollout(agent.policy.snapshot(), observations, starts)
+    state = None
+    for t, batch in enumerate(observations):
+        actions, state = agent.predict(batch, state=state, episode_start=starts[t])
+        np.testing.assert_array_equal(actions, expected_actions[t])
+        np.testing.assert_allclose(state, expected_states[t], rtol=1e-5, atol=1e-6)
+    with pytest.raises(Exception, match=r"state must be float32 \[2, 8\]"):
+        agent.predict(observations[0], state=np.zeros((2, 3)))
+
+
+def test_tflite_and_onnx_carry_the_state_as_the_savedmodel(exported, tmp_path):
+    agent, path = exported
+    from trpo_tf.export import onnx, tflite
+    observations = observation_sequence()
+    expected_actions, expected_states = numpy_rollout(agent.policy.snapshot(), observations)
+    run = tflite.litert_runner(tflite.to_tflite(path, str(tmp_path / "model.tflite")), "serving_default")
+    state = tflite.litert_runner(str(tmp_path / "model.tflite"), "initial_state")(batch_size=2)["state"]
+    for t, batch in enumerate(observations):
+        outputs = run(batch, state=state)
+        state = outputs["state"]
+        np.testing.assert_array_equal(outputs["action"], expected_actions[t])
+        np.testing.assert_allclose(state, expected_states[t], rtol=1e-5, atol=1e-5)
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+    with pytest.warns(RuntimeWarning, match="CheckNumerics"):
+        files = onnx.to_onnx(path, str(tmp_path / "onnx"), signatures=["serving_default"])
+    session = onnxruntime.InferenceSession(files["serving_default"])
+    state = np.zeros((2, 8), np.float32)
+    for t, batch in enumerate(observations):
+        action, state = session.run(["action", "next_state"], {"observation": batch, "state": state})
+        np.testing.assert_array_equal(action, expected_actions[t])
+        np.testing.assert_allclose(state, expected_states[t], rtol=1e-5, atol=1e-5)
+
+
+def test_rest_client_carries_the_state(exported):
+    agent, path = exported
+    observations = observation_sequence(3, 1)
+    expected_actions, expected_states = numpy_rollout(agent.policy.snapshot(), observations)
+    state = json.loads(rest_predict(path, json.dumps({"signature_name": "initial_state",
+                                                      "inputs": {"batch_size": 1}})))["outputs"][0]
+    for t, batch in enumerate(observations):
+        answer = json.loads(rest_predict(path, json.dumps(
+            {"instances": [{"observation": batch[0].tolist(), "state": state}]})))["predictions"][0]
+        state = answer["state"]
+        assert answer["action"] == expected_actions[t][0]
+        np.testing.assert_allclose(state, expected_states[t][0], rtol=1e-5, atol=1e-6)
+
+
+def test_serve_recurrent_example_runs_with_tensorflow_alone(exported):
+    agent, path = exported
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "serve_recurrent.py"), path,
+                             "--episodes", "2"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    returns = agent.evaluate(episodes=2)["returns"]
+    assert f"returns {[round(r, 2) for r in returns]}" in result.stdout

@@ -155,6 +155,7 @@ class TRPO:
         self._deterministic_action = tf.function(self.policy.deterministic_action,
                                                  input_signature=[self.policy.observation_spec()], autograph=False)
         self._masked_deterministic_action: Any = None  # made by the first predict with action masks
+        self._deterministic_step: Any = None  # a recurrent policy's, made by its first deterministic predict
         self._background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="value-fit")
         self._compiled = False  # whether an iteration ran: its steps are compiled
 
@@ -381,7 +382,8 @@ class TRPO:
     # ------------------------------------------------------------------ acting
 
     def predict(self, observations: np.ndarray, deterministic: bool = True,
-                action_masks: np.ndarray | None = None) -> np.ndarray:
+                action_masks: np.ndarray | None = None, state: np.ndarray | None = None,
+                episode_start: np.ndarray | None = None) -> Any:
         """Actions for a batch of raw observations [B, *obs_shape] (or one observation).
 
         Deterministic actions (``deterministic=True``) come from the compiled TensorFlow graph (the
@@ -391,10 +393,21 @@ class TRPO:
         actions they allow are returned (without them, every action is allowed); InputError for masks
         that do not fit or allow no action.
 
+        A recurrent policy (``TRPOConfig.recurrent``) takes ``state`` [B, S] (float32; None: zeros, new
+        episodes; S = 2·units for an LSTM, [h, c], units for a GRU) and ``episode_start`` [B] (bool: these
+        rows start an episode, their state is reset to zeros first) and returns ``(actions, state)``: feed
+        the returned state to the next call.
+
         Returns:
-            actions [B, *action_shape] in the environment's units.
+            actions [B, *action_shape] in the environment's units; for a recurrent policy (actions, next
+            states [B, S]).
         """
         batch = self.policy.encoder.check(observations)
+        if self.policy.recurrent:
+            return self._predict_recurrent(batch, deterministic, state, episode_start, action_masks)
+        if state is not None or episode_start is not None:
+            raise InputError("state and episode_start are for recurrent policies (TRPOConfig.recurrent); "
+                             "this policy carries no state")
         masks = None if action_masks is None else checked_user_masks(
             action_masks, len(next(iter(batch.values())) if isinstance(batch, dict) else batch), self.action_space)
         if not deterministic:
@@ -407,6 +420,33 @@ class TRPO:
                 self.policy.deterministic_action, autograph=False,
                 input_signature=[self.policy.observation_spec(), tf.TensorSpec([None, size], tf.bool)])
         return self._masked_deterministic_action(batch, masks).numpy()
+
+    def _predict_recurrent(self, batch: Any, deterministic: bool, state: np.ndarray | None,
+                           episode_start: np.ndarray | None, action_masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` of a recurrent policy: (actions [B, *A], next states [B, S])."""
+        if action_masks is not None:
+            raise InputError("a recurrent policy takes no action masks")
+        rows = len(next(iter(batch.values())) if isinstance(batch, dict) else batch)
+        size = self.policy.state_size
+        state = np.zeros((rows, size), np.float32) if state is None else np.asarray(state, np.float32)
+        if state.shape != (rows, size):
+            raise InputError(f"state must be float32 [{rows}, {size}] (one row per observation; "
+                             f"{self.config.recurrent} of {self.config.recurrent_units} units), got shape {state.shape}")
+        if episode_start is not None:
+            state = rnn.next_states(state, np.broadcast_to(np.asarray(episode_start, bool).reshape(-1), (rows,)))
+        if not deterministic:
+            actions, _, state = self.policy.actor().act_recurrent(batch, state, self.evaluation_rng)
+            return actions, state
+        if self._deterministic_step is None:
+            self._deterministic_step = tf.function(
+                lambda observations, states: self._recurrent_deterministic(observations, states), autograph=False,
+                input_signature=[self.policy.observation_spec(), self.policy.state_spec()])
+        actions, state = self._deterministic_step(batch, state)
+        return actions.numpy(), state.numpy()
+
+    def _recurrent_deterministic(self, observations: Any, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        parameters, states = self.policy.step_parameters(observations, states)
+        return self.policy.head.deterministic(parameters), states
 
     def evaluate(self, episodes: int = evaluation.DEFAULT_EPISODES, env: str | gym.Env | None = None,
                  seed: int | None = None, deterministic: bool = True) -> dict[str, Any]:
@@ -434,9 +474,12 @@ class TRPO:
                     f"but the policy takes {self.observation_space.shape}: was it built with other "
                     "gymnasium.make arguments?")
             snapshot, rng = self.policy.actor(), None if deterministic else self.evaluation_rng
-            result = evaluation.run_episodes(eval_env, lambda observation, masks=None: snapshot.act(
-                observation, rng, masks)[0], episodes, evaluation.DEFAULT_SEED if seed is None else seed,
-                self.mask_source)
+            act: Callable[..., np.ndarray] = lambda observation, masks=None: snapshot.act(observation, rng, masks)[0]
+            if self.policy.recurrent:  # carries the state, reset at every episode start
+                act = evaluation.RecurrentActor(lambda observation, state: snapshot.act_recurrent(
+                    observation, state, rng)[::2], lambda batch: np.zeros((batch, self.policy.state_size), np.float32))
+            result = evaluation.run_episodes(eval_env, act, episodes, evaluation.DEFAULT_SEED if seed is None else seed,
+                                             self.mask_source)
         finally:
             if eval_env is not env:
                 eval_env.close()
