@@ -457,3 +457,44 @@ def test_serve_recurrent_example_runs_with_tensorflow_alone(exported):
     assert result.returncode == 0, result.stderr[-2000:]
     returns = agent.evaluate(episodes=2)["returns"]
     assert f"returns {[round(r, 2) for r in returns]}" in result.stdout
+
+
+# --------------------------------------------------------------------------- every encoder and distribution
+
+BOX = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
+SPACES = {
+    "vector-gaussian": (gym.spaces.Box(-5, 5, (3,), np.float32), BOX, "gaussian"),
+    "vector-beta": (gym.spaces.Box(-5, 5, (3,), np.float32), BOX, "beta"),
+    "discrete-multidiscrete": (gym.spaces.Discrete(5), gym.spaces.MultiDiscrete([3, 2]), "gaussian"),
+    "dict-multibinary": (gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (2,), np.float32), "b": gym.spaces.Discrete(3)}),
+                         gym.spaces.MultiBinary(3), "gaussian"),
+    "image-categorical": (gym.spaces.Box(0, 255, (12, 12, 1), np.uint8), gym.spaces.Discrete(4), "gaussian"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_every_encoder_and_distribution_acts_as_the_sequence_recomputes(name):
+    """Acting step by step (the NumPy snapshot, or the compiled actor for a CNN) and the update's recompute
+    over the whole segments (with an episode start) give the same deterministic actions."""
+    observation_space, action_space, distribution = SPACES[name]
+    policy = make_policy(observation_space, action_space, (4,), "tanh", 0.0, normalize_observations=True, seed=9,
+                         action_distribution=distribution, recurrent="gru", recurrent_units=4)
+    rng = np.random.default_rng(10)
+    for variable in policy.trainable_parameters():  # outputs far from the initial near-zero ones
+        variable.assign(rng.normal(scale=0.5, size=variable.shape).astype(np.float32))
+    observation_space.seed(11)
+    steps, envs = 4, 2
+    samples = [[observation_space.sample() for _ in range(envs)] for _ in range(steps)]
+    stack = (lambda rows: {k: np.array([r[k] for r in rows]) for k in rows[0]}) if isinstance(
+        observation_space, gym.spaces.Dict) else np.array
+    starts = np.array([[True, True], [False, False], [False, True], [False, False]])
+    actor, state = policy.actor(), np.zeros((envs, 4), np.float32)
+    stepped = []
+    for t in range(steps):
+        state = np.where(starts[t][:, None], 0.0, state).astype(np.float32)
+        action, _, state = actor.act_recurrent(stack(samples[t]), state, None)
+        stepped.append(action)
+    flat = stack([row for rows in samples for row in rows])
+    features = rnn.sequence_inputs(policy.features(flat), starts, np.zeros((envs, 4), np.float32))
+    recomputed = policy.head.deterministic(policy.distribution_parameters(features)).numpy()
+    np.testing.assert_allclose(np.concatenate(stepped), recomputed, rtol=1e-4, atol=1e-5)
