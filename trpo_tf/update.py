@@ -78,8 +78,9 @@ class PolicyUpdate:
         mask_spec = policy.mask_spec()
         if mask_spec is not None:
             signature.append(mask_spec)
-        # Nor with a recurrent cell: XLA runs the double backward through the time loop ~20× slower
-        # than TensorFlow's own while loop (measured: LSTM of 8 units, 2 × 128 steps, 6 s against 0.27 s).
+        # Nor with a recurrent cell: XLA cannot compile the double backward through the time loop's
+        # TensorArray, and ran a slice-update loop ~20× slower than TensorFlow's own while loop does
+        # (measured: LSTM of 8 units, 2 × 128 steps, 6 s against 0.27 s).
         xla = policy.trunk is None and not policy.recurrent if xla is None else xla  # explicit: benchmarks/hvp.py
         if xla and not policy.head.xla_dynamic_batch:
             self._signature = [_with_batch(spec, config) for spec in signature]
@@ -273,7 +274,8 @@ class RecurrentValueFit(ValueFit):
     weights, held constant) for the state entering each window; each Adam step then runs the cell over
     a minibatch of windows from those states (backpropagation through those L steps). Rows of ``order``
     (:meth:`minibatch_order`) index windows. :meth:`sequence` and :meth:`step` give the values the
-    advantages need.
+    advantages need. ``inputs``: the TensorSpec of segments (the policy's
+    :meth:`~trpo_tf.policies.policy.Policy.model_input_spec`).
     """
 
     def __init__(self, value: keras.Model, inputs: Any, config: TRPOConfig):
@@ -304,7 +306,7 @@ class RecurrentValueFit(ValueFit):
 
     def minibatch_order(self, size: int, rng: np.random.Generator) -> np.ndarray:
         """[value_epochs · ⌊W / w⌋, w] shuffled window indices, W = ``size`` / L windows, w = max(1,
-        value_batch_size // L) windows per minibatch (at most W)."""
+        value_batch_size // L) windows per minibatch (at most W), each epoch a permutation drawn from ``rng``."""
         windows = size // self.window
         per_minibatch = min(max(1, self.config.value_batch_size // self.window), windows)
         per_epoch = windows // per_minibatch

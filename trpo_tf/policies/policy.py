@@ -147,12 +147,12 @@ class Policy(keras.Model):
         return rnn.sequence_outputs(self.cell_kind, self.cell, self.network, self.encode, features, self.truncate)[0]
 
     def step_outputs(self, inputs: Any, state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """A recurrent policy's one step: model inputs [B, ...] and states [B, S] → (network outputs
+        """A recurrent policy's one step: model ``inputs`` [B, ...] and ``state`` [B, S] → (network outputs
         [B, head.param_size], new states [B, S])."""
         return rnn.step_outputs(self.cell_kind, self.cell, self.network, self.encode, inputs, state)
 
     def step_parameters(self, observations: Any, state: tf.Tensor) -> tuple[list[tf.Tensor], tf.Tensor]:
-        """A recurrent policy's one step from raw observations [B, *obs_shape] and states [B, S]: (the
+        """A recurrent policy's one step from raw ``observations`` [B, *obs_shape] and ``state`` [B, S]: (the
         distribution's parameters η, new states [B, S])."""
         outputs, state = self.step_outputs(self.features(observations), state)
         return self.head.distribution_parameters(outputs), state
@@ -318,7 +318,7 @@ class RecurrentValue(keras.Model):
         return rnn.sequence_outputs(self.cell_kind, self.cell, self.network, self.encode, features, self.truncate)
 
     def step(self, inputs: Any, state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Model inputs [B, ...] read from states [B, S] → (values [B, 1], new states [B, S])."""
+        """Model ``inputs`` [B, ...] read from ``state`` [B, S] → (values [B, 1], new states [B, S])."""
         return rnn.step_outputs(self.cell_kind, self.cell, self.network, self.encode, inputs, state)
 
     def call(self, features: dict[str, Any]) -> tf.Tensor:

@@ -76,7 +76,7 @@ class NumpyCell:
         return np.zeros((batch, self.state_size), np.float32)
 
     def step(self, features: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One step: features [B, F] and states [B, S] → (outputs h' [B, U], new states [B, S]), float32."""
+        """One step: ``features`` [B, F] and ``state`` [B, S] → (outputs h' [B, U], new states [B, S]), float32."""
         features = np.asarray(features, np.float32)
         state = np.asarray(state, np.float32)
         units = self.units
@@ -134,7 +134,7 @@ def numpy_cell(kind: str, cell: "keras.layers.Layer") -> NumpyCell:
 
 def tf_step(kind: str, weights: Sequence["tf.Tensor"], projected: "tf.Tensor",
             state: "tf.Tensor") -> tuple["tf.Tensor", "tf.Tensor"]:
-    """One step in TensorFlow, as :meth:`NumpyCell.step` computes it.
+    """One step in TensorFlow of a cell of ``kind`` ("lstm" or "gru"), as :meth:`NumpyCell.step` computes it.
 
     ``weights``: :func:`cell_weights`; ``projected``: the input's projection x W + b [B, G·U] (computed
     for a whole sequence at once by :func:`run_sequence`); ``state`` [B, S]. Returns (h' [B, U], new state [B, S]).
@@ -159,7 +159,7 @@ def tf_step(kind: str, weights: Sequence["tf.Tensor"], projected: "tf.Tensor",
 
 def single_step(kind: str, cell: "keras.layers.Layer", features: "tf.Tensor",
                 state: "tf.Tensor") -> tuple["tf.Tensor", "tf.Tensor"]:
-    """One step of the Keras ``cell`` (of ``kind``): features [B, F], states [B, S] → (h' [B, U], states [B, S])."""
+    """One step of the Keras ``cell`` (of ``kind``): ``features`` [B, F], ``state`` [B, S] → (h' [B, U], states [B, S])."""
     import tensorflow as tf
 
     weights = cell_weights(cell)
@@ -192,21 +192,20 @@ def run_sequence(kind: str, cell: "keras.layers.Layer", features: "tf.Tensor", e
     projected = tf.einsum("tnf,fg->tng", features, weights[0]) + weights[2]  # x W + b for every step at once
     keep = 1.0 - tf.cast(episode_starts, tf.float32)[:, :, None]  # [T, N, 1]
     initial_state = tf.reshape(tf.convert_to_tensor(initial_state, tf.float32), [-1, size])
-    outputs = tf.zeros(tf.concat([tf.shape(features)[:2], [units]], 0))
-    states = tf.zeros(tf.concat([tf.shape(features)[:2], [size]], 0))
+    outputs = tf.TensorArray(tf.float32, size=steps, element_shape=tf.TensorShape([None, units]))
+    states = tf.TensorArray(tf.float32, size=steps, element_shape=tf.TensorShape([None, size]))
 
-    def body(t: tf.Tensor, state: tf.Tensor, outputs: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    def body(t: tf.Tensor, state: tf.Tensor, outputs: tf.TensorArray,
+             states: tf.TensorArray) -> tuple[Any, ...]:
         if truncate is not None:
             state = tf.where(tf.equal(t % truncate, 0), tf.stop_gradient(state), state)
         hidden, state = tf_step(kind, weights, projected[t], state * keep[t])
-        # A slice update, not a TensorArray: gradients of gradients go through it under XLA.
-        outputs = tf.tensor_scatter_nd_update(outputs, [[t]], hidden[None])
-        states = tf.tensor_scatter_nd_update(states, [[t]], state[None])
-        return t + 1, state, outputs, states
+        return t + 1, state, outputs.write(t, hidden), states.write(t, state)
 
     _, _, outputs, states = tf.while_loop(lambda t, *_: t < steps, body,
                                           (tf.constant(0), initial_state, outputs, states),
                                           maximum_iterations=steps)
+    outputs, states = outputs.stack(), states.stack()
     return outputs, states
 
 
@@ -216,8 +215,8 @@ def next_states(states: np.ndarray, done: np.ndarray) -> np.ndarray:
 
 
 def sequence_inputs(inputs: Any, episode_starts: Any, state: Any) -> dict[str, Any]:
-    """What a recurrent model reads for a batch of segments: model inputs [T·N, ...] (time-major, as
-    a batch flattens [T, N]), ``episode_starts`` [T, N] bool and the segments' first states [N, S]."""
+    """What a recurrent model reads for a batch of segments: model ``inputs`` [T·N, ...] (time-major, as
+    a batch flattens [T, N]), ``episode_starts`` [T, N] bool and ``state``, the segments' first states [N, S]."""
     return {"inputs": inputs, "episode_starts": episode_starts, "state": state}
 
 
@@ -242,8 +241,8 @@ def sequence_outputs(kind: str, cell: "keras.layers.Layer", network: Any, encode
 
 def step_outputs(kind: str, cell: "keras.layers.Layer", network: Any, encode: Any, inputs: Any,
                  state: "tf.Tensor") -> tuple["tf.Tensor", "tf.Tensor"]:
-    """One step of a recurrent model: model inputs [B, ...] and states [B, S] → (``network`` outputs [B, O],
-    new states [B, S]); ``encode`` and ``cell`` as in :func:`sequence_outputs`."""
+    """One step of a recurrent model: model ``inputs`` [B, ...] and ``state`` [B, S] → (``network`` outputs [B, O],
+    new states [B, S]); ``kind``, ``encode`` and ``cell`` as in :func:`sequence_outputs`."""
     import tensorflow as tf
 
     hidden, state = single_step(kind, cell, encode(inputs), tf.convert_to_tensor(state, tf.float32))

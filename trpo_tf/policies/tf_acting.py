@@ -59,7 +59,7 @@ class CompiledActor:
     def act_recurrent(self, observations: Any, states: np.ndarray, rng: np.random.Generator | None,
                       masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A recurrent policy's :meth:`act`: raw observations [N, *obs_shape] read from states [N, S] →
-        (actions for the environment, actions as stored, new states [N, S])."""
+        (actions for the environment, actions as stored, new states [N, S]); ``rng`` and ``masks`` as in :meth:`act`."""
         outputs, states = self.outputs(self.features(observations), np.asarray(states, np.float32))
         env_actions, stored = self.distribution.actions(outputs.numpy(), self.free_parameters, rng, masks)
         return env_actions, stored, states.numpy()
