@@ -351,15 +351,17 @@ class TRPO:
         episode's last step, the last observations from the states the next batch starts with (which
         :attr:`value_states` becomes)."""
         steps, n_envs = batch.rewards.shape
+        fit = self.value_fit
+        assert isinstance(fit, RecurrentValueFit)
         segments = rnn.sequence_inputs(features["inputs"], batch.episode_starts, self.value_states)
-        flat_values, states = self.value_fit.sequence(segments)
+        flat_values, states = fit.sequence(segments)
         values = flat_values.reshape(steps, n_envs)
         done = batch.terminated[-1] | batch.truncated[-1]
         carried = rnn.next_states(states[-1], done)
         actor_features = self.policy.actor().features
         final_states = states[batch.final_index[:, 0], batch.final_index[:, 1]]
         extra = _concatenate([batch.final_observations, batch.last_observations])
-        extra_values, _ = self.value_fit.step(actor_features(extra), np.concatenate([final_states, carried]))
+        extra_values, _ = fit.step(actor_features(extra), np.concatenate([final_states, carried]))
         next_values = np.empty_like(values)
         next_values[:-1] = values[1:]
         next_values[-1] = extra_values[-n_envs:]
@@ -442,7 +444,7 @@ class TRPO:
                 lambda observations, states: self._recurrent_deterministic(observations, states), autograph=False,
                 input_signature=[self.policy.observation_spec(), self.policy.state_spec()])
         actions, state = self._deterministic_step(batch, state)
-        return actions.numpy(), state.numpy()
+        return np.asarray(actions), np.asarray(state)
 
     def _recurrent_deterministic(self, observations: Any, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         parameters, states = self.policy.step_parameters(observations, states)

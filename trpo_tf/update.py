@@ -297,12 +297,12 @@ class RecurrentValueFit(ValueFit):
     def sequence(self, features: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Segments ``features`` → (V(s_t) [T·N], the value cell's states after each step [T, N, S])."""
         values, states = self._sequence(features)
-        return values.numpy()[:, 0], states.numpy()
+        return np.asarray(values)[:, 0], np.asarray(states)
 
     def step(self, inputs: Any, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs [B, ...] read from the value cell's states [B, S] → (V [B], new states [B, S])."""
         values, states = self._step(inputs, np.asarray(states, np.float32))
-        return values.numpy()[:, 0], states.numpy()
+        return np.asarray(values)[:, 0], np.asarray(states)
 
     def minibatch_order(self, size: int, rng: np.random.Generator) -> np.ndarray:
         """[value_epochs · ⌊W / w⌋, w] shuffled window indices, W = ``size`` / L windows, w = max(1,

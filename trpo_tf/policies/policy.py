@@ -142,13 +142,14 @@ class Policy(keras.Model):
         """Model inputs ``features`` (normalized features [B, D], with the frames when the policy has a CNN;
         segments for a recurrent policy) → the network's outputs [B, head.param_size] (through the trunk and
         the cell, if any)."""
-        if self.cell is None:
+        if self.cell is None or self.cell_kind is None:
             return self.network(self.encode(features))
         return rnn.sequence_outputs(self.cell_kind, self.cell, self.network, self.encode, features, self.truncate)[0]
 
     def step_outputs(self, inputs: Any, state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """A recurrent policy's one step: model ``inputs`` [B, ...] and ``state`` [B, S] → (network outputs
         [B, head.param_size], new states [B, S])."""
+        assert self.cell is not None and self.cell_kind is not None, "step_outputs needs a recurrent policy"
         return rnn.step_outputs(self.cell_kind, self.cell, self.network, self.encode, inputs, state)
 
     def step_parameters(self, observations: Any, state: tf.Tensor) -> tuple[list[tf.Tensor], tf.Tensor]:
@@ -209,7 +210,8 @@ class Policy(keras.Model):
         return PolicySnapshot(encoder=self.encoder, normalizer=self.normalizer.numpy_normalize(),
                               layers=tuple(layers), distribution=self.head.action_distribution,
                               free_parameters=self.head.free_arrays(),
-                              cell=None if self.cell is None else rnn.numpy_cell(self.cell_kind, self.cell))
+                              cell=None if self.cell is None or self.cell_kind is None
+                              else rnn.numpy_cell(self.cell_kind, self.cell))
 
     def compiled_step(self) -> Any:
         """A recurrent policy's :meth:`step_outputs` as a ``tf.function`` of (model inputs, states), traced once."""

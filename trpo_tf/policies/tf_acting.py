@@ -61,8 +61,8 @@ class CompiledActor:
         """A recurrent policy's :meth:`act`: raw observations [N, *obs_shape] read from states [N, S] →
         (actions for the environment, actions as stored, new states [N, S]); ``rng`` and ``masks`` as in :meth:`act`."""
         outputs, states = self.outputs(self.features(observations), np.asarray(states, np.float32))
-        env_actions, stored = self.distribution.actions(outputs.numpy(), self.free_parameters, rng, masks)
-        return env_actions, stored, states.numpy()
+        env_actions, stored = self.distribution.actions(np.asarray(outputs), self.free_parameters, rng, masks)
+        return env_actions, stored, np.asarray(states)
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a CompiledActor acts through TensorFlow in this process and cannot be pickled; "

@@ -94,9 +94,9 @@ class InProcessSampler:
         mask_list: list[np.ndarray] = []  # mask_list[t]: the masks acted on at step t (with masks only)
         infos: dict[int, dict] = {}
         step, obs, act, rng, masks = self.env.step, self.observations, policy.act, self.rng, self.masks
-        carrier = None
-        if getattr(policy, "state_size", 0):
-            carrier = StateCarrier(policy, self._states_for(policy.state_size), self.episode_starts)
+        carrier, state_size = None, int(getattr(policy, "state_size", 0))
+        if state_size:  # a recurrent policy: act from each environment's state
+            carrier = StateCarrier(policy, self._states_for(state_size), self.episode_starts)
             act = carrier.act
         reader = self.mask_reader if self.mask_reader is not None and self.mask_reader.reads_steps else None
         batch_shape, n_envs, steps_before = (self.n_envs,) + self.obs_shape, self.n_envs, self.total_steps
