@@ -300,6 +300,24 @@ def test_sampler_carries_states_across_batches_and_resets_them_at_episode_ends()
     np.testing.assert_allclose(second.recurrent_states, state, rtol=1e-6, atol=1e-7)
 
 
+def test_worker_processes_carry_each_environments_state():
+    """Two worker processes, one environment each: the joined batch holds each environment's first state and
+    episode starts, and the next batch's first states are a NumPy replay of the first batch."""
+    with TRPO("CartPole-v1", TINY.replace(n_workers=2), seed=4) as agent:
+        snapshot = agent.policy.snapshot()
+        first = agent.sampler.collect(snapshot, 30)
+        second = agent.sampler.collect(snapshot, 3)
+    done = first.terminated | first.truncated
+    assert first.recurrent_states.shape == (2, 4) and first.episode_starts.shape == (30, 2)
+    np.testing.assert_array_equal(first.episode_starts[1:], done[:-1])
+    state = first.recurrent_states.astype(np.float64)
+    for t in range(30):
+        state = np.where(first.episode_starts[t][:, None], 0.0, state)
+        _, state = snapshot.cell.step(snapshot.features(first.observations[t]), state)
+    state = np.where(done[-1][:, None], 0.0, state)
+    np.testing.assert_allclose(second.recurrent_states, state, rtol=1e-6, atol=1e-7)
+
+
 def test_snapshot_acts_in_a_process_without_tensorflow():
     with TRPO("CartPole-v1", TINY, seed=2) as agent:
         snapshot = agent.policy.snapshot()
