@@ -7,7 +7,7 @@ from docs_blocks import RUN_LANGUAGES, blocks, pages
 from docs_pages import run_page
 from test_docs_pages_a import PAGES as FIRST_HALF
 
-PAGES = ["docs/training.md", "docs/observations.md", "docs/masking.md", "docs/exporting.md", "docs/reliability.md", "docs/algorithm.md"]
+PAGES = ["docs/training.md", "docs/observations.md", "docs/masking.md", "docs/recurrent.md", "docs/exporting.md", "docs/reliability.md", "docs/algorithm.md"]
 
 
 def test_every_page_with_code_is_run_by_one_of_the_two_files():

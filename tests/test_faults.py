@@ -27,7 +27,8 @@ from trpo_tf.sampling import InProcessSampler, SerialVectorEnv, make_vector_env
 # --------------------------------------------------------------------------- TRPOConfig
 
 INTEGERS = {"steps_per_iteration": 1, "n_envs": 1, "cg_iters": 1, "line_search_max_steps": 1, "value_epochs": 0,
-            "value_batch_size": 1, "n_workers": 1, "cnn_features": 0}  # field: smallest allowed value
+            "value_batch_size": 1, "n_workers": 1, "cnn_features": 0, "recurrent_units": 1}  # field: smallest allowed
+OPTIONAL_INTEGERS = {"recurrent_sequence_length": 1}  # None (the default) or an integer >= this
 INTERVALS = {  # field: (low, high, low is open, high is open); None: no upper bound (inf itself is refused)
     "gamma": (0.0, 1.0, False, False), "gae_lambda": (0.0, 1.0, False, False), "max_kl": (0.0, None, True, True),
     "cg_damping": (0.0, None, False, True), "line_search_coef": (0.0, 1.0, True, True),
@@ -37,10 +38,11 @@ INTERVALS = {  # field: (low, high, low is open, high is open); None: no upper b
 FLAGS = ("normalize_observations", "normalize_advantages", "normalize_rewards")
 WIDTHS = ("policy_hidden", "value_hidden")
 CHOICES = {"activation": ("tanh", "relu", "elu", "sigmoid"),
-           "hvp_method": ("forward_over_backward", "double_backward", "gauss_newton"), "sampler": ("local", "ray"),
+           "hvp_method": ("auto", "forward_over_backward", "double_backward", "gauss_newton"),
+           "sampler": ("local", "ray"), "recurrent": (None, "lstm", "gru"), "action_masks": ("auto", "off"),
            "action_distribution": ("gaussian", "beta"), "algorithm": ("trpo", "npg"),
            "encoder": ("auto", "mlp", "nature_cnn", "small_cnn"), "max_kl_schedule": ("constant", "linear"),
-           "value_lr_schedule": ("constant", "linear"), "action_masks": ("auto", "off")}
+           "value_lr_schedule": ("constant", "linear")}
 
 NUMBERS: list[Any] = ["1", "0.5", None, [1], (0.5,), {"x": 1}, True, False, np.bool_(True), math.nan, math.inf,
                       -math.inf, 0, 0.0, -0.0, -1, -0.5, 0.5, 1, 1.0, 2, 2.5, -25.0, 10**400, 1e300,
@@ -87,6 +89,11 @@ def config_cases() -> list[tuple[str, Any, bool, Any]]:
         values = [v for v in NUMBERS  # n_envs must divide 2048, n_workers must divide n_envs (1)
                   if not (field in ("n_envs", "n_workers") and is_real(v) and v >= 2)]
         cases += [(field, value, *expected_number(field, value)) for value in values]
+    for field, smallest in OPTIONAL_INTEGERS.items():  # without recurrence, no segment length to divide
+        for value in NUMBERS:
+            ok = value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+                                   and value >= smallest)
+            cases.append((field, value, ok, None if value is None or not ok else int(value)))
     for field in FLAGS:
         cases += [(field, v, isinstance(v, (bool, np.bool_)), bool(v) if isinstance(v, (bool, np.bool_)) else None)
                   for v in FLAG_VALUES]
@@ -99,7 +106,8 @@ def config_cases() -> list[tuple[str, Any, bool, Any]]:
                 isinstance(w, (int, np.integer)) and not isinstance(w, (bool, np.bool_)) and w >= 1 for w in value)
             cases.append((field, value, ok, tuple(int(w) for w in value) if ok else None))
     for field, valid in CHOICES.items():
-        cases += [(field, v, True, v) for v in valid] + [(field, v, False, None) for v in CHOICE_VALUES]
+        cases += [(field, v, True, v) for v in valid] + [(field, v, False, None) for v in CHOICE_VALUES
+                                                          if v not in valid]
     cases += [("action_masks", False, True, "off"), ("action_masks", True, False, None)]  # YAML reads off as false
     for value in ENV_KWARGS_VALUES:
         ok = isinstance(value, dict) and all(isinstance(k, str) for k in value) and value in ENV_KWARGS_VALUES[:2]

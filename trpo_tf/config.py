@@ -16,7 +16,8 @@ from trpo_tf.sampling import masks
 from trpo_tf.policies import distributions, encoders
 
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
-HVP_METHODS = ("forward_over_backward", "double_backward", "gauss_newton")
+HVP_METHODS = ("auto", "forward_over_backward", "double_backward", "gauss_newton")
+RECURRENT_CELLS = (None, "lstm", "gru")  # TRPOConfig.recurrent: no recurrence, or the cell that carries a state
 ALGORITHMS = ("trpo", "npg")  # the step: backtracked to the trust region, or the natural gradient's full step
 SCHEDULES = ("constant", "linear")  # how max_kl and value_lr change over a run (TRPOConfig.scheduled)
 
@@ -53,7 +54,8 @@ class TRPOConfig:
     is the width of the CNN's last (dense) layer: 0 means the architecture's own (512 for the
     Nature CNN, 128 for the small one).
     Curvature: ``hvp_method`` picks how H·v of the mean KL is computed (forward-over-backward
-    autodiff, double backward, or the Gauss–Newton form Jᵀ M J v — equal at θ_old);
+    autodiff, double backward, or the Gauss–Newton form Jᵀ M J v — equal at θ_old; ``"auto"``:
+    forward-over-backward, or double backward for a recurrent policy, see :attr:`curvature_method`);
     ``fisher_fraction`` < 1 computes it on every ⌈1/fraction⌉-th sample of the batch only
     (as OpenAI Baselines does with every 5th), while the line search checks the KL on all.
     Workers: ``n_workers`` > 1 samples in that many processes (``sampler="local"``) or Ray
@@ -70,6 +72,17 @@ class TRPOConfig:
     ``action_mask``, in that order; see :mod:`trpo_tf.sampling.masks`): masked actions are never
     taken, and the policy's probabilities, entropy and KL are those over the allowed actions;
     ``"off"`` ignores them.
+    Recurrence: ``recurrent`` ``"lstm"`` or ``"gru"`` puts a recurrent cell of ``recurrent_units`` units
+    between the encoder (and CNN, if any) and the MLP, in the policy and, with its own cell, in the value
+    function (see :mod:`trpo_tf.policies.recurrent`); None (the default) keeps both feed-forward. The update
+    recomputes the hidden states over each environment's segment, reset at episode starts;
+    ``recurrent_sequence_length`` L (None: the whole segment) truncates backpropagation through time to
+    windows of L steps (the states still run over the whole segment; gradients stop at window starts),
+    and the value fit's minibatches are such windows. It must divide ``steps_per_iteration / n_envs``.
+    A recurrent policy cannot use ``hvp_method`` "forward_over_backward" or "gauss_newton" (their
+    forward-mode autodiff does not go through the recurrent loop; "auto" picks "double_backward") or ``fisher_fraction`` < 1 (every state is needed for any), and takes no
+    action masks (an environment that gives them needs ``action_masks="off"``): each raises ConfigError
+    naming the combination.
 
     Numbers may be NumPy scalars (``np.int64(2048)``, ``np.float32(0.01)``); they are stored as
     plain Python numbers (a float32 as the shortest decimal that denotes it: 0.01), so config.yaml
@@ -99,7 +112,7 @@ class TRPOConfig:
     normalize_rewards: bool = False
     entropy_coef: float = 0.0
     init_log_std: float = 0.0
-    hvp_method: str = "forward_over_backward"
+    hvp_method: str = "auto"
     fisher_fraction: float = 1.0
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     n_workers: int = 1
@@ -110,6 +123,9 @@ class TRPOConfig:
     encoder: str = "auto"
     cnn_features: int = 0
     action_masks: str = "auto"
+    recurrent: str | None = None
+    recurrent_units: int = 64
+    recurrent_sequence_length: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("policy_hidden", "value_hidden"):
@@ -182,6 +198,43 @@ class TRPOConfig:
             raise ConfigError(
                 f"TRPOConfig.steps_per_iteration ({self.steps_per_iteration}) must be a multiple of "
                 f"n_envs ({self.n_envs})")
+        self._check_recurrence()
+
+    def _check_recurrence(self) -> None:
+        """ConfigError for a bad ``recurrent*`` field, or recurrence asked with what it cannot do."""
+        if not (self.recurrent is None or (isinstance(self.recurrent, str) and self.recurrent in RECURRENT_CELLS)):
+            raise ConfigError(f"TRPOConfig.recurrent must be one of {RECURRENT_CELLS}, got {self.recurrent!r}")
+        self._check_int("recurrent_units", 1)
+        if self.recurrent_sequence_length is not None:
+            self._check_int("recurrent_sequence_length", 1)
+        if self.recurrent is None:
+            return
+        named = f"TRPOConfig.recurrent={self.recurrent!r}"
+        if self.recurrent_sequence_length is not None and self.steps_per_env % self.recurrent_sequence_length:
+            raise ConfigError(f"TRPOConfig.recurrent_sequence_length ({self.recurrent_sequence_length}) must divide "
+                              f"the segment each environment samples per iteration, steps_per_iteration / n_envs = "
+                              f"{self.steps_per_env}")
+        if self.hvp_method in ("forward_over_backward", "gauss_newton"):
+            raise ConfigError(f"{named} cannot use hvp_method={self.hvp_method!r}: forward-mode autodiff (which it "
+                              "uses) does not go through the recurrent loop (tf.while_loop); use "
+                              "hvp_method='double_backward' (what 'auto' picks)")
+        if self.fisher_fraction != 1.0:
+            raise ConfigError(f"{named} cannot use fisher_fraction={self.fisher_fraction} < 1: the hidden states of "
+                              "every step are computed for any, so subsampling saves nothing; use fisher_fraction=1")
+
+    @property
+    def curvature_method(self) -> str:
+        """The H·v method the update uses: ``hvp_method``, with "auto" resolved (forward-over-backward, or
+        double backward for a recurrent policy)."""
+        if self.hvp_method != "auto":
+            return self.hvp_method
+        return "forward_over_backward" if self.recurrent is None else "double_backward"
+
+    @property
+    def recurrent_state_size(self) -> int:
+        """S, the width of one environment's recurrent state: 2·units for an LSTM ([h, c]), units for a
+        GRU, 0 without recurrence."""
+        return {None: 0, "lstm": 2 * self.recurrent_units, "gru": self.recurrent_units}[self.recurrent]
 
     @property
     def steps_per_env(self) -> int:

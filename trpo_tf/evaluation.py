@@ -31,14 +31,17 @@ def run_episodes(env: gym.Env, act: Callable[..., np.ndarray], episodes: int = D
     masks: "info", "method", "observation", or "auto" for the first it offers; see
     :mod:`trpo_tf.sampling.masks`) ``act(observations, masks)`` also takes the masks, bool [1, M],
     and the observations lose their ``action_mask`` key when that is the source;
-    :class:`~trpo_tf.errors.ActionMaskError` when the environment gives none or a bad one. Returns
-    ``mean_return``, ``std_return``, ``episodes``, ``returns`` (per episode) and ``seed``.
+    :class:`~trpo_tf.errors.ActionMaskError` when the environment gives none or a bad one. An ``act``
+    that carries a recurrent state (:class:`RecurrentActor`, with a ``reset()`` method) is reset at every
+    episode start. Returns ``mean_return``, ``std_return``, ``episodes``, ``returns`` (per episode) and ``seed``.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
     returns, reader, masks, steps = [], None, None, 0
     for episode in range(int(episodes)):
         observation, info = env.reset(seed=int(seed) + episode)
+        if isinstance(act, RecurrentActor):
+            act.reset()
         if mask_source is not None:
             reader = reader or _mask_reader(env, info, mask_source, steps)
             observation, masks = _read_masks(reader, env, observation, info, "reset", steps)
@@ -54,6 +57,28 @@ def run_episodes(env: gym.Env, act: Callable[..., np.ndarray], episodes: int = D
         returns.append(total)
     return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
             "episodes": int(episodes), "returns": returns, "seed": int(seed)}
+
+
+class RecurrentActor:
+    """``act(observations[, masks]) -> actions`` over a recurrent ``step(observations, states[, masks]) ->
+    (actions, states)``, carrying the states [B, S] of ``batch`` environments from call to call;
+    :meth:`reset` starts new episodes from ``initial(batch)`` (zeros [batch, S])."""
+
+    def __init__(self, step: Callable[..., tuple[np.ndarray, np.ndarray]], initial: Callable[[int], np.ndarray],
+                 batch: int = 1):
+        self.step = step
+        self.initial = initial
+        self.batch = batch
+        self.state = initial(batch)
+
+    def reset(self) -> None:
+        """Forget the states: the next call starts episodes."""
+        self.state = self.initial(self.batch)
+
+    def __call__(self, observations: Any, masks: np.ndarray | None = None) -> np.ndarray:
+        actions, self.state = self.step(observations, self.state) if masks is None else self.step(
+            observations, self.state, masks)
+        return actions
 
 
 def _mask_reader(env: gym.Env, reset_info: dict[str, Any], source: str, steps: int) -> MaskReader:
@@ -85,7 +110,8 @@ def saved_model_actor(model_dir: str, dict_observations: bool = False) -> tuple[
     """The ``serving_default`` signature of the SavedModel in ``model_dir`` as ``act(observations) -> actions``
     (a batch [B, *obs_shape], or a dict of them by key when ``dict_observations``), its first observation
     input's spec, and whether it takes action masks (an ``action_mask`` input): then it is
-    ``act(observations, masks)``, masks [B, M].
+    ``act(observations, masks)``, masks [B, M]. A recurrent policy's (a ``state`` input and an ``initial_state``
+    signature) is a :class:`RecurrentActor` for one environment, which carries the state.
 
     Loads the SavedModel with TensorFlow alone. :class:`~trpo_tf.errors.ExportError` when a file of it is
     damaged (naming it), when it has no ``serving_default`` signature or that takes several inputs for an
@@ -98,11 +124,24 @@ def saved_model_actor(model_dir: str, dict_observations: bool = False) -> tuple[
     if serve is None:
         raise ExportError(f"{model_dir} has no serving_default signature")
     inputs = serve.structured_input_signature[1]
-    observation_inputs = {name: spec for name, spec in inputs.items() if name != MASK_NAME}
+    recurrent = "state" in inputs and "initial_state" in load_saved_model(model_dir).signatures
+    observation_inputs = {name: spec for name, spec in inputs.items()
+                          if name != MASK_NAME and not (recurrent and name == "state")}
     if len(observation_inputs) != 1 and not dict_observations:
         raise ExportError(f"{model_dir}: serving_default takes {sorted(inputs)}; expected one observation input")
     input_name, input_spec = next(iter(observation_inputs.items()))
     output_name = "action" if "action" in serve.structured_outputs else next(iter(serve.structured_outputs))
+    if recurrent:  # a recurrent policy: carry the state from call to call, from initial_state at resets
+        initial_state = load_saved_model(model_dir).signatures["initial_state"]
+
+        def step(observations: Any, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            fed = dict(observations) if isinstance(observations, dict) else {input_name: observations}
+            fed = {key: tf.constant(value, dtype=inputs[key].dtype) for key, value in fed.items()}
+            outputs = serve(state=tf.constant(state, tf.float32), **fed)
+            return outputs[output_name].numpy(), outputs["state"].numpy()
+
+        return RecurrentActor(step, lambda batch: initial_state(batch_size=tf.constant(batch))["state"].numpy()), \
+            input_spec, False
 
     def act(observations: Any, masks: np.ndarray | None = None) -> np.ndarray:
         fed = dict(observations) if isinstance(observations, dict) else {input_name: observations}

@@ -32,15 +32,16 @@ import tensorflow as tf
 from trpo_tf import advantages as gae
 from trpo_tf import checkpoint, evaluation, export, monitor, rundir, startup
 from trpo_tf.config import TRPOConfig
-from trpo_tf.errors import InputError, NetworkError, SpaceMismatchError
+from trpo_tf.errors import ConfigError, InputError, NetworkError, SpaceMismatchError
 from trpo_tf.files import DEFAULT_CHECKPOINT_EVERY
 from trpo_tf.normalization import RewardScaler
 from trpo_tf.policies import make_policy, networks
 from trpo_tf.policies.networks import NetworkSpec
+from trpo_tf.policies import recurrent as rnn
 from trpo_tf.policies.policy import make_value
 from trpo_tf.sampling import Batch, EnvLike, Sampler, make_env, make_sampler
 from trpo_tf.sampling.masks import checked_user_masks
-from trpo_tf.update import PolicyUpdate, ValueFit, trace_in_turn
+from trpo_tf.update import PolicyUpdate, RecurrentValueFit, ValueFit, trace_in_turn
 
 RETURN_WINDOW = 100  # episodes averaged into ``episode_return_mean``
 _OPEN_AGENTS: "weakref.WeakSet[TRPO]" = weakref.WeakSet()  # agents not closed: each owns its networks' variables
@@ -122,7 +123,12 @@ class TRPO:
                                   cfg.init_log_std, cfg.normalize_observations, seed=self.seed * 7 + 1,
                                   encoder=cfg.encoder, cnn_features=cfg.cnn_features, network=policy_network,
                                   action_distribution=cfg.action_distribution,
-                                  action_masks=self.mask_source is not None)
+                                  action_masks=self.mask_source is not None, recurrent=cfg.recurrent,
+                                  recurrent_units=cfg.recurrent_units, truncate=cfg.recurrent_sequence_length)
+        if cfg.recurrent is not None and self.mask_source is not None:
+            raise ConfigError(f"TRPOConfig.recurrent={cfg.recurrent!r} cannot use the action masks the environments "
+                              f"give ({self.mask_source}): recurrent policies take no action masks yet; set "
+                              "action_masks='off' to ignore them")
         if self.sampler.needs_picklable_actor and not self.policy.acts_in_numpy:  # workers act with the NumPy copy
             what = (f"observation space {self.observation_space} goes through a CNN, which"
                     if self.policy.trunk is not None else f"the policy network ({self.policy.network.name})")
@@ -137,7 +143,10 @@ class TRPO:
         self.minibatch_rng = np.random.default_rng(minibatches)
         self.evaluation_rng = np.random.default_rng(evaluation_stream)
         self.policy_update = PolicyUpdate(self.policy, cfg)
-        self.value_fit = ValueFit(self.value, self.policy.model_input_spec(), cfg)
+        self.value_fit = (RecurrentValueFit if self.policy.recurrent else ValueFit)(
+            self.value, self.policy.model_input_spec(), cfg)
+        # A recurrent value function's state per environment before the next batch's first step [N, S].
+        self.value_states = np.zeros((cfg.n_envs, cfg.recurrent_state_size), np.float32)
         self.timesteps = 0
         self.total_timesteps: int | None = None  # what the running (or last) learn call trains to: the schedules' end
         self.log_dir: str | None = None
@@ -146,6 +155,7 @@ class TRPO:
         self._deterministic_action = tf.function(self.policy.deterministic_action,
                                                  input_signature=[self.policy.observation_spec()], autograph=False)
         self._masked_deterministic_action: Any = None  # made by the first predict with action masks
+        self._deterministic_step: Any = None  # a recurrent policy's, made by its first deterministic predict
         self._background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="value-fit")
         self._compiled = False  # whether an iteration ran: its steps are compiled
 
@@ -263,6 +273,8 @@ class TRPO:
         sampled = time.perf_counter()
 
         features = self._observe(batch)
+        if self.policy.recurrent:  # segments: the states they started from, where episodes start
+            features = rnn.sequence_inputs(features, batch.episode_starts, batch.recurrent_states)
         values, next_values = self.values_and_next_values(batch, features)
         advantages, returns = self._advantages(batch, values, next_values)
         estimated = time.perf_counter()
@@ -321,6 +333,8 @@ class TRPO:
         One compiled call evaluates the batch, the final observations and the last observations.
         """
         steps, n_envs = batch.rewards.shape
+        if self.policy.recurrent:
+            return self._recurrent_values(batch, features)
         extra = _concatenate([batch.final_observations, batch.last_observations])
         all_values = self.value_fit.predict(_concatenate([features, self.policy.actor().features(extra)]))
         values = all_values[: steps * n_envs].reshape(steps, n_envs)
@@ -329,6 +343,30 @@ class TRPO:
         next_values[:-1] = values[1:]
         next_values[-1] = all_values[-n_envs:]
         next_values[batch.final_index[:, 0], batch.final_index[:, 1]] = final_values
+        return values, next_values
+
+    def _recurrent_values(self, batch: Batch, features: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`values_and_next_values` of a recurrent value function: its cell runs over the segments from
+        :attr:`value_states` (reset at episode starts); a final observation is read from the state after its
+        episode's last step, the last observations from the states the next batch starts with (which
+        :attr:`value_states` becomes)."""
+        steps, n_envs = batch.rewards.shape
+        fit = self.value_fit
+        assert isinstance(fit, RecurrentValueFit)
+        segments = rnn.sequence_inputs(features["inputs"], batch.episode_starts, self.value_states)
+        flat_values, states = fit.sequence(segments)
+        values = flat_values.reshape(steps, n_envs)
+        done = batch.terminated[-1] | batch.truncated[-1]
+        carried = rnn.next_states(states[-1], done)
+        actor_features = self.policy.actor().features
+        final_states = states[batch.final_index[:, 0], batch.final_index[:, 1]]
+        extra = _concatenate([batch.final_observations, batch.last_observations])
+        extra_values, _ = fit.step(actor_features(extra), np.concatenate([final_states, carried]))
+        next_values = np.empty_like(values)
+        next_values[:-1] = values[1:]
+        next_values[-1] = extra_values[-n_envs:]
+        next_values[batch.final_index[:, 0], batch.final_index[:, 1]] = extra_values[:len(batch.final_index)]
+        self.value_states = carried
         return values, next_values
 
     def _advantages(self, batch: Batch, values: np.ndarray, next_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -346,7 +384,8 @@ class TRPO:
     # ------------------------------------------------------------------ acting
 
     def predict(self, observations: np.ndarray, deterministic: bool = True,
-                action_masks: np.ndarray | None = None) -> np.ndarray:
+                action_masks: np.ndarray | None = None, state: np.ndarray | None = None,
+                episode_start: np.ndarray | None = None) -> Any:
         """Actions for a batch of raw observations [B, *obs_shape] (or one observation).
 
         Deterministic actions (``deterministic=True``) come from the compiled TensorFlow graph (the
@@ -356,10 +395,21 @@ class TRPO:
         actions they allow are returned (without them, every action is allowed); InputError for masks
         that do not fit or allow no action.
 
+        A recurrent policy (``TRPOConfig.recurrent``) takes ``state`` [B, S] (float32; None: zeros, new
+        episodes; S = 2·units for an LSTM, [h, c], units for a GRU) and ``episode_start`` [B] (bool: these
+        rows start an episode, their state is reset to zeros first) and returns ``(actions, state)``: feed
+        the returned state to the next call.
+
         Returns:
-            actions [B, *action_shape] in the environment's units.
+            actions [B, *action_shape] in the environment's units; for a recurrent policy (actions, next
+            states [B, S]).
         """
         batch = self.policy.encoder.check(observations)
+        if self.policy.recurrent:
+            return self._predict_recurrent(batch, deterministic, state, episode_start, action_masks)
+        if state is not None or episode_start is not None:
+            raise InputError("state and episode_start are for recurrent policies (TRPOConfig.recurrent); "
+                             "this policy carries no state")
         masks = None if action_masks is None else checked_user_masks(
             action_masks, len(next(iter(batch.values())) if isinstance(batch, dict) else batch), self.action_space)
         if not deterministic:
@@ -372,6 +422,33 @@ class TRPO:
                 self.policy.deterministic_action, autograph=False,
                 input_signature=[self.policy.observation_spec(), tf.TensorSpec([None, size], tf.bool)])
         return self._masked_deterministic_action(batch, masks).numpy()
+
+    def _predict_recurrent(self, batch: Any, deterministic: bool, state: np.ndarray | None,
+                           episode_start: np.ndarray | None, action_masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` of a recurrent policy: (actions [B, *A], next states [B, S])."""
+        if action_masks is not None:
+            raise InputError("a recurrent policy takes no action masks")
+        rows = len(next(iter(batch.values())) if isinstance(batch, dict) else batch)
+        size = self.policy.state_size
+        state = np.zeros((rows, size), np.float32) if state is None else np.asarray(state, np.float32)
+        if state.shape != (rows, size):
+            raise InputError(f"state must be float32 [{rows}, {size}] (one row per observation; "
+                             f"{self.config.recurrent} of {self.config.recurrent_units} units), got shape {state.shape}")
+        if episode_start is not None:
+            state = rnn.next_states(state, np.broadcast_to(np.asarray(episode_start, bool).reshape(-1), (rows,)))
+        if not deterministic:
+            actions, _, state = self.policy.actor().act_recurrent(batch, state, self.evaluation_rng)
+            return actions, state
+        if self._deterministic_step is None:
+            self._deterministic_step = tf.function(
+                lambda observations, states: self._recurrent_deterministic(observations, states), autograph=False,
+                input_signature=[self.policy.observation_spec(), self.policy.state_spec()])
+        actions, state = self._deterministic_step(batch, state)
+        return np.asarray(actions), np.asarray(state)
+
+    def _recurrent_deterministic(self, observations: Any, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        parameters, states = self.policy.step_parameters(observations, states)
+        return self.policy.head.deterministic(parameters), states
 
     def evaluate(self, episodes: int = evaluation.DEFAULT_EPISODES, env: str | gym.Env | None = None,
                  seed: int | None = None, deterministic: bool = True) -> dict[str, Any]:
@@ -399,9 +476,12 @@ class TRPO:
                     f"but the policy takes {self.observation_space.shape}: was it built with other "
                     "gymnasium.make arguments?")
             snapshot, rng = self.policy.actor(), None if deterministic else self.evaluation_rng
-            result = evaluation.run_episodes(eval_env, lambda observation, masks=None: snapshot.act(
-                observation, rng, masks)[0], episodes, evaluation.DEFAULT_SEED if seed is None else seed,
-                self.mask_source)
+            act: Callable[..., np.ndarray] = lambda observation, masks=None: snapshot.act(observation, rng, masks)[0]
+            if self.policy.recurrent:  # carries the state, reset at every episode start
+                act = evaluation.RecurrentActor(lambda observation, state: snapshot.act_recurrent(
+                    observation, state, rng)[::2], lambda batch: np.zeros((batch, self.policy.state_size), np.float32))
+            result = evaluation.run_episodes(eval_env, act, episodes, evaluation.DEFAULT_SEED if seed is None else seed,
+                                             self.mask_source)
         finally:
             if eval_env is not env:
                 eval_env.close()
@@ -422,7 +502,7 @@ class TRPO:
                 "recent_returns": [float(r) for r in self.recent_returns],
                 "rng": {"minibatch": self.minibatch_rng.bit_generator.state,
                         "evaluation": self.evaluation_rng.bit_generator.state},
-                "sampler": self.sampler.state()}
+                "sampler": self.sampler.state(), "value_states": self.value_states.copy()}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from a :meth:`state`; raises ValueError when it does not fit this agent."""
@@ -432,6 +512,8 @@ class TRPO:
                 raise ValueError(f"the {name} random generator is {state['rng'][name].get('bit_generator')}, "
                                  f"expected {type(generator.bit_generator).__name__}")
         self.sampler.load_state(state["sampler"])
+        if "value_states" in state:  # absent from checkpoints written before recurrent policies
+            self.value_states = np.asarray(state["value_states"], np.float32).reshape(self.value_states.shape)
         self.timesteps = int(state["timesteps"])
         self.history[:] = state["history"]
         self.recent_returns.clear()

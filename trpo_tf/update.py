@@ -10,6 +10,12 @@ update also takes the batch's action masks [B, M] (bool), which every distributi
     result = update(features, actions, advantages)   # θ moves within KL(π_old ‖ π_new) ≤ δ
     fit = ValueFit(value, feature_dim, config)
     loss = fit(features, returns, fit.minibatch_order(len(features), rng))
+
+A recurrent policy's update and value fit take segments instead of features
+(:func:`~trpo_tf.policies.recurrent.sequence_inputs`: model inputs [T·N, ...] time-major, episode starts
+[T, N], the states [N, S] each segment started from): π_old, π_new and every H·v recompute the hidden
+states over the segments (π_old's with θ_old, held constant), inside the same compiled graph.
+:class:`RecurrentValueFit` fits the value function's own cell on windows of the segments.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import tensorflow as tf
 from trpo_tf import trust_region
 from trpo_tf.config import TRPOConfig
 from trpo_tf.policies import Policy, kl_divergence
+from trpo_tf.policies import recurrent as rnn
 
 Matvec = Callable[[tf.Tensor], tf.Tensor]
 
@@ -49,8 +56,8 @@ class PolicyUpdate:
     [B, M] (bool) as ``masks``: log-probabilities, entropy, KL and H·v are then those of the
     distributions over the allowed actions.
 
-    ``xla``: compile the step with XLA (None: whenever the policy has no CNN trunk; False is for
-    benchmarks that time the step both ways).
+    ``xla``: compile the step with XLA (None: whenever the policy has no CNN trunk and no recurrent cell;
+    False is for benchmarks that time the step both ways).
     """
 
     def __init__(self, policy: Policy, config: TRPOConfig, xla: bool | None = None):
@@ -71,9 +78,12 @@ class PolicyUpdate:
         mask_spec = policy.mask_spec()
         if mask_spec is not None:
             signature.append(mask_spec)
-        xla = policy.trunk is None if xla is None else xla  # an explicit choice: benchmarks/hvp.py
+        # Nor with a recurrent cell: XLA cannot compile the double backward through the time loop's
+        # TensorArray, and ran a slice-update loop ~20× slower than TensorFlow's own while loop does
+        # (measured: LSTM of 8 units, 2 × 128 steps, 6 s against 0.27 s).
+        xla = policy.trunk is None and not policy.recurrent if xla is None else xla  # explicit: benchmarks/hvp.py
         if xla and not policy.head.xla_dynamic_batch:
-            self._signature = [_with_batch(spec, config.steps_per_iteration) for spec in signature]
+            self._signature = [_with_batch(spec, config) for spec in signature]
             self._step = tf.function(self._step_graph, jit_compile=True, autograph=False)
         else:
             self._signature = signature
@@ -151,7 +161,7 @@ class PolicyUpdate:
         policy = self.policy
         variables = policy.trainable_parameters()
         old = policy.frozen_distribution(features, masks)
-        if self.config.hvp_method == "gauss_newton":
+        if self.config.curvature_method == "gauss_newton":
             def kl_of_parameters(parameters: Sequence[tf.Tensor]) -> tf.Tensor:
                 return tf.reduce_mean(kl_divergence(old, policy.head.distribution(parameters)))
 
@@ -162,13 +172,21 @@ class PolicyUpdate:
             return tf.reduce_mean(kl_divergence(old, policy.distribution(features, masks)))
 
         product = {"forward_over_backward": trust_region.hessian_vector_product,
-                   "double_backward": trust_region.double_backward_hessian_vector_product}[self.config.hvp_method]
+                   "double_backward": trust_region.double_backward_hessian_vector_product}[self.config.curvature_method]
         return lambda vector: product(mean_kl, variables, vector)
 
 
-def _with_batch(spec: tf.TensorSpec, size: int) -> tf.TensorSpec:
-    """``spec`` [None, ...] with its batch dimension set to ``size``; a scalar spec stays as it is."""
-    return spec if spec.shape.rank == 0 else tf.TensorSpec([size] + spec.shape.as_list()[1:], spec.dtype)
+def _with_batch(spec: Any, config: TRPOConfig) -> Any:
+    """``spec`` [None, ...] (or a nest of them) with its batch dimension set to ``config.steps_per_iteration``;
+    a scalar spec stays as it is; segments (a dict) get [T·N, ...], starts [T, N] and states [N, S]."""
+    if isinstance(spec, dict):
+        return rnn.sequence_inputs(_with_batch(spec["inputs"], config),
+                                   tf.TensorSpec([config.steps_per_env, config.n_envs], tf.bool),
+                                   tf.TensorSpec([config.n_envs] + spec["state"].shape.as_list()[1:], tf.float32))
+    if not isinstance(spec, tf.TensorSpec):
+        return tf.nest.map_structure(lambda part: _with_batch(part, config), spec)
+    size = config.steps_per_iteration
+    return spec if spec.shape.rank == 0 else tf.TensorSpec([size] + spec.shape.as_list()[1:], spec.dtype, spec.name)
 
 
 def _ratio(numerator: tf.Tensor, denominator: tf.Tensor) -> tf.Tensor:
@@ -245,6 +263,97 @@ class ValueFit:
 
         _, total = tf.while_loop(lambda row, _: row < minibatches, adam_step, (tf.constant(0), tf.constant(0.0)))
         return total / tf.cast(tf.maximum(minibatches, 1), tf.float32)
+
+
+class RecurrentValueFit(ValueFit):
+    """:class:`ValueFit` for a :class:`~trpo_tf.policies.policy.RecurrentValue`: the squared error to the
+    λ-returns over windows of the segments.
+
+    The segments [T, N] are cut into windows of L = ``config.recurrent_sequence_length`` steps (T when
+    None), W = (T / L)·N of them. Each fit first runs the value's cell over the whole segments (current
+    weights, held constant) for the state entering each window; each Adam step then runs the cell over
+    a minibatch of windows from those states (backpropagation through those L steps). Rows of ``order``
+    (:meth:`minibatch_order`) index windows. :meth:`sequence` and :meth:`step` give the values the
+    advantages need. ``inputs``: the TensorSpec of segments (the policy's
+    :meth:`~trpo_tf.policies.policy.Policy.model_input_spec`).
+    """
+
+    def __init__(self, value: keras.Model, inputs: Any, config: TRPOConfig):
+        self.value = value
+        self.config = config
+        self.window = config.recurrent_sequence_length or config.steps_per_env
+        self.optimizer = keras.optimizers.Adam(config.value_lr)
+        self.optimizer.build(value.trainable_variables)
+        vector = tf.TensorSpec([None], tf.float32)
+        cnn = isinstance(inputs["inputs"], tuple)
+        self._fit = tf.function(self._fit_graph, input_signature=[inputs, vector, tf.TensorSpec([None, None], tf.int32)],
+                                jit_compile=not cnn, autograph=False)
+        self._sequence = tf.function(lambda f: tuple(value.sequence(f)), input_signature=[inputs], autograph=False)
+        self._predict = tf.function(lambda f: value.sequence(f)[0][:, 0], input_signature=[inputs], autograph=False)
+        state = tf.TensorSpec([None, value.state_size], tf.float32)
+        self._step = tf.function(lambda x, h: tuple(value.step(x, h)), input_signature=[inputs["inputs"], state],
+                                 autograph=False)
+
+    def sequence(self, features: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Segments ``features`` → (V(s_t) [T·N], the value cell's states after each step [T, N, S])."""
+        values, states = self._sequence(features)
+        return np.asarray(values)[:, 0], np.asarray(states)
+
+    def step(self, inputs: Any, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs [B, ...] read from the value cell's states [B, S] → (V [B], new states [B, S])."""
+        values, states = self._step(inputs, np.asarray(states, np.float32))
+        return np.asarray(values)[:, 0], np.asarray(states)
+
+    def minibatch_order(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """[value_epochs · ⌊W / w⌋, w] shuffled window indices, W = ``size`` / L windows, w = max(1,
+        value_batch_size // L) windows per minibatch (at most W), each epoch a permutation drawn from ``rng``."""
+        windows = size // self.window
+        per_minibatch = min(max(1, self.config.value_batch_size // self.window), windows)
+        per_epoch = windows // per_minibatch
+        epochs = [rng.permutation(windows)[: per_epoch * per_minibatch] for _ in range(self.config.value_epochs)]
+        if not epochs:
+            return np.zeros((0, per_minibatch), dtype=np.int32)
+        return np.concatenate(epochs).reshape(-1, per_minibatch).astype(np.int32)
+
+    def _fit_graph(self, features: Any, returns: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
+        variables = self.value.trainable_variables
+        starts = features["episode_starts"]
+        steps, n_envs, length = tf.shape(starts)[0], tf.shape(starts)[1], self.window
+        chunks = steps // length
+        states = tf.stop_gradient(self.value.sequence(features)[1])  # [T, N, S]
+        entering = tf.concat([features["state"][None], states[length - 1:-1:length]], 0)  # [T / L, N, S]
+        entering = tf.reshape(entering, [chunks * n_envs, -1])
+
+        def windows(x: tf.Tensor) -> tf.Tensor:
+            """[T·N, ...] time-major → [W, L, ...], window k·N + n holding steps k·L ... (k + 1)·L − 1 of n."""
+            rest = tf.shape(x)[1:]
+            x = tf.reshape(x, tf.concat([[chunks, length, n_envs], rest], 0))
+            x = tf.transpose(x, [0, 2, 1] + list(range(3, x.shape.rank)))
+            return tf.reshape(x, tf.concat([[chunks * n_envs, length], rest], 0))
+
+        inputs = tf.nest.map_structure(windows, features["inputs"])
+        window_starts, window_returns = windows(tf.reshape(starts, [-1])), windows(returns)
+        minibatches = tf.shape(order)[0]
+
+        def adam_step(row: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            index = order[row]
+            chosen = tf.nest.map_structure(lambda x: _time_major(tf.gather(x, index)), inputs)
+            segments = rnn.sequence_inputs(chosen, tf.transpose(tf.gather(window_starts, index)),
+                                           tf.gather(entering, index))
+            target = _time_major(tf.gather(window_returns, index))
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(self.value.sequence(segments)[0][:, 0] - target))
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return row + 1, total + loss
+
+        _, total = tf.while_loop(lambda row, _: row < minibatches, adam_step, (tf.constant(0), tf.constant(0.0)))
+        return total / tf.cast(tf.maximum(minibatches, 1), tf.float32)
+
+
+def _time_major(x: tf.Tensor) -> tf.Tensor:
+    """Windows [w, L, ...] → [L·w, ...], time first (as segments are flattened)."""
+    x = tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
+    return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
 
 
 def trace_in_turn(*steps: PolicyUpdate | ValueFit) -> None:

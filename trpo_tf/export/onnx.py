@@ -94,7 +94,13 @@ def _positional_function(signature: Any) -> tuple[Any, list[tf.TensorSpec]]:
     inputs = signature.structured_input_signature[1]
     names = sorted(inputs)
     specs = [tf.TensorSpec(inputs[name].shape, inputs[name].dtype, name=name) for name in names]
-    function = tf.function(lambda *values: signature(**dict(zip(names, values))), input_signature=specs)
+
+    def call(*values: tf.Tensor) -> dict[str, tf.Tensor]:
+        outputs = signature(**dict(zip(names, values)))
+        # ONNX names each tensor once: an output named as an input (a recurrent policy's state) becomes next_<name>.
+        return {f"next_{key}" if key in inputs else key: value for key, value in outputs.items()}
+
+    function = tf.function(call, input_signature=specs)
     return function, specs
 
 

@@ -37,6 +37,15 @@ def rest_predict(saved_model_dir: str, request_json: str) -> str:
 
         {"instances": [{"observation": [0.1, 0.2], "action_mask": [true, false, true]}]}
         → {"predictions": [2]}   (or 0: never the forbidden action 1)
+    A recurrent policy (``TRPOConfig.recurrent``) takes a second input, ``state`` (one float32 vector of
+    S numbers per observation), and answers the next ``state`` beside the action: the client keeps it and
+    sends it with the next observation of the same episode; a new episode starts from the zeros the
+    ``initial_state`` signature gives (``{"signature_name": "initial_state", "inputs": {"batch_size": 1}}``
+    → ``{"outputs": [[0.0, ...]]}``)::
+
+        {"instances": [{"observation": [0.1, 0.2], "state": [0.0, 0.0, 0.0, 0.0]}]}
+        → {"predictions": [{"action": 1, "state": [0.12, -0.3, 0.05, 0.2]}]}
+        {"instances": [{"observation": [0.2, 0.1], "state": [0.12, -0.3, 0.05, 0.2]}]}   (the next step)
     """
     model = load_saved_model(resolve_saved_model_dir(saved_model_dir))
     try:

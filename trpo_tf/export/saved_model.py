@@ -36,6 +36,15 @@ allows no action (``InvalidArgumentError`` "action_mask ..."); converters drop t
 there a row that allows nothing answers action 0 of each such component. metadata.json describes the
 input under ``action_masks``.
 
+A recurrent policy (``TRPOConfig.recurrent``) carries a state between calls: ``serving_default``, ``sample``
+and ``distribution`` take a second input, ``state``, float32 [B, S], and return the next ``state`` [B, S]
+beside their outputs; the ``value`` signature takes and returns the value function's own ``state``
+(same width); a further signature ``initial_state`` takes ``batch_size`` (int32 scalar) and returns the
+``state`` of a new episode, zeros [batch_size, S]. The whole state of one environment is one vector: for
+an LSTM of U units ``[h, c]`` concatenated (S = 2·U), for a GRU ``h`` (S = U). Callers feed each call the
+state the previous call returned and start every episode from ``initial_state``. metadata.json
+describes it under ``recurrent``.
+
 An observation of the wrong shape is refused by an ``EnsureShape`` check in the graph; a
 tensor of the wrong dtype is refused by the signature (Python lists and NumPy arrays are
 first converted to float32 by TensorFlow, as TF Serving converts JSON numbers). An observation
@@ -136,12 +145,15 @@ def write_saved_model(policy: Policy, value: keras.Model, path: str, metadata: d
     """Save the serving module of ``policy`` and ``value`` to ``path``, and ``metadata`` with the signatures
     to assets/metadata.json (``evaluation``: ``evaluate(path)`` when given; see :func:`export_saved_model`)."""
     module = serving_module(policy, value)
-    tf.saved_model.save(module, path, signatures={name: getattr(module, name) for name in SIGNATURES})
+    names = SIGNATURES + (("initial_state",) if policy.recurrent else ())
+    tf.saved_model.save(module, path, signatures={name: getattr(module, name) for name in names})
     if evaluate is not None:
         metadata = dict(metadata, evaluation=_evaluation_metadata(evaluate(path)))
     os.makedirs(os.path.join(path, "assets"), exist_ok=True)
     if policy.masked:
         metadata = dict(metadata, action_masks=dict(metadata.get("action_masks") or {}, **describe_action_masks(policy)))
+    if policy.recurrent:
+        metadata = dict(metadata, recurrent=describe_recurrence(policy))
     with open(os.path.join(path, "assets", METADATA_FILE), "w", encoding="utf-8") as file:
         json.dump(dict(metadata, signatures=describe_signatures(module),
                        unconvertible_signatures=unconvertible_signatures(policy)), file, indent=2, allow_nan=False)
@@ -161,8 +173,24 @@ def serving_module(policy: Policy, value: keras.Model) -> tf.Module:
     module.tracked_variables = [v.value for v in _exported_variables(policy, value)]
     for name, graph in signature_graphs(policy, value).items():
         masked = mask_spec is not None and name in MASKED_SIGNATURES
-        setattr(module, name, tf.function(graph, input_signature=[spec, mask_spec] if masked else [spec]))
+        inputs = [spec, mask_spec] if masked else [spec, policy.state_spec()] if policy.recurrent else [spec]
+        setattr(module, name, tf.function(graph, input_signature=inputs))
+    if policy.recurrent:
+        size = policy.state_size
+        module.initial_state = tf.function(lambda batch_size: {"state": tf.zeros(tf.stack([batch_size, size]))},
+                                           input_signature=[tf.TensorSpec([], tf.int32, name="batch_size")])
     return module
+
+
+def describe_recurrence(policy: Policy) -> dict[str, Any]:
+    """How metadata.json documents a recurrent policy's ``state`` input and output (see the module docstring)."""
+    units = policy.cell.units if policy.cell is not None else 0
+    layout = "[h, c] concatenated (LSTM)" if policy.cell_kind == "lstm" else "h (GRU)"
+    return {"cell": policy.cell_kind, "units": units, "input": "state", "dtype": "float32",
+            "shape": [None, policy.state_size], "layout": layout, "initial_state": "initial_state",
+            "signatures": list(SIGNATURES),
+            "meaning": "feed each call the state the previous call returned; start an episode from initial_state "
+                       "(zeros); the value signature carries the value function's own state"}
 
 
 def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[..., dict[str, tf.Tensor]]]:
@@ -196,6 +224,22 @@ def signature_graphs(policy: Policy, value: keras.Model) -> dict[str, Callable[.
         return lambda observation: outputs(parameters(observation, None))
 
     head = policy.head
+    if policy.recurrent:
+        def stepping(outputs: Callable[[list[tf.Tensor]], dict[str, tf.Tensor]]) -> Callable[..., dict[str, tf.Tensor]]:
+            """The signature function of (observation, state) → ``outputs`` of η, with the next ``state``."""
+            def graph(observation: Any, state: tf.Tensor) -> dict[str, tf.Tensor]:
+                state = tf.ensure_shape(state, (None, policy.state_size), name="check_state_shape")
+                network_outputs, state = policy.step_outputs(features(observation), state)
+                return dict(outputs(head.distribution_parameters(network_outputs)), state=state)
+            return graph
+
+        def value_step(observation: Any, state: tf.Tensor) -> dict[str, tf.Tensor]:
+            values, state = value.step(features(observation), tf.ensure_shape(state, (None, value.state_size)))
+            return {"value": values[:, 0], "state": state}
+
+        return {"serving_default": stepping(lambda eta: {"action": head.deterministic(eta)}),
+                "sample": stepping(lambda eta: {"action": head.sample(eta)}),
+                "distribution": stepping(head.named_parameters), "value": value_step}
     return {
         "serving_default": taking_masks(lambda eta: {"action": head.deterministic(eta)}),
         "sample": taking_masks(lambda eta: {"action": head.sample(eta)}),
@@ -385,7 +429,8 @@ def build_metadata(env_id: str | None, observation_space: gym.Space, action_spac
 
 METADATA_TYPES: dict[str, tuple[type, ...]] = {
     "env_id": (str, type(None)), "observation_space": (dict,), "action_space": (dict,), "config": (dict,),
-    "signatures": (dict,), "evaluation": (dict, type(None)), "action_masks": (dict, type(None))}
+    "signatures": (dict,), "evaluation": (dict, type(None)), "action_masks": (dict, type(None)),
+    "recurrent": (dict, type(None))}
 """The metadata keys that readers rely on, and the JSON types each may have (when present)."""
 
 

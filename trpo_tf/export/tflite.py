@@ -60,7 +60,8 @@ def litert_runner(tflite_path: str, signature: str = "serving_default") -> Calla
 
     Returns:
         a function observations → {output name: array}; a masked policy's also takes ``action_mask=``
-        [B, M].
+        [B, M], a recurrent policy's ``state=`` [B, S] (and returns the next ``state``); a recurrent policy's
+        ``initial_state`` signature takes ``batch_size=`` alone.
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -94,11 +95,16 @@ def litert_runner(tflite_path: str, signature: str = "serving_default") -> Calla
             raise ValueError(f"input {MASK_NAME!r} allows no action in row {int(np.argmin(values.any(axis=1)))}")
         return values
 
-    def run(observations: Any, action_mask: Any = None) -> dict[str, np.ndarray]:
+    def run(observations: Any = None, action_mask: Any = None, state: Any = None,
+            batch_size: int | None = None) -> dict[str, np.ndarray]:
+        if batch_size is not None:  # a recurrent policy's initial_state signature
+            return runner(batch_size=np.asarray(batch_size, np.int32))
         feed = ({key: np.asarray(value) for key, value in observations.items()} if isinstance(observations, dict)
                 else {INPUT_NAME: np.asarray(observations)})
         if action_mask is not None:
             feed[MASK_NAME] = np.asarray(action_mask)
+        if state is not None:
+            feed["state"] = np.asarray(state)
         if MASK_NAME in feed:
             feed[MASK_NAME] = checked_mask(feed[MASK_NAME])
         if sorted(feed) != sorted(declared):

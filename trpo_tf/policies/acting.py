@@ -19,6 +19,7 @@ import numpy as np
 if TYPE_CHECKING:
     from trpo_tf.policies.distributions import ActionDistribution, Arrays
     from trpo_tf.policies.encoders import ObservationEncoder
+    from trpo_tf.policies.recurrent import NumpyCell
 
 CLIP = 10.0  # normalized features are clipped to [-CLIP, CLIP]
 EPSILON = 1e-8
@@ -71,7 +72,9 @@ class PolicySnapshot:
 
     Holds the encoder and the action distribution (plain objects), the normalizer's statistics,
     the network's layers as (kernel, bias, activation name) and the distribution's free
-    parameters as arrays; it pickles, and unpickling it imports NumPy only.
+    parameters as arrays; it pickles, and unpickling it imports NumPy only. A recurrent policy's
+    snapshot holds its ``cell`` (:class:`~trpo_tf.policies.recurrent.NumpyCell`) and acts with
+    :meth:`act_recurrent`, which takes and returns the environments' states [B, S].
     """
 
     encoder: ObservationEncoder
@@ -79,6 +82,12 @@ class PolicySnapshot:
     layers: tuple[DenseArrays, ...]
     distribution: ActionDistribution
     free_parameters: Arrays
+    cell: NumpyCell | None = None
+
+    @property
+    def state_size(self) -> int:
+        """S, the width of one environment's recurrent state (0 without a cell)."""
+        return 0 if self.cell is None else self.cell.state_size
 
     def features(self, observations: np.ndarray) -> np.ndarray:
         """Raw observations [B, *obs_shape] → normalized features [B, D]."""
@@ -91,5 +100,19 @@ class PolicySnapshot:
         Actions are drawn with ``rng``; with ``rng`` None they are the most probable ones; with action
         ``masks`` [B, M] (nonzero: allowed) only allowed ones.
         """
+        if self.cell is not None:
+            raise ValueError("a recurrent policy acts with act_recurrent(observations, states, rng), which carries "
+                             "each environment's state")
         outputs = numpy_forward(self.layers, self.features(observations))
         return self.distribution.actions(outputs, self.free_parameters, rng, masks)
+
+    def act_recurrent(self, observations: np.ndarray, states: np.ndarray, rng: np.random.Generator | None,
+                      masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A recurrent policy's :meth:`act`: raw observations [B, *obs_shape] read from states [B, S] →
+        (actions for the environment, actions as stored, new states [B, S]); ``rng`` and ``masks`` as in :meth:`act`.
+        A state of zeros starts an episode."""
+        assert self.cell is not None, "act_recurrent needs a recurrent policy"
+        hidden, states = self.cell.step(self.features(observations), states)
+        env_actions, stored = self.distribution.actions(numpy_forward(self.layers, hidden), self.free_parameters,
+                                                        rng, masks)
+        return env_actions, stored, states

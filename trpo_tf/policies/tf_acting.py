@@ -37,7 +37,9 @@ class CompiledActor:
         self.distribution = policy.head.action_distribution
         self.free_parameters = policy.head.free_arrays()
         self.model_inputs = policy.model_inputs
-        self.outputs = policy.compiled_outputs()
+        self.recurrent = policy.recurrent
+        self.state_size = policy.state_size
+        self.outputs = policy.compiled_step() if policy.recurrent else policy.compiled_outputs()
         self.name = policy.name
 
     def features(self, observations: Any) -> Any:
@@ -53,6 +55,14 @@ class CompiledActor:
         """
         outputs = self.outputs(self.features(observations)).numpy()
         return self.distribution.actions(outputs, self.free_parameters, rng, masks)
+
+    def act_recurrent(self, observations: Any, states: np.ndarray, rng: np.random.Generator | None,
+                      masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A recurrent policy's :meth:`act`: raw observations [N, *obs_shape] read from states [N, S] →
+        (actions for the environment, actions as stored, new states [N, S]); ``rng`` and ``masks`` as in :meth:`act`."""
+        outputs, states = self.outputs(self.features(observations), np.asarray(states, np.float32))
+        env_actions, stored = self.distribution.actions(np.asarray(outputs), self.free_parameters, rng, masks)
+        return env_actions, stored, np.asarray(states)
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a CompiledActor acts through TensorFlow in this process and cannot be pickled; "

@@ -19,7 +19,11 @@ class Batch:
     last_observations [N, *obs_shape]: the observations after step T - 1;
     episode_returns, episode_lengths: of the episodes that finished during this batch;
     action_masks [T, N, M] (bool, True where allowed): the masks the policy acted on, when the
-    environments give them (see :mod:`trpo_tf.sampling.masks`), else None.
+    environments give them (see :mod:`trpo_tf.sampling.masks`), else None;
+    recurrent_states [N, S] (float32): with a recurrent policy, each environment's recurrent state before
+    step 0 (zeros for an episode that starts there), else None;
+    episode_starts [T, N] (bool): with a recurrent policy, True where step t is the first of an episode
+    (the state was reset to zeros before it), else None.
     """
 
     observations: np.ndarray
@@ -33,6 +37,8 @@ class Batch:
     episode_returns: list[float]
     episode_lengths: list[int]
     action_masks: np.ndarray | None = None
+    recurrent_states: np.ndarray | None = None
+    episode_starts: np.ndarray | None = None
 
     @property
     def size(self) -> int:

@@ -8,6 +8,11 @@ records what the environments answer. Episodes are reset by the vector environme
 kept for bootstrapping truncated ones. Its state (:meth:`Sampler.state`) is plain data; the
 environments' state is a pickle (:meth:`Sampler.environment_state`).
 
+A recurrent policy (an actor with a ``state_size`` S > 0 and ``act_recurrent``) acts from each
+environment's state, which the sampler carries from step to step and from one :meth:`collect` to the
+next (reset to zeros when an episode ends), records at the start of each segment in the batch with
+the episode starts, and keeps in its :meth:`~InProcessSampler.state` for checkpoints.
+
 Action masks (:mod:`.masks`) are read after every reset and step from the source the
 environments offer, acted on, and recorded in the batch. To know whether there is one before the
 policy is built, a sampler over a Discrete or MultiDiscrete action space (with ``action_masks``
@@ -55,6 +60,8 @@ class InProcessSampler:
         self.running_returns = np.zeros(self.n_envs)
         self.running_lengths = np.zeros(self.n_envs, dtype=np.int64)
         self.total_steps = 0
+        self.recurrent_states: np.ndarray | None = None  # [N, S]: a recurrent policy's states before the next step
+        self.episode_starts = np.ones(self.n_envs, dtype=bool)  # [N]: the next step begins an episode
         self.action_masks = action_masks
         self.mask_reader: MaskReader | None = None  # chosen at the first reset (None: masks "off")
         if action_masks == "auto" and mask_size(env.single_action_space) is not None:
@@ -87,6 +94,10 @@ class InProcessSampler:
         mask_list: list[np.ndarray] = []  # mask_list[t]: the masks acted on at step t (with masks only)
         infos: dict[int, dict] = {}
         step, obs, act, rng, masks = self.env.step, self.observations, policy.act, self.rng, self.masks
+        carrier, state_size = None, int(getattr(policy, "state_size", 0))
+        if state_size:  # a recurrent policy: act from each environment's state
+            carrier = StateCarrier(policy, self._states_for(state_size), self.episode_starts)
+            act = carrier.act
         reader = self.mask_reader if self.mask_reader is not None and self.mask_reader.reads_steps else None
         batch_shape, n_envs, steps_before = (self.n_envs,) + self.obs_shape, self.n_envs, self.total_steps
         try:
@@ -110,6 +121,8 @@ class InProcessSampler:
                 truncated_list.append(trunc)
                 if info:
                     infos[t] = info
+                if carrier is not None:
+                    carrier.end(term | trunc)
         except Exception as error:
             if not isinstance(error, EnvironmentValueError):  # a bad value may explain the failure
                 recorded = seen_list if seen_list and seen_list[-1] is obs else seen_list + [obs]
@@ -130,6 +143,8 @@ class InProcessSampler:
         final_index = np.argwhere(terminated | truncated)  # [M, 2] (t, n), in time order
         final_observations = self._final_observations(infos, final_index, steps_before)
         self.observations, self.masks, self.total_steps = obs, masks, steps_before + steps * n_envs
+        if carrier is not None:
+            self.recurrent_states, self.episode_starts = carrier.states, carrier.starts
         episode_returns, episode_lengths = self._finish_episodes(rewards, final_index)
         return Batch(
             observations=self._map_parts(lambda part, key: part[:-1], stored),
@@ -143,7 +158,18 @@ class InProcessSampler:
             episode_returns=episode_returns,
             episode_lengths=episode_lengths,
             action_masks=action_masks,
+            recurrent_states=None if carrier is None else carrier.initial,
+            episode_starts=None if carrier is None else np.asarray(carrier.start_list, dtype=bool).reshape(
+                steps, n_envs),
         )
+
+    def _states_for(self, size: int) -> np.ndarray:
+        """The recurrent states [N, S] the next step starts from: the carried ones, or zeros (a first
+        collect, fresh episodes, or a policy of another state size)."""
+        states = self.recurrent_states
+        if states is None or states.shape != (self.n_envs, size):
+            return np.zeros((self.n_envs, size), np.float32)
+        return states
 
     @property
     def vector_env(self) -> gym.vector.VectorEnv:
@@ -198,7 +224,9 @@ class InProcessSampler:
         return {"observations": self.observations, "masks": self.masks,
                 "running_returns": self.running_returns.copy(),
                 "running_lengths": self.running_lengths.copy(), "total_steps": int(self.total_steps),
-                "seed": self.seed, "rng": self.rng.bit_generator.state}
+                "seed": self.seed, "rng": self.rng.bit_generator.state,
+                "recurrent_states": None if self.recurrent_states is None else self.recurrent_states.copy(),
+                "episode_starts": self.episode_starts.copy()}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from a :meth:`state`; raises ValueError when it does not fit these environments."""
@@ -227,6 +255,9 @@ class InProcessSampler:
         self.total_steps = int(state["total_steps"])
         self.seed = state["seed"]
         self.rng.bit_generator.state = state["rng"]
+        states = state.get("recurrent_states")  # absent from checkpoints written before recurrent policies
+        self.recurrent_states = None if states is None else np.asarray(states, dtype=np.float32)
+        self.episode_starts = np.asarray(state.get("episode_starts", np.ones(self.n_envs)), dtype=bool)
 
     def environment_state(self) -> bytes:
         """The environments' state, pickled; empty (with a warning) when they cannot be pickled."""
@@ -254,6 +285,7 @@ class InProcessSampler:
     def restart_episodes(self, seed: int) -> None:
         """Forget the running episodes: the next :meth:`collect` resets the environments with ``seed``."""
         self.observations, self.masks = None, None
+        self.recurrent_states, self.episode_starts = None, np.ones(self.n_envs, dtype=bool)
         self.running_returns = np.zeros(self.n_envs)
         self.running_lengths = np.zeros(self.n_envs, dtype=np.int64)
         self.seed = seed
@@ -441,6 +473,36 @@ class InProcessSampler:
             raise EnvironmentValueError(
                 f"{describe_environment(self.env, env_index or 0)} returned {what} of "
                 f"{problem} from {call}() after {steps} environment steps; {space} holds numbers of shape {shape}")
+
+
+class StateCarrier:
+    """Acts like an :class:`~.protocol.Actor` for the sampler's loop, carrying a recurrent ``actor`` 's states.
+
+    ``states`` [N, S]: the states before the first step (kept as ``initial``); ``starts`` [N]: whether
+    that step begins an episode. :meth:`act` steps the actor from the current states; :meth:`end` tells
+    which environments ended an episode at that step, whose states go back to zeros.
+    ``start_list[t]`` [N] records the episode starts of step t.
+    """
+
+    def __init__(self, actor: Any, states: np.ndarray, starts: np.ndarray):
+        self.actor = actor
+        self.initial = np.asarray(states, np.float32).copy()
+        self.states = self.initial
+        self.starts = np.asarray(starts, dtype=bool)
+        self.start_list: list[np.ndarray] = []
+
+    def act(self, observations: Any, rng: np.random.Generator | None,
+            masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Actions for ``observations`` [N, ...] (drawn with ``rng``, among ``masks``), moving the states on."""
+        self.start_list.append(self.starts)
+        env_actions, stored, self.states = self.actor.act_recurrent(observations, self.states, rng, masks)
+        return env_actions, stored
+
+    def end(self, done: np.ndarray) -> None:
+        """``done`` [N]: the environments whose episode ended at this step: their states restart at zeros."""
+        self.starts = np.asarray(done, dtype=bool)
+        if self.starts.any():
+            self.states = np.where(self.starts[:, None], np.float32(0.0), self.states).astype(np.float32)
 
 
 def _named(what: str, key: str | None) -> str:

@@ -352,6 +352,10 @@ def join_batches(batches: Sequence[Batch], worker_envs: Sequence[int]) -> Batch:
         episode_lengths=[lengths[i] for i in order],
         action_masks=None if batches[0].action_masks is None else
         np.concatenate([batch.action_masks for batch in batches if batch.action_masks is not None], axis=1),
+        recurrent_states=None if batches[0].recurrent_states is None else
+        np.concatenate([batch.recurrent_states for batch in batches if batch.recurrent_states is not None]),
+        episode_starts=None if batches[0].episode_starts is None else
+        np.concatenate([batch.episode_starts for batch in batches if batch.episode_starts is not None], axis=1),
     )
 
 
