@@ -16,7 +16,8 @@ from trpo_tf.sampling import masks
 from trpo_tf.policies import distributions, encoders
 
 ACTIVATIONS = ("tanh", "relu", "elu", "sigmoid")
-HVP_METHODS = ("auto", "forward_over_backward", "double_backward", "gauss_newton")
+HVP_METHODS = ("forward_over_backward", "double_backward", "gauss_newton")
+HVP_CHOICES = ("auto",) + HVP_METHODS  # TRPOConfig.hvp_method: a method, or "auto" (see TRPOConfig.curvature_method)
 RECURRENT_CELLS = (None, "lstm", "gru")  # TRPOConfig.recurrent: no recurrence, or the cell that carries a state
 ALGORITHMS = ("trpo", "npg")  # the step: backtracked to the trust region, or the natural gradient's full step
 SCHEDULES = ("constant", "linear")  # how max_kl and value_lr change over a run (TRPOConfig.scheduled)
@@ -162,8 +163,8 @@ class TRPOConfig:
         for name in ("max_kl_schedule", "value_lr_schedule"):
             if getattr(self, name) not in SCHEDULES:
                 raise ConfigError(f"TRPOConfig.{name} must be one of {SCHEDULES}, got {getattr(self, name)!r}")
-        if self.hvp_method not in HVP_METHODS:
-            raise ConfigError(f"TRPOConfig.hvp_method must be one of {HVP_METHODS}, got {self.hvp_method!r}")
+        if self.hvp_method not in HVP_CHOICES:
+            raise ConfigError(f"TRPOConfig.hvp_method must be one of {HVP_CHOICES}, got {self.hvp_method!r}")
         self._check_int("n_workers", 1)
         self._check_float("ray_connect_timeout", 0.0, None, low_open=True)
         if self.sampler not in sampling.backend_names():

@@ -38,7 +38,7 @@ from trpo_tf.normalization import RewardScaler
 from trpo_tf.policies import make_policy, networks
 from trpo_tf.policies.networks import NetworkSpec
 from trpo_tf.policies import recurrent as rnn
-from trpo_tf.policies.policy import make_value
+from trpo_tf.policies.policy import RecurrentValue, make_value
 from trpo_tf.sampling import Batch, EnvLike, Sampler, make_env, make_sampler
 from trpo_tf.sampling.masks import checked_user_masks
 from trpo_tf.update import PolicyUpdate, RecurrentValueFit, ValueFit, trace_in_turn
@@ -524,8 +524,9 @@ class TRPO:
     def network_records(self) -> dict[str, Any]:
         """How the run directory records the policy and value networks (:func:`networks.network_record`):
         None for a built-in MLP, else the Keras config of the user's network (or why there is none)."""
+        value = self.value.network if isinstance(self.value, RecurrentValue) else self.value  # behind its cell
         return {"policy_network": networks.network_record(self.policy.network),
-                "value_network": networks.network_record(self.value)}
+                "value_network": networks.network_record(value)}
 
     def trackables(self) -> dict[str, Any]:
         """The TensorFlow state a checkpoint holds: policy (with its normalizer and head), value,
