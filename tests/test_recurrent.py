@@ -3,11 +3,25 @@ gradients through time against independent computations, sampling, resuming and 
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from trpo_tf import TRPO, trust_region
+from trpo_tf.config import TRPOConfig
+from trpo_tf.errors import ConfigError
+from trpo_tf.export.rest import rest_predict
 from trpo_tf.policies import recurrent as rnn
+from trpo_tf.policies.policy import make_policy
+from trpo_tf.sampling import InProcessSampler, make_vector_env
+from trpo_tf.update import PolicyUpdate
 
 KINDS = ("lstm", "gru")
 UNITS, FEATURES = 5, 3
@@ -64,12 +78,6 @@ def test_sequence_equals_a_numpy_loop_with_resets(cell):
 
 # --------------------------------------------------------------------------- the update, against references
 
-import gymnasium as gym  # noqa: E402
-
-from trpo_tf import trust_region  # noqa: E402
-from trpo_tf.config import TRPOConfig  # noqa: E402
-from trpo_tf.policies.policy import make_policy  # noqa: E402
-from trpo_tf.update import PolicyUpdate  # noqa: E402
 
 STEPS, ENVS, OBS = 6, 2, 2
 
@@ -237,13 +245,6 @@ def test_gradient_through_time_equals_finite_differences(segments, truncate):
 
 # --------------------------------------------------------------------------- configuration and bad input
 
-import pickle  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-from trpo_tf import TRPO  # noqa: E402
-from trpo_tf.errors import ConfigError  # noqa: E402
-from trpo_tf.sampling import InProcessSampler, make_vector_env  # noqa: E402
 
 TINY = TRPOConfig(steps_per_iteration=32, n_envs=2, policy_hidden=(4,), value_hidden=(4,), recurrent="gru",
                   recurrent_units=4, value_batch_size=16, value_epochs=2, cg_iters=3)
@@ -364,10 +365,6 @@ def test_resumed_run_equals_the_uninterrupted_one(tmp_path):
 
 # --------------------------------------------------------------------------- acting, exporting with state
 
-import json  # noqa: E402
-import os  # noqa: E402
-
-from trpo_tf.export.rest import rest_predict  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
