@@ -116,14 +116,18 @@ def test_workers_need_an_environment_id():
         TRPO(gym.make("CartPole-v1"), TRPOConfig(n_workers=2, n_envs=2))
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_ray_actors_give_the_history_of_local_worker_processes(env_id):
+@pytest.mark.parametrize("env_id, changes", [("CartPole-v1", {}), ("Pendulum-v1", {}),
+                                             ("CartPole-v1", {"recurrent": "gru", "recurrent_units": 8})],
+                         ids=["CartPole-v1", "Pendulum-v1", "CartPole-v1-gru"])
+def test_ray_actors_give_the_history_of_local_worker_processes(env_id, changes):
+    """Ray actors and local worker processes record the same history (a recurrent policy's states carried the
+    same way in both)."""
     import ray  # the [ray] extra, installed by .ci/run
 
     histories = {}
     try:
         for sampler in ("local", "ray"):
-            with TRPO(env_id, SMALL.replace(sampler=sampler), seed=1) as agent:
+            with TRPO(env_id, SMALL.replace(sampler=sampler, **changes), seed=1) as agent:
                 agent.learn(512)
                 histories[sampler] = _comparable(agent.history)
     finally:
