@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import masked_envs
 from trpo_tf import TRPO, trust_region
 from trpo_tf.config import TRPOConfig
 from trpo_tf.errors import ConfigError
@@ -272,9 +273,8 @@ def test_default_curvature_method_follows_recurrence():
 
 
 def test_action_masks_with_recurrence_are_refused_naming_both():
-    from tests.masked_envs import make
     with pytest.raises(ConfigError, match=r"TRPOConfig.recurrent='gru' cannot use the action masks .*action_masks='off'"):
-        TRPO(make(), TINY.replace(n_envs=1), seed=0)
+        TRPO(masked_envs.make(), TINY.replace(n_envs=1), seed=0)
 
 
 # --------------------------------------------------------------------------- sampling with states

@@ -205,6 +205,7 @@ def test_a_trial_created_once_the_study_has_its_trials_is_not_run():
     assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL", "FAIL"]
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")  # study.ask()
 def test_starting_a_finished_study_again_leaves_no_dead_trial_running(tmp_path):
     """A process killed after the study had its trials left one RUNNING: the next command fails it (its heartbeat
     stopped) even though it has no trial left to run."""
