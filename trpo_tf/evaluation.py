@@ -120,11 +120,12 @@ def saved_model_actor(model_dir: str, dict_observations: bool = False) -> tuple[
     import tensorflow as tf
 
     from trpo_tf.export.saved_model import load_saved_model
-    serve = load_saved_model(model_dir).signatures.get("serving_default")
+    signatures = load_saved_model(model_dir).signatures
+    serve = signatures.get("serving_default")
     if serve is None:
         raise ExportError(f"{model_dir} has no serving_default signature")
     inputs = serve.structured_input_signature[1]
-    recurrent = "state" in inputs and "initial_state" in load_saved_model(model_dir).signatures
+    recurrent = "state" in inputs and "initial_state" in signatures
     observation_inputs = {name: spec for name, spec in inputs.items()
                           if name != MASK_NAME and not (recurrent and name == "state")}
     if len(observation_inputs) != 1 and not dict_observations:
@@ -132,7 +133,7 @@ def saved_model_actor(model_dir: str, dict_observations: bool = False) -> tuple[
     input_name, input_spec = next(iter(observation_inputs.items()))
     output_name = "action" if "action" in serve.structured_outputs else next(iter(serve.structured_outputs))
     if recurrent:  # a recurrent policy: carry the state from call to call, from initial_state at resets
-        initial_state = load_saved_model(model_dir).signatures["initial_state"]
+        initial_state = signatures["initial_state"]
 
         def step(observations: Any, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             fed = dict(observations) if isinstance(observations, dict) else {input_name: observations}
