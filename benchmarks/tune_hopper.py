@@ -1,10 +1,11 @@
 """Tuning benchmark: ``trpo-tf tune`` on Hopper-v5, then the best config against the preset on five seeds.
 
-    python benchmarks/tune_hopper.py                 # 50 trials × 1M steps (--jobs 2), then 5 seeds × 1M each
+    python benchmarks/tune_hopper.py                 # 50 trials × 1M steps (--jobs 2), then 5 seeds × 1M each,
+                                                     # into benchmarks/results/tune/hopper-1m
     python benchmarks/tune_hopper.py --quick         # smoke run: 2 trials × 4,096 steps, then 1 seed × 4,096 each
     python benchmarks/tune_hopper.py --report        # only rebuild summary.md from --out
-    python benchmarks/tune_hopper.py --trials 16 --timesteps 300000 --benchmark-timesteps 1000000 --jobs 1
-                                                     # shorter trials; the five seeds at the published budget
+    python benchmarks/tune_hopper.py --trials 20 --timesteps 500000 --benchmark-timesteps 1000000 \
+        --out benchmarks/results/tune/hopper-500k    # shorter trials; the five seeds at the published budget
 
 Phase 1 runs ``trpo-tf tune ENV --trials N --timesteps T --jobs J --out OUT/study`` (the study is an SQLite
 file there, so running this script again continues it; the wall time of every invocation is added up in
@@ -127,12 +128,16 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="seeds of phase 2")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "tune"))
+    parser.add_argument("--out", help="results directory (default: benchmarks/results/tune/hopper-1m, with --quick "
+                                      "runs/tune-hopper-quick; a relative path keeps the recorded commands portable)")
     parser.add_argument("--report", action="store_true", help="only rebuild summary.md")
     parser.add_argument("--quick", action="store_true", help="2 trials × 4,096 steps, 1 seed, 2 evaluation episodes")
     args = parser.parse_args()
     if args.quick:
         args.trials, args.timesteps, args.seeds, args.eval_episodes = 2, 4096, [0], 2
+    if args.out is None:
+        args.out = (os.path.join("runs", "tune-hopper-quick") if args.quick
+                    else os.path.relpath(os.path.join(HERE, "results", "tune", "hopper-1m")))
     if args.benchmark_timesteps is None:
         args.benchmark_timesteps = args.timesteps
     os.makedirs(args.out, exist_ok=True)
